@@ -1,0 +1,492 @@
+//! The endpoint secret: where the source, the destination and the readers are.
+//!
+//! # JSON shape (the `SecretString` of one Secrets Manager secret)
+//!
+//! ```json
+//! {
+//!   "source":      { "url": "http://influxdb.internal:8086" },
+//!   "destination": { "url": "https://abc123.us-east-1.timestream-influxdb.amazonaws.com:8086" },
+//!   "read": "source",
+//!   "mappings": {
+//!     "buckets": { "telegraf": "telegraf", "app/autogen": "app" },
+//!     "orgs":    { "old-org": "new-org" },
+//!     "tokens":  { "<source token>": "<destination token>" }
+//!   }
+//! }
+//! ```
+//!
+//! - `source`, `destination`: the two databases (`url`, and `skip_verify: true` only for a
+//!   server with a certificate that cannot be verified — TLS verification is on by default).
+//! - `read`: which of the two answers reads, `"source"` or `"destination"`. `cutover` sets it to
+//!   `"destination"`, `rollback` back to `"source"`.
+//! - `mappings` (optional), for a live migration of only some buckets, or when names or tokens
+//!   differ between the two databases; applied only on the way to the destination:
+//!   - `buckets`: when present and not empty, only writes to these buckets (v2 `bucket`, or v1
+//!     `db` / `db/rp`) are replayed to the destination, renamed to the value; other writes reach
+//!     only the source;
+//!   - `orgs`: `org` / `orgID` values renamed;
+//!   - `tokens`: a client's source token replaced by the destination token.
+//!
+//! # Cache
+//!
+//! Every function reads the secret through [`SecretCache`]: a value is reused for a configurable
+//! time (`SECRET_TTL_SECONDS`, default 15 s), so a cutover reaches every router within that time.
+//! When a refresh fails the last good value keeps being served (and the refresh is retried at
+//! most every few seconds): a Secrets Manager outage must not become a database outage. Secret
+//! values never appear in logs or errors.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use crate::envelope::{Api, WriteParams};
+use crate::sensitive::Sensitive;
+
+/// The default cache time.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(15);
+/// After a failed refresh, how long a stale value is served before trying again.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(2);
+
+/// Why the secret could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("reading secret {id} from Secrets Manager failed: {reason}")]
+    Fetch { id: String, reason: String },
+    #[error("secret {id} has no SecretString")]
+    Empty { id: String },
+    #[error("secret {id} is not the endpoint secret's JSON shape: {reason}")]
+    Shape { id: String, reason: String },
+}
+
+/// One database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_verify: bool,
+}
+
+impl Endpoint {
+    /// The URL without any trailing slash.
+    pub fn base(&self) -> &str {
+        self.url.trim_end_matches('/')
+    }
+
+    /// Scheme, host and port only (what may be logged or shown).
+    pub fn host(&self) -> String {
+        host_of(&self.url)
+    }
+}
+
+/// Scheme, host and port of a URL, without path, query or credentials.
+pub fn host_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+    if scheme.is_empty() { authority.to_string() } else { format!("{scheme}://{authority}") }
+}
+
+/// Which database answers reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Source,
+    Destination,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Source => "source",
+            Role::Destination => "destination",
+        }
+    }
+}
+
+/// Renames applied on the way to the destination.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mappings {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub buckets: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub orgs: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tokens: BTreeMap<Sensitive, Sensitive>,
+}
+
+/// What the destination should receive for a write, after the mappings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mapped {
+    /// Replay with these parameters and this credential.
+    Write { params: WriteParams, authorization: Option<Sensitive> },
+    /// The bucket is not part of this migration: the source gets it, the destination does not.
+    NotMigrated,
+}
+
+impl Mappings {
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty() && self.orgs.is_empty() && self.tokens.is_empty()
+    }
+
+    /// Applies the mappings to one write.
+    pub fn apply(&self, api: Api, params: &WriteParams, authorization: Option<&Sensitive>) -> Mapped {
+        let mut p = params.clone();
+        if !self.buckets.is_empty() {
+            match api {
+                Api::V2 => match p.bucket.as_ref().and_then(|b| self.buckets.get(b)) {
+                    Some(to) => p.bucket = Some(to.clone()),
+                    None => return Mapped::NotMigrated,
+                },
+                Api::V1 => {
+                    let db = p.db.clone().unwrap_or_default();
+                    let with_rp = p.rp.as_ref().map(|rp| format!("{db}/{rp}"));
+                    let hit = with_rp
+                        .as_ref()
+                        .and_then(|k| self.buckets.get(k))
+                        .or_else(|| self.buckets.get(&db))
+                        .cloned();
+                    match hit {
+                        Some(to) => match to.split_once('/') {
+                            Some((d, r)) => {
+                                p.db = Some(d.to_string());
+                                p.rp = Some(r.to_string());
+                            }
+                            None => p.db = Some(to),
+                        },
+                        None => return Mapped::NotMigrated,
+                    }
+                }
+            }
+        }
+        if let Some(org) = p.org.as_ref().and_then(|o| self.orgs.get(o)) {
+            p.org = Some(org.clone());
+        }
+        if let Some(org) = p.org_id.as_ref().and_then(|o| self.orgs.get(o)) {
+            p.org_id = Some(org.clone());
+        }
+        Mapped::Write { params: p, authorization: authorization.map(|a| self.map_token(a)) }
+    }
+
+    /// The credential with its token replaced when the mappings name it.
+    pub fn map_token(&self, authorization: &Sensitive) -> Sensitive {
+        if self.tokens.is_empty() {
+            return authorization.clone();
+        }
+        let value = authorization.expose();
+        let (scheme, token) = match value.split_once(' ') {
+            Some((s, t)) => (Some(s), t.trim()),
+            None => (None, value),
+        };
+        match self.tokens.get(&Sensitive::new(token)) {
+            Some(to) => match scheme {
+                Some(s) => Sensitive::new(format!("{s} {}", to.expose())),
+                None => to.clone(),
+            },
+            None => authorization.clone(),
+        }
+    }
+}
+
+/// The endpoint secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointSecret {
+    pub source: Endpoint,
+    pub destination: Endpoint,
+    pub read: Role,
+    #[serde(default, skip_serializing_if = "Mappings::is_empty")]
+    pub mappings: Mappings,
+}
+
+impl EndpointSecret {
+    /// Parses the secret's JSON; the error says what is wrong without echoing values.
+    pub fn parse(id: &str, json: &str) -> Result<EndpointSecret, SecretError> {
+        let secret: EndpointSecret = serde_json::from_str(json).map_err(|e| SecretError::Shape {
+            id: id.to_string(),
+            // serde_json's messages name fields and positions, never the values of strings.
+            reason: format!("{} at line {} column {}", classify_json_error(&e), e.line(), e.column()),
+        })?;
+        for (role, ep) in [("source", &secret.source), ("destination", &secret.destination)] {
+            if !(ep.url.starts_with("http://") || ep.url.starts_with("https://")) {
+                return Err(SecretError::Shape {
+                    id: id.to_string(),
+                    reason: format!("{role}.url must start with http:// or https://"),
+                });
+            }
+        }
+        Ok(secret)
+    }
+
+    pub fn endpoint(&self, role: Role) -> &Endpoint {
+        match role {
+            Role::Source => &self.source,
+            Role::Destination => &self.destination,
+        }
+    }
+
+    /// The endpoint reads go to.
+    pub fn read_endpoint(&self) -> &Endpoint {
+        self.endpoint(self.read)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+fn classify_json_error(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    // Keep serde's description (e.g. "missing field `read`", "unknown variant `x`") but cut the
+    // location it appends, which we add ourselves.
+    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+    if msg.contains("unknown variant") {
+        "\"read\" must be \"source\" or \"destination\"".to_string()
+    } else {
+        msg
+    }
+}
+
+/// Where secret values come from (Secrets Manager in production).
+pub trait SecretSource: Send + Sync {
+    /// A short name for errors and logs (the secret ID, never its value).
+    fn id(&self) -> &str;
+    /// The current `SecretString`.
+    fn fetch(&self) -> impl Future<Output = Result<String, SecretError>> + Send;
+}
+
+/// Reads `AWSCURRENT` of one secret with aws-sdk-secretsmanager.
+#[derive(Debug, Clone)]
+pub struct SecretsManagerSource {
+    client: aws_sdk_secretsmanager::Client,
+    secret_id: String,
+}
+
+impl SecretsManagerSource {
+    pub fn new(client: aws_sdk_secretsmanager::Client, secret_id: impl Into<String>) -> Self {
+        SecretsManagerSource { client, secret_id: secret_id.into() }
+    }
+}
+
+impl SecretSource for SecretsManagerSource {
+    fn id(&self) -> &str {
+        &self.secret_id
+    }
+
+    async fn fetch(&self) -> Result<String, SecretError> {
+        let out = self.client.get_secret_value().secret_id(&self.secret_id).send().await.map_err(|e| {
+            SecretError::Fetch {
+                id: self.secret_id.clone(),
+                reason: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+            }
+        })?;
+        out.secret_string.ok_or_else(|| SecretError::Empty { id: self.secret_id.clone() })
+    }
+}
+
+#[derive(Debug)]
+struct Cached {
+    value: Arc<EndpointSecret>,
+    fresh_until: Instant,
+}
+
+/// The endpoint secret, cached; serves the last good value when a refresh fails.
+#[derive(Debug)]
+pub struct SecretCache<S> {
+    source: S,
+    ttl: Duration,
+    state: Mutex<Option<Cached>>,
+}
+
+impl<S: SecretSource> SecretCache<S> {
+    pub fn new(source: S, ttl: Duration) -> SecretCache<S> {
+        SecretCache { source, ttl, state: Mutex::new(None) }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The secret: cached while fresh, refreshed when not, and the last good value when the
+    /// refresh fails. An error only when no value was ever read.
+    pub async fn get(&self) -> Result<Arc<EndpointSecret>, SecretError> {
+        let mut state = self.state.lock().await;
+        if let Some(c) = state.as_ref()
+            && Instant::now() < c.fresh_until
+        {
+            return Ok(c.value.clone());
+        }
+        let fetched = match self.source.fetch().await {
+            Ok(json) => EndpointSecret::parse(self.source.id(), &json),
+            Err(e) => Err(e),
+        };
+        match fetched {
+            Ok(secret) => {
+                let value = Arc::new(secret);
+                *state = Some(Cached { value: value.clone(), fresh_until: Instant::now() + self.ttl });
+                Ok(value)
+            }
+            Err(e) => match state.as_mut() {
+                Some(c) => {
+                    tracing::warn!(secret_id = self.source.id(), error = %e, "secret refresh failed; serving the last good value");
+                    c.fresh_until = Instant::now() + RETRY_AFTER_FAILURE.min(self.ttl);
+                    Ok(c.value.clone())
+                }
+                None => Err(e),
+            },
+        }
+    }
+}
+
+/// Reads the cache time from `SECRET_TTL_SECONDS` (default 15 s).
+pub fn ttl_from_env() -> Duration {
+    std::env::var("SECRET_TTL_SECONDS")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(DEFAULT_TTL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const JSON: &str =
+        r#"{"source":{"url":"http://src:8086"},"destination":{"url":"https://dst:8086/"},"read":"source"}"#;
+
+    struct Scripted {
+        answers: std::sync::Mutex<Vec<Result<String, ()>>>,
+        calls: AtomicUsize,
+    }
+
+    impl SecretSource for Scripted {
+        fn id(&self) -> &str {
+            "test-secret"
+        }
+        async fn fetch(&self) -> Result<String, SecretError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let mut a = self.answers.lock().unwrap();
+            let next = if a.len() > 1 { a.remove(0) } else { a[0].clone() };
+            next.map_err(|_| SecretError::Fetch { id: "test-secret".into(), reason: "unreachable".into() })
+        }
+    }
+
+    fn scripted(answers: Vec<Result<String, ()>>) -> Scripted {
+        Scripted { answers: std::sync::Mutex::new(answers), calls: AtomicUsize::new(0) }
+    }
+
+    #[test]
+    fn parses_the_documented_shape() {
+        let s = EndpointSecret::parse("id", JSON).unwrap();
+        assert_eq!(s.read, Role::Source);
+        assert_eq!(s.read_endpoint().base(), "http://src:8086");
+        assert_eq!(s.destination.base(), "https://dst:8086");
+        assert!(s.mappings.is_empty());
+    }
+
+    #[test]
+    fn shape_errors_name_the_problem_without_values() {
+        let e = EndpointSecret::parse(
+            "id",
+            r#"{"source":{"url":"http://a"},"destination":{"url":"http://b"},"read":"sideways"}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("\"read\" must be"), "{e}");
+        assert!(!e.contains("sideways"), "{e}");
+        let e = EndpointSecret::parse(
+            "id",
+            r#"{"source":{"url":"ftp://secret-host"},"destination":{"url":"http://b"},"read":"source"}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("source.url must start with http"), "{e}");
+        assert!(!e.contains("secret-host"), "{e}");
+    }
+
+    #[test]
+    fn host_of_drops_path_and_credentials() {
+        assert_eq!(host_of("https://user:pw@db.example.com:8086/path?q=1"), "https://db.example.com:8086");
+        assert_eq!(host_of("http://127.0.0.1:9999"), "http://127.0.0.1:9999");
+    }
+
+    #[tokio::test]
+    async fn cache_serves_fresh_values_without_refetching() {
+        let cache = SecretCache::new(scripted(vec![Ok(JSON.into())]), Duration::from_secs(60));
+        cache.get().await.unwrap();
+        cache.get().await.unwrap();
+        assert_eq!(cache.source.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn cache_keeps_the_last_good_value_when_refresh_fails() {
+        let cache = SecretCache::new(scripted(vec![Ok(JSON.into()), Err(())]), Duration::from_millis(1));
+        let first = cache.get().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let second = cache.get().await.unwrap();
+        assert_eq!(first, second);
+        assert_eq!(cache.source.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn cache_fails_when_nothing_was_ever_read() {
+        let cache = SecretCache::new(scripted(vec![Err(())]), Duration::from_secs(1));
+        assert!(matches!(cache.get().await, Err(SecretError::Fetch { .. })));
+    }
+
+    #[tokio::test]
+    async fn cache_follows_a_flip_after_the_ttl() {
+        let flipped = JSON.replace("\"read\":\"source\"", "\"read\":\"destination\"");
+        let cache = SecretCache::new(scripted(vec![Ok(JSON.into()), Ok(flipped)]), Duration::from_millis(20));
+        assert_eq!(cache.get().await.unwrap().read, Role::Source);
+        assert_eq!(cache.get().await.unwrap().read, Role::Source);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(cache.get().await.unwrap().read, Role::Destination);
+    }
+
+    fn v2(bucket: &str) -> WriteParams {
+        WriteParams { org: Some("old-org".into()), bucket: Some(bucket.into()), ..Default::default() }
+    }
+
+    #[test]
+    fn mappings_rename_filter_and_swap_tokens() {
+        let m: Mappings = serde_json::from_str(
+            r#"{"buckets":{"a":"a2","db/rp":"x"},"orgs":{"old-org":"new-org"},"tokens":{"src-tok":"dst-tok"}}"#,
+        )
+        .unwrap();
+        let auth = Sensitive::new("Token src-tok");
+        match m.apply(Api::V2, &v2("a"), Some(&auth)) {
+            Mapped::Write { params, authorization } => {
+                assert_eq!(params.bucket.as_deref(), Some("a2"));
+                assert_eq!(params.org.as_deref(), Some("new-org"));
+                assert_eq!(authorization.unwrap().expose(), "Token dst-tok");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(m.apply(Api::V2, &v2("not-listed"), Some(&auth)), Mapped::NotMigrated);
+        let v1 = WriteParams { db: Some("db".into()), rp: Some("rp".into()), ..Default::default() };
+        match m.apply(Api::V1, &v1, None) {
+            Mapped::Write { params, .. } => {
+                assert_eq!(params.db.as_deref(), Some("x"));
+                assert_eq!(params.rp.as_deref(), Some("rp"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let other_token = Sensitive::new("Token unknown");
+        assert_eq!(m.map_token(&other_token), other_token);
+    }
+
+    #[test]
+    fn empty_mappings_change_nothing() {
+        let m = Mappings::default();
+        let auth = Sensitive::new("Token t");
+        assert_eq!(
+            m.apply(Api::V2, &v2("b"), Some(&auth)),
+            Mapped::Write { params: v2("b"), authorization: Some(auth.clone()) }
+        );
+    }
+}

@@ -1,0 +1,72 @@
+//! Where the installed test bed lives.
+//!
+//! `tests/testbed/install.sh` writes `tests/testbed/env` with the paths of the binaries it built or
+//! installed into the per-user cache. Each path can also be given directly in the environment
+//! (`INFLUXD_BIN`, `INFLUX_BIN`, `MOTO_SERVER_BIN`, `CFN_LINT_BIN`, `CARGO_LAMBDA_BIN`), which wins.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The installed test bed: paths of the real programs tests start.
+#[derive(Debug, Clone)]
+pub struct TestBed {
+    pub influxd: PathBuf,
+    pub influx: PathBuf,
+    pub moto_server: PathBuf,
+    pub cfn_lint: PathBuf,
+    pub cargo_lambda: PathBuf,
+    /// The virtualenv's `bin` directory (cargo-lambda finds its zig there).
+    pub venv_bin: PathBuf,
+}
+
+const INSTALL_HINT: &str =
+    "run `tests/testbed/install.sh` (or the README's test command, which runs it) first";
+
+impl TestBed {
+    /// The test bed, or a panic that says what is missing and how to install it.
+    pub fn get() -> &'static TestBed {
+        static BED: OnceLock<Result<TestBed, String>> = OnceLock::new();
+        match BED.get_or_init(TestBed::locate) {
+            Ok(bed) => bed,
+            Err(why) => panic!("the test bed is not installed: {why}; {INSTALL_HINT}"),
+        }
+    }
+
+    /// The repository's root directory.
+    pub fn repo_root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    }
+
+    fn locate() -> Result<TestBed, String> {
+        let env_file = Self::repo_root().join("tests/testbed/env");
+        let mut vars = HashMap::new();
+        if let Ok(text) = std::fs::read_to_string(&env_file) {
+            for line in text.lines() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                if let Some((k, v)) = line.split_once('=') {
+                    vars.insert(k.trim().to_string(), v.trim().to_string());
+                }
+            }
+        }
+        let path_of = |name: &str| -> Result<PathBuf, String> {
+            let value = std::env::var(name)
+                .ok()
+                .or_else(|| vars.get(name).cloned())
+                .ok_or_else(|| format!("{name} is not set and {} does not name it", env_file.display()))?;
+            let path = PathBuf::from(value);
+            if path.exists() { Ok(path) } else { Err(format!("{name}={} does not exist", path.display())) }
+        };
+        Ok(TestBed {
+            influxd: path_of("INFLUXD_BIN")?,
+            influx: path_of("INFLUX_BIN")?,
+            moto_server: path_of("MOTO_SERVER_BIN")?,
+            cfn_lint: path_of("CFN_LINT_BIN")?,
+            cargo_lambda: path_of("CARGO_LAMBDA_BIN")?,
+            venv_bin: path_of("VENV_BIN")?,
+        })
+    }
+}

@@ -1,0 +1,250 @@
+//! A small HTTP proxy that sits in front of a real server and injects faults.
+//!
+//! Faults: added latency on every request; the next N requests answered 503 with `Retry-After`
+//! (InfluxDB's error shape); every request answered 503 for a while; the next N connections reset
+//! (TCP RST before any response); the next N requests stalled (held without an answer, then the
+//! connection dropped). Everything else is forwarded byte for byte.
+//!
+//! The proxy closes each connection after one response, so a per-connection fault is a
+//! per-request fault even for clients that pool connections.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Default)]
+struct Faults {
+    latency_ms: AtomicU64,
+    fail_next: AtomicU64,
+    retry_after_s: AtomicU64,
+    reset_next: AtomicU64,
+    stall_next: AtomicU64,
+    stall_ms: AtomicU64,
+    fail_until: Mutex<Option<Instant>>,
+    seen: AtomicU64,
+    forwarded: AtomicU64,
+    failed: AtomicU64,
+    reset: AtomicU64,
+    stalled: AtomicU64,
+}
+
+/// Takes one from a counter if it is above zero.
+fn take(counter: &AtomicU64) -> bool {
+    counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+}
+
+/// A running fault proxy; stops when dropped.
+#[derive(Debug)]
+pub struct FaultProxy {
+    pub url: String,
+    faults: Arc<Faults>,
+    task: JoinHandle<()>,
+}
+
+/// What the proxy has seen so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyStats {
+    pub seen: u64,
+    pub forwarded: u64,
+    pub failed: u64,
+    pub reset: u64,
+    pub stalled: u64,
+}
+
+impl FaultProxy {
+    /// Starts a proxy on a free loopback port forwarding to `upstream` (e.g. `http://127.0.0.1:8086`).
+    pub async fn start(upstream: &str) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fault proxy");
+        let addr: SocketAddr = listener.local_addr().expect("proxy address");
+        let faults = Arc::new(Faults::default());
+        let upstream = upstream.trim_end_matches('/').to_string();
+        let client = reqwest::Client::builder()
+            .no_gzip()
+            .timeout(Duration::from_secs(300))
+            .build()
+            .expect("proxy http client");
+        let state = faults.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let state = state.clone();
+                let client = client.clone();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    if take(&state.reset_next) {
+                        state.seen.fetch_add(1, Ordering::SeqCst);
+                        state.reset.fetch_add(1, Ordering::SeqCst);
+                        let mut stream = stream;
+                        let mut buf = [0u8; 1024];
+                        let _ = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await;
+                        // SO_LINGER 0: close() sends RST instead of FIN.
+                        let _ = stream.set_zero_linger();
+                        drop(stream);
+                        return;
+                    }
+                    let svc =
+                        service_fn(move |req| handle(req, state.clone(), client.clone(), upstream.clone()));
+                    let _ = http1::Builder::new()
+                        .keep_alive(false)
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        FaultProxy { url: format!("http://{addr}"), faults, task }
+    }
+
+    /// Adds `latency` before every request is forwarded.
+    pub fn set_latency(&self, latency: Duration) {
+        self.faults.latency_ms.store(latency.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Answers the next `n` requests with 503 and `Retry-After: retry_after_s`.
+    pub fn fail_next(&self, n: u64, retry_after_s: u64) {
+        self.faults.retry_after_s.store(retry_after_s, Ordering::SeqCst);
+        self.faults.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Answers every request with 503 (`Retry-After: retry_after_s`) for `period` from now.
+    pub fn fail_for(&self, period: Duration, retry_after_s: u64) {
+        self.faults.retry_after_s.store(retry_after_s, Ordering::SeqCst);
+        *self.faults.fail_until.lock().expect("fault lock") = Some(Instant::now() + period);
+    }
+
+    /// Resets the next `n` connections before answering.
+    pub fn reset_next(&self, n: u64) {
+        self.faults.reset_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Holds the next `n` requests for `hold` without answering, then drops the connection.
+    pub fn stall_next(&self, n: u64, hold: Duration) {
+        self.faults.stall_ms.store(hold.as_millis() as u64, Ordering::SeqCst);
+        self.faults.stall_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Clears every fault.
+    pub fn heal(&self) {
+        self.faults.latency_ms.store(0, Ordering::SeqCst);
+        self.faults.fail_next.store(0, Ordering::SeqCst);
+        self.faults.reset_next.store(0, Ordering::SeqCst);
+        self.faults.stall_next.store(0, Ordering::SeqCst);
+        *self.faults.fail_until.lock().expect("fault lock") = None;
+    }
+
+    /// Counters of what the proxy did.
+    pub fn stats(&self) -> ProxyStats {
+        let f = &self.faults;
+        ProxyStats {
+            seen: f.seen.load(Ordering::SeqCst),
+            forwarded: f.forwarded.load(Ordering::SeqCst),
+            failed: f.failed.load(Ordering::SeqCst),
+            reset: f.reset.load(Ordering::SeqCst),
+            stalled: f.stalled.load(Ordering::SeqCst),
+        }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Debug)]
+struct Stalled;
+impl std::fmt::Display for Stalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stalled by the fault proxy")
+    }
+}
+impl std::error::Error for Stalled {}
+
+async fn handle(
+    req: Request<Incoming>,
+    faults: Arc<Faults>,
+    client: reqwest::Client,
+    upstream: String,
+) -> Result<Response<Full<Bytes>>, Stalled> {
+    faults.seen.fetch_add(1, Ordering::SeqCst);
+    let latency = faults.latency_ms.load(Ordering::SeqCst);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    if take(&faults.stall_next) {
+        faults.stalled.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(faults.stall_ms.load(Ordering::SeqCst))).await;
+        return Err(Stalled);
+    }
+    let in_window = faults.fail_until.lock().expect("fault lock").is_some_and(|until| Instant::now() < until);
+    if in_window || take(&faults.fail_next) {
+        faults.failed.fetch_add(1, Ordering::SeqCst);
+        // Drain the body so the client sees the answer rather than a broken pipe.
+        let _ = req.into_body().collect().await;
+        let body = r#"{"code":"unavailable","message":"service unavailable (injected by the fault proxy)"}"#;
+        let resp = Response::builder()
+            .status(503)
+            .header("Content-Type", "application/json; charset=utf-8")
+            .header("Retry-After", faults.retry_after_s.load(Ordering::SeqCst).to_string())
+            .header("X-Platform-Error-Code", "unavailable")
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .expect("static response");
+        return Ok(resp);
+    }
+    Ok(forward(req, &client, &upstream, &faults).await)
+}
+
+async fn forward(
+    req: Request<Incoming>,
+    client: &reqwest::Client,
+    upstream: &str,
+    faults: &Faults,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return bad_gateway(&format!("reading the request body: {e}")),
+    };
+    let mut out = client.request(parts.method.clone(), format!("{upstream}{path}"));
+    for (name, value) in &parts.headers {
+        if !matches!(name.as_str(), "host" | "connection" | "content-length" | "transfer-encoding") {
+            out = out.header(name, value);
+        }
+    }
+    let resp = match out.body(body).send().await {
+        Ok(r) => r,
+        Err(e) => return bad_gateway(&format!("upstream {upstream}: {e}")),
+    };
+    faults.forwarded.fetch_add(1, Ordering::SeqCst);
+    let mut builder = Response::builder().status(resp.status());
+    for (name, value) in resp.headers() {
+        if !matches!(name.as_str(), "connection" | "content-length" | "transfer-encoding") {
+            builder = builder.header(name, value);
+        }
+    }
+    let bytes = resp.bytes().await.unwrap_or_default();
+    builder.body(Full::new(bytes)).unwrap_or_else(|_| bad_gateway("building the response"))
+}
+
+fn bad_gateway(why: &str) -> Response<Full<Bytes>> {
+    let body =
+        serde_json::json!({"code": "internal error", "message": format!("fault proxy: {why}")}).to_string();
+    Response::builder()
+        .status(502)
+        .header("Content-Type", "application/json; charset=utf-8")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}

@@ -1,0 +1,172 @@
+//! A function binary behind the real Lambda runtime API of `cargo lambda watch`.
+//!
+//! `cargo lambda watch --only-lambda-apis` serves the Lambda runtime API and the Invoke API
+//! without building anything; the function binary that `cargo build` made is started next to it
+//! with `AWS_LAMBDA_RUNTIME_API` pointing there, exactly as the Lambda service starts `bootstrap`.
+//! Tests then invoke it with event JSON through `POST /2015-03-31/functions/{name}/invocations`.
+//! Several binary processes on one runtime API poll the same queue, which is how a test gets
+//! concurrent instances of one function.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::bed::TestBed;
+use crate::ports::free_port;
+use crate::process::ChildGuard;
+
+/// A `cargo lambda watch` runtime API with one or more instances of a function binary.
+#[derive(Debug)]
+pub struct LambdaRuntime {
+    watch: ChildGuard,
+    instances: Vec<ChildGuard>,
+    dir: tempfile::TempDir,
+    pub name: String,
+    binary: PathBuf,
+    env: Vec<(String, String)>,
+    pub port: u16,
+    http: reqwest::Client,
+}
+
+/// What an invocation returned.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub status: u16,
+    pub payload: Value,
+}
+
+/// Path of a workspace binary built by `cargo build` (debug profile unless `CARGO_PROFILE` or
+/// `TESTBED_PROFILE` says otherwise).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| TestBed::repo_root().join("target"));
+    let profile = std::env::var("TESTBED_PROFILE").unwrap_or_else(|_| "debug".into());
+    let path = target.join(profile).join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run `cargo build --workspace --bins` first (the README's test command does)",
+        path.display()
+    );
+    path
+}
+
+impl LambdaRuntime {
+    /// Starts `cargo lambda watch --only-lambda-apis` and one instance of the workspace binary
+    /// `name` with `env` (plus the Lambda runtime variables).
+    pub async fn start(name: &str, env: &[(String, String)]) -> LambdaRuntime {
+        Self::start_binary(name, workspace_binary(name), env).await
+    }
+
+    /// As [`LambdaRuntime::start`] with an explicit binary path.
+    pub async fn start_binary(name: &str, binary: PathBuf, env: &[(String, String)]) -> LambdaRuntime {
+        let bed = TestBed::get();
+        let dir = tempfile::Builder::new().prefix(&format!("lambda-{name}-")).tempdir().expect("temp dir");
+        let port = free_port();
+        let mut cmd = Command::new(&bed.cargo_lambda);
+        let path = format!("{}:{}", bed.venv_bin.display(), std::env::var("PATH").unwrap_or_default());
+        cmd.current_dir(TestBed::repo_root())
+            .env("PATH", path)
+            .args(["lambda", "watch", "--only-lambda-apis", "--ignore-changes", "--quiet"])
+            .args(["--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()])
+            .args(["--timeout", "900"]);
+        let mut watch = ChildGuard::spawn("cargo-lambda-watch", cmd, &dir.path().join("watch.log"))
+            .expect("spawn cargo lambda watch");
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(900)).build().expect("http client");
+        // The runtime API answers once it is listening; poll a cheap path.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = watch.exited() {
+                panic!("cargo lambda watch exited ({status}): {}", watch.log_tail(3000));
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "cargo lambda watch did not listen: {}", watch.log_tail(3000));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut runtime = LambdaRuntime {
+            watch,
+            instances: Vec::new(),
+            dir,
+            name: name.to_string(),
+            binary,
+            env: env.to_vec(),
+            port,
+            http,
+        };
+        runtime.add_instance();
+        runtime
+    }
+
+    /// Starts one more instance of the function on the same runtime API.
+    pub fn add_instance(&mut self) {
+        let index = self.instances.len();
+        let mut cmd = Command::new(&self.binary);
+        cmd.env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}/.rt", self.port))
+            .env("AWS_LAMBDA_FUNCTION_NAME", &self.name)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let log = self.dir.path().join(format!("{}-{index}.log", self.name));
+        let guard = ChildGuard::spawn(&self.name, cmd, &log).expect("spawn function binary");
+        self.instances.push(guard);
+    }
+
+    /// Kills instance `index` (SIGKILL), as a crashed or timed-out Lambda would be.
+    pub fn kill_instance(&mut self, index: usize) {
+        if let Some(i) = self.instances.get_mut(index) {
+            i.kill();
+        }
+    }
+
+    /// Kills every instance and starts one fresh one (a cold start).
+    pub fn restart(&mut self) {
+        for i in &mut self.instances {
+            i.kill();
+        }
+        self.instances.clear();
+        self.add_instance();
+    }
+
+    /// Invokes the function with `event` and returns the response payload.
+    pub async fn invoke(&self, event: &Value) -> Invocation {
+        let url = format!("http://127.0.0.1:{}/2015-03-31/functions/{}/invocations", self.port, self.name);
+        let resp = self
+            .http
+            .post(url)
+            .json(event)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("invoke {}: {e}; logs:\n{}", self.name, self.logs()));
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let payload = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Invocation { status, payload }
+    }
+
+    /// The function instances' logs and the runtime API's log, for assertion messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for i in &self.instances {
+            out.push_str(&format!("--- {} (pid {}):\n{}\n", i.name(), i.pid(), i.log_tail(6000)));
+        }
+        out.push_str(&format!("--- cargo lambda watch:\n{}\n", self.watch.log_tail(2000)));
+        out
+    }
+
+    /// Everything the function instances have logged so far.
+    pub fn function_log(&self) -> String {
+        self.instances
+            .iter()
+            .map(|i| String::from_utf8_lossy(&std::fs::read(i.log_path()).unwrap_or_default()).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
