@@ -2,7 +2,7 @@
 //!
 //! `tests/testbed/install.sh` writes `tests/testbed/env` with the paths of the binaries it built or
 //! installed into the per-user cache. Each path can also be given directly in the environment
-//! (`INFLUXD_BIN`, `INFLUX_BIN`, `MOTO_SERVER_BIN`, `CFN_LINT_BIN`, `CARGO_LAMBDA_BIN`), which wins.
+//! (`INFLUXD_BIN`, `INFLUX_BIN`, `MOTO_SERVER_BIN`, `CFN_LINT_BIN`, `CARGO_LAMBDA_BIN`, `AWS_CLI_BIN`), which wins.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,8 @@ pub struct TestBed {
     pub moto_server: PathBuf,
     pub cfn_lint: PathBuf,
     pub cargo_lambda: PathBuf,
+    /// The AWS CLI (v1, from the virtualenv), used by the deploy scripts.
+    pub aws_cli: PathBuf,
     /// The virtualenv's `bin` directory (cargo-lambda finds its zig there).
     pub venv_bin: PathBuf,
 }
@@ -66,6 +68,7 @@ impl TestBed {
             moto_server: path_of("MOTO_SERVER_BIN")?,
             cfn_lint: path_of("CFN_LINT_BIN")?,
             cargo_lambda: path_of("CARGO_LAMBDA_BIN")?,
+            aws_cli: path_of("AWS_CLI_BIN")?,
             venv_bin: path_of("VENV_BIN")?,
         })
     }

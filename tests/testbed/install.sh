@@ -4,7 +4,7 @@
 #     (no `make`, no UI: see ../shared/docs/building-influxd.md for why each step is there);
 #   - the influx CLI (v2.3.0: the only version the reachable Go module proxy serves; see below);
 #   - a project-local, git-ignored Python virtualenv (.venv) with pinned moto[server], cfn-lint
-#     and cargo-lambda (which brings its own zig).
+#     cargo-lambda (which brings its own zig) and the AWS CLI (for the deploy scripts).
 #
 # Built binaries live in a per-user cache keyed by version ($MIGRATION_CACHE, by default
 # ${XDG_CACHE_HOME:-~/.cache}/influx-live-migration), never in the repository, so a second run on
@@ -23,7 +23,7 @@ FLUX_VERSION=v0.196.1
 # (checked 2026-11-25 for v2.0.0 .. v2.8.0). v2.3.0 is the same client generation: the same
 # manifest-version-2 backup format and the same /api/v2/backup and /api/v2/restore calls.
 INFLUX_CLI_VERSION=v2.3.0
-PY_REQUIREMENTS=("moto[server]==5.2.5" "cfn-lint==1.58.0" "cargo-lambda==1.9.2")
+PY_REQUIREMENTS=("moto[server]==5.2.5" "cfn-lint==1.58.0" "cargo-lambda==1.9.2" "awscli==1.46.3")
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -172,7 +172,7 @@ else
   printf '%s' "$wanted" > "$stamp"
   note "created: $venv"
 fi
-for tool in moto_server cfn-lint cargo-lambda; do
+for tool in moto_server cfn-lint cargo-lambda aws; do
   [ -x "$venv/bin/$tool" ] || fail "$venv/bin/$tool is missing after install" "delete $venv and run again"
 done
 note "$("$venv/bin/cargo-lambda" lambda --version 2>/dev/null || "$venv/bin/cargo-lambda" --version)"
@@ -186,6 +186,7 @@ INFLUX_BIN=$influx_bin
 MOTO_SERVER_BIN=$venv/bin/moto_server
 CFN_LINT_BIN=$venv/bin/cfn-lint
 CARGO_LAMBDA_BIN=$venv/bin/cargo-lambda
+AWS_CLI_BIN=$venv/bin/aws
 VENV_BIN=$venv/bin
 ENV
 note "test bed ready in $(( $(date +%s) - started_at )) s"
