@@ -1,0 +1,295 @@
+//! Line protocol as influxd 2.7.12 reads it: where a body's lines start and end, which lines it
+//! refuses and why, and the time it gives a line without one.
+//!
+//! The gateway must refuse a malformed write exactly as influxd would (same status, same
+//! `{"code","message"}` body, nothing stored) and must stamp lines that carry no timestamp with
+//! its receive time, so that the source and the destination store the same points when the
+//! stream is replayed later. "Exactly as influxd" means its *parser*, `models.ParsePointsWithPrecision`
+//! (models/points.go), not the line-protocol spec: the two differ (see below), and the contract
+//! is the server's behaviour. Each rule is ported in `split` (how a body is cut into lines) and
+//! `point` (how a line is parsed), next to the Go function it mirrors; `storage` adds the few
+//! refusals that come later in influxd but depend on the line alone.
+//!
+//! What a body goes through (`ParsePointsWithPrecision`, `http/points/points_parser.go`):
+//! 1. it is cut into lines by `scanLine` (newlines inside quoted string values and after a
+//!    backslash do not end a line);
+//! 2. blank lines (spaces, tabs, NUL) and lines whose first non-blank byte is `#` are skipped;
+//! 3. leading spaces/tabs/NULs are dropped, and so is a newline at the very end of the line —
+//!    nothing else: a `\r` before the `\n` stays part of the line (influxd 2.7.12 refuses
+//!    `cpu v=1\r` as "invalid number", and stores `cpu s="x"\r` with the string value `x"`);
+//! 4. every line is parsed; **every** refused line is reported, each as
+//!    `unable to parse '<line>': <reason>`, joined with `\n`, no cap; one refused line refuses
+//!    the whole body: 400, code `invalid`, nothing stored;
+//! 5. the storage then drops lines it cannot store (422 `unprocessable entity`, the other lines
+//!    *are* stored) or fails the write (500) — see [`RejectKind`].
+//!
+//! Lines are slices of the body ([`Line::text`]); besides the `Vec` that [`validate`] returns and
+//! small scratch buffers reused from line to line, only refused lines allocate.
+//!
+//! Known limit of re-sending accepted lines: influxd cuts lines with a state machine that
+//! differs from its parser's, so a line that influxd accepted at the *end* of a body while its
+//! cutter still thought it was inside a quoted value (e.g. `m\\ a="b v=1` with no newline after
+//! it) would swallow whatever follows it if it were written before other lines. Real clients do
+//! not write such lines; [`Line::write_stamped`] documents the rest.
+
+mod go_text;
+mod point;
+mod precision;
+mod split;
+mod storage;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::io::Write as _;
+
+use crate::influx_error::{ErrorCode, InfluxError};
+
+pub use precision::{InvalidPrecision, Precision, V1Precision};
+pub use split::{RawLine, SplitLines};
+
+/// One logical line (a point) of a write body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Line<'a> {
+    /// The point's bytes as influxd's parser reads them: no leading blanks, no terminating
+    /// `'\n'`; never blank, never a comment. influxd drops no `\r`, so neither do we.
+    pub text: &'a [u8],
+    /// 1-based number of the physical line on which it starts (quoted string fields can hold
+    /// `'\n'`).
+    pub number: usize,
+    /// Whether the line ends with a timestamp.
+    pub has_timestamp: bool,
+}
+
+impl Line<'_> {
+    /// Appends the line to `out`, terminated by `'\n'`, so that influxd reads the same point from
+    /// it: a line without a timestamp gets `timestamp` (in the request's precision, e.g. from
+    /// [`Precision::timestamp_for`]).
+    ///
+    /// The timestamp is appended after the line; trailing blanks are harmless there. The one
+    /// exception is a line whose timestamp scan stopped at a newline (influxd then ignores
+    /// everything after it, e.g. ` m=" v=1 \nanything`): only the key and fields are written, as
+    /// appending would leave the stamp unread.
+    pub fn write_stamped(&self, timestamp: i64, out: &mut Vec<u8>) {
+        if self.has_timestamp {
+            out.extend_from_slice(self.text);
+        } else {
+            let text = if memchr::memchr(b'\n', self.text).is_some() {
+                let mut scratch = point::Scratch::default();
+                match point::parse_point(self.text, Precision::Nanoseconds, &mut scratch) {
+                    Ok(parsed) => &self.text[..parsed.fields_end],
+                    Err(_) => self.text,
+                }
+            } else {
+                self.text
+            };
+            out.extend_from_slice(text);
+            // Writing to a Vec cannot fail.
+            let _ = write!(out, " {timestamp}");
+        }
+        out.push(b'\n');
+    }
+}
+
+/// What influxd does with a refused line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectKind {
+    /// influxd answers 400 (`invalid`): a parse error; the whole request is refused, nothing is
+    /// stored.
+    Parse,
+    /// influxd parses the line but its storage drops it whatever data already exists, and answers
+    /// 422 (`unprocessable entity`, `partial write`) while storing the request's other lines.
+    /// In 2.7.12: a point whose every field is named `time`, a point giving one field two types
+    /// (`v=1,v="x"`), and a string value longer than 1 MiB (`tsdb.MaxFieldValueLength`). A type
+    /// conflict with stored data or with another line of the same body is not detected here:
+    /// it depends on the database (and on the shard each line's time falls in).
+    Unprocessable,
+    /// influxd parses the line but its storage engine cannot convert one of its values and the
+    /// whole write fails with 500 (`internal error`, `unexpected error writing points to
+    /// database: engine: ...`) — or, for a value the engine sees as a lone `"`, influxd 2.7.12
+    /// panics and exits without answering. Only lines with an even run of backslashes before a
+    /// field key's `=` get here (`m a\\=1,b=2` is stored, `m a\\=",b=1"` is a 500 and
+    /// `m \=\\="=" 1` crashes the server); such a line must never be forwarded.
+    Internal,
+}
+
+/// Why a line is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineError {
+    /// 1-based number of the physical line on which the refused line starts.
+    pub number: usize,
+    /// The line as influxd quotes it (leading blanks and a final newline removed), lossily as
+    /// UTF-8 the way Go's JSON encoder does it (each invalid byte becomes U+FFFD).
+    pub text: String,
+    /// influxd's reason, e.g. `missing fields`, `invalid number`,
+    /// `unable to parse integer 9223372036854775808: strconv.ParseInt: parsing "9223372036854775808": value out of range`.
+    pub reason: String,
+    pub kind: RejectKind,
+}
+
+/// influxd's message for this line written alone: `unable to parse '<text>': <reason>` for a
+/// parse error (models/points.go), `failure writing points to database: partial write: <reason>
+/// dropped=1` for a 422, `unexpected error writing points to database: <reason>` for a 500.
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            RejectKind::Parse => write!(f, "unable to parse '{}': {}", self.text, self.reason),
+            RejectKind::Unprocessable => {
+                write!(f, "failure writing points to database: partial write: {} dropped=1", self.reason)
+            }
+            RejectKind::Internal => write!(f, "unexpected error writing points to database: {}", self.reason),
+        }
+    }
+}
+
+impl std::error::Error for LineError {}
+
+/// Every refused line of a body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyError {
+    pub errors: Vec<LineError>,
+}
+
+impl BodyError {
+    fn any(&self, kind: RejectKind) -> bool {
+        self.errors.iter().any(|e| e.kind == kind)
+    }
+
+    /// influxd's error code: `invalid` if any line fails to parse, else `internal error` if the
+    /// engine would fail, else `unprocessable entity`.
+    pub fn code(&self) -> ErrorCode {
+        if self.any(RejectKind::Parse) || self.errors.is_empty() {
+            ErrorCode::Invalid
+        } else if self.any(RejectKind::Internal) {
+            ErrorCode::Internal
+        } else {
+            ErrorCode::UnprocessableEntity
+        }
+    }
+
+    /// 400 if any line fails to parse, else 500 if any line makes the engine fail, else 422.
+    pub fn status(&self) -> u16 {
+        self.code().status()
+    }
+
+    /// influxd's message text:
+    /// - parse errors: every refused line's `unable to parse '<line>': <reason>`, in body order,
+    ///   joined with `\n` (`ParsePointsWithPrecision`); lines only the storage refuses are not
+    ///   mentioned, as influxd never gets that far;
+    /// - else engine failures: `unexpected error writing points to database: <first reason>`;
+    /// - else `failure writing points to database: partial write: <first reason> dropped=<n>`
+    ///   (`tsdb.PartialWriteError`). influxd reports per shard: when the dropped lines fall in
+    ///   different shard groups (times a shard-group duration apart) it names only one shard's
+    ///   first reason and count; this message counts them all.
+    pub fn message(&self) -> String {
+        match self.code() {
+            ErrorCode::Invalid => {
+                let parse = self.errors.iter().filter(|e| e.kind == RejectKind::Parse);
+                parse.map(LineError::to_string).collect::<Vec<_>>().join("\n")
+            }
+            ErrorCode::Internal => {
+                let first = self.errors.iter().find(|e| e.kind == RejectKind::Internal);
+                first.map(LineError::to_string).unwrap_or_default()
+            }
+            _ => {
+                let dropped: Vec<&LineError> =
+                    self.errors.iter().filter(|e| e.kind == RejectKind::Unprocessable).collect();
+                format!(
+                    "failure writing points to database: partial write: {} dropped={}",
+                    dropped.first().map(|e| e.reason.as_str()).unwrap_or_default(),
+                    dropped.len()
+                )
+            }
+        }
+    }
+
+    /// The error as influxd would answer it (status, code, message).
+    pub fn to_influx_error(&self) -> InfluxError {
+        InfluxError::new(self.code(), self.message())
+    }
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+/// Iterator over a body's lines, validating each; see [`lines`].
+#[derive(Debug, Clone)]
+pub struct Lines<'a> {
+    split: SplitLines<'a>,
+    precision: Precision,
+    scratch: point::Scratch,
+}
+
+/// Iterates over a body's points, skipping blank lines and comments, each validated as influxd
+/// 2.7.12 would validate it with this precision (the precision decides which timestamps are in
+/// range).
+pub fn lines(body: &[u8], precision: Precision) -> Lines<'_> {
+    Lines { split: SplitLines::new(body), precision, scratch: point::Scratch::default() }
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = Result<Line<'a>, LineError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let raw = self.split.next()?;
+            let block = raw.bytes;
+            // ParsePointsWithPrecision: skip empty and all-blank lines and comments, drop the
+            // leading blanks and one final newline, parse the rest.
+            let start = point::skip_whitespace(block, 0);
+            if start >= block.len() || block[start] == b'#' {
+                continue;
+            }
+            let end = if block.ends_with(b"\n") { block.len() - 1 } else { block.len() };
+            let text = &block[start..end];
+            let refused = match point::parse_point(text, self.precision, &mut self.scratch) {
+                Err(reason) => Some((RejectKind::Parse, reason.render(text))),
+                Ok(parsed) => match storage::check(text, &parsed, self.precision) {
+                    None => {
+                        return Some(Ok(Line {
+                            text,
+                            number: raw.number,
+                            has_timestamp: parsed.timestamp.is_some(),
+                        }));
+                    }
+                    refused => refused,
+                },
+            };
+            let (kind, reason) = refused?;
+            return Some(Err(LineError {
+                number: raw.number,
+                text: go_text::lossy(text),
+                reason: go_text::lossy(&reason),
+                kind,
+            }));
+        }
+    }
+}
+
+/// Validates a whole body as influxd does: every line, or every refused line.
+pub fn validate(body: &[u8], precision: Precision) -> Result<Vec<Line<'_>>, BodyError> {
+    let mut accepted = Vec::with_capacity(memchr::memchr_iter(b'\n', body).count() + 1);
+    let mut errors = Vec::new();
+    for line in lines(body, precision) {
+        match line {
+            Ok(line) if errors.is_empty() => accepted.push(line),
+            Ok(_) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() { Ok(accepted) } else { Err(BodyError { errors }) }
+}
+
+/// Cuts a body into lines exactly where influxd cuts it, without validating: blank lines and
+/// comments included, never inside a quoted string field. For splitting a body that is too
+/// large: a piece made of whole lines, each followed by the `'\n'` that ended it in the body,
+/// is read by influxd exactly as those lines were read in the whole body (the cutter's state
+/// starts afresh at each line).
+pub fn split_lines(body: &[u8]) -> SplitLines<'_> {
+    SplitLines::new(body)
+}
