@@ -73,3 +73,18 @@ impl TestBed {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_binary_is_named_with_the_install_command() {
+        // SAFETY (edition 2024 marks set_var unsafe): this unit test binary sets this variable
+        // only here and reads it in the same thread.
+        unsafe { std::env::set_var("INFLUXD_BIN", "/nonexistent/influxd") };
+        let err = TestBed::locate().unwrap_err();
+        assert!(err.contains("INFLUXD_BIN=/nonexistent/influxd does not exist"), "{err}");
+        assert!(INSTALL_HINT.contains("tests/testbed/install.sh"));
+    }
+}

@@ -60,7 +60,9 @@ pub fn parse_annotated_csv(text: &str) -> Vec<FluxRecord> {
                     if let Some(dt) = datatypes.get(i) {
                         rec.datatypes.insert(name.clone(), dt.clone());
                     }
-                    rec.values.insert(name, cell.to_string());
+                    // Flux writes CSV with Go's encoding/csv and UseCRLF: a '\n' inside a quoted
+                    // cell comes out as "\r\n" (and a lone '\r' is dropped), so undo the first.
+                    rec.values.insert(name, cell.replace("\r\n", "\n"));
                 }
                 out.push(rec);
             }

@@ -52,10 +52,16 @@ impl Influxd {
 
     /// As [`Influxd::start`], naming the instance in logs and panics (e.g. "source").
     pub async fn start_named(name: &str) -> Influxd {
+        Self::start_with_token(name, &format!("operator-token-{}", rand::random::<u64>())).await
+    }
+
+    /// As [`Influxd::start_named`], onboarded with a chosen operator token (two servers sharing a
+    /// token stand for a source and a destination after a full migration).
+    pub async fn start_with_token(name: &str, token: &str) -> Influxd {
         let bed = TestBed::get();
         let mut last_error = String::new();
         for _attempt in 0..3 {
-            match Self::try_start(bed, name).await {
+            match Self::try_start(bed, name, token).await {
                 Ok(server) => return server,
                 Err(e) => last_error = e,
             }
@@ -63,7 +69,7 @@ impl Influxd {
         panic!("could not start {name} (influxd {}): {last_error}", bed.influxd.display());
     }
 
-    async fn try_start(bed: &TestBed, name: &str) -> Result<Influxd, String> {
+    async fn try_start(bed: &TestBed, name: &str, token: &str) -> Result<Influxd, String> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("{name}-"))
             .tempdir()
@@ -107,7 +113,6 @@ impl Influxd {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
 
-        let token = format!("operator-token-{}", rand::random::<u64>());
         let resp = http
             .post(format!("{url}/api/v2/setup"))
             .json(&json!({
@@ -221,15 +226,15 @@ impl Influxd {
         rows
     }
 
-    /// Number of field values stored in `bucket` (all time).
+    /// Number of field values stored in `bucket` (all time): counted per series (tables of one
+    /// value type each) and summed here.
     pub async fn count(&self, bucket: &str) -> u64 {
         let rows = self
             .query(&format!(
-                "from(bucket: \"{bucket}\") |> range(start: 0, stop: 2262-01-01T00:00:00Z) \
-                 |> group() |> count(column: \"_time\")"
+                "from(bucket: \"{bucket}\") |> range(start: 0, stop: 2262-01-01T00:00:00Z) |> count()"
             ))
             .await;
-        rows.iter().filter_map(|r| r.get("_time").and_then(|v| v.parse::<u64>().ok())).sum()
+        rows.iter().filter_map(|r| r.get("_value").and_then(|v| v.parse::<u64>().ok())).sum()
     }
 
     /// Sends any request to the server's API with the operator token.

@@ -21,13 +21,31 @@ use crate::process::ChildGuard;
 #[derive(Debug)]
 pub struct LambdaRuntime {
     watch: ChildGuard,
-    instances: Vec<ChildGuard>,
+    instances: std::sync::Mutex<Vec<ChildGuard>>,
     dir: tempfile::TempDir,
     pub name: String,
     binary: PathBuf,
     env: Vec<(String, String)>,
     pub port: u16,
     http: reqwest::Client,
+}
+
+/// Invokes a function from any task; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Invoker {
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Invoker {
+    /// Invokes with `event`; an error when the runtime API does not answer.
+    pub async fn invoke(&self, event: &Value) -> Result<Invocation, String> {
+        let resp = self.http.post(&self.url).json(event).send().await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        let payload = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok(Invocation { status, payload })
+    }
 }
 
 /// What an invocation returned.
@@ -89,7 +107,7 @@ impl LambdaRuntime {
         }
         let mut runtime = LambdaRuntime {
             watch,
-            instances: Vec::new(),
+            instances: std::sync::Mutex::new(Vec::new()),
             dir,
             name: name.to_string(),
             binary,
@@ -103,9 +121,10 @@ impl LambdaRuntime {
 
     /// Starts one more instance of the function on the same runtime API.
     pub fn add_instance(&mut self) {
-        let index = self.instances.len();
+        let index = self.lock().len();
         let mut cmd = Command::new(&self.binary);
-        cmd.env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}/.rt", self.port))
+        // cargo lambda watch serves one runtime queue per function name at /.rt/<name>.
+        cmd.env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{}/.rt/{}", self.port, self.name))
             .env("AWS_LAMBDA_FUNCTION_NAME", &self.name)
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
@@ -116,45 +135,71 @@ impl LambdaRuntime {
         }
         let log = self.dir.path().join(format!("{}-{index}.log", self.name));
         let guard = ChildGuard::spawn(&self.name, cmd, &log).expect("spawn function binary");
-        self.instances.push(guard);
+        self.lock().push(guard);
     }
 
     /// Kills instance `index` (SIGKILL), as a crashed or timed-out Lambda would be.
     pub fn kill_instance(&mut self, index: usize) {
-        if let Some(i) = self.instances.get_mut(index) {
+        if let Some(i) = self.lock().get_mut(index) {
             i.kill();
         }
     }
 
     /// Kills every instance and starts one fresh one (a cold start).
     pub fn restart(&mut self) {
-        for i in &mut self.instances {
-            i.kill();
+        {
+            let mut instances = self.lock();
+            for i in instances.iter_mut() {
+                i.kill();
+            }
+            instances.clear();
         }
-        self.instances.clear();
         self.add_instance();
     }
 
-    /// Invokes the function with `event` and returns the response payload.
+    /// Invokes the function with `event` and returns the response payload. Panics with the logs
+    /// when every instance of the function has exited (a crashed function never answers).
     pub async fn invoke(&self, event: &Value) -> Invocation {
         let url = format!("http://127.0.0.1:{}/2015-03-31/functions/{}/invocations", self.port, self.name);
-        let resp = self
-            .http
-            .post(url)
-            .json(event)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("invoke {}: {e}; logs:\n{}", self.name, self.logs()));
+        let request = self.http.post(url).json(event).send();
+        tokio::pin!(request);
+        let resp = loop {
+            tokio::select! {
+                r = &mut request => break r,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                    let all_dead = {
+                        let mut instances = self.lock();
+                        !instances.is_empty() && instances.iter_mut().all(|i| i.exited().is_some())
+                    };
+                    if all_dead {
+                        panic!("every instance of {} has exited; logs:\n{}", self.name, self.logs());
+                    }
+                }
+            }
+        };
+        let resp = resp.unwrap_or_else(|e| panic!("invoke {}: {e}; logs:\n{}", self.name, self.logs()));
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
         let payload = serde_json::from_str(&text).unwrap_or(Value::String(text));
         Invocation { status, payload }
     }
 
+    /// A handle for invoking from several tasks at once (no liveness check).
+    pub fn invoker(&self) -> Invoker {
+        Invoker {
+            url: format!("http://127.0.0.1:{}/2015-03-31/functions/{}/invocations", self.port, self.name),
+            http: self.http.clone(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ChildGuard>> {
+        self.instances.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// The function instances' logs and the runtime API's log, for assertion messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();
-        for i in &self.instances {
+        for i in self.lock().iter() {
             out.push_str(&format!("--- {} (pid {}):\n{}\n", i.name(), i.pid(), i.log_tail(6000)));
         }
         out.push_str(&format!("--- cargo lambda watch:\n{}\n", self.watch.log_tail(2000)));
@@ -163,7 +208,7 @@ impl LambdaRuntime {
 
     /// Everything the function instances have logged so far.
     pub fn function_log(&self) -> String {
-        self.instances
+        self.lock()
             .iter()
             .map(|i| String::from_utf8_lossy(&std::fs::read(i.log_path()).unwrap_or_default()).into_owned())
             .collect::<Vec<_>>()

@@ -12,11 +12,13 @@
 //! tests never skip silently.
 
 pub mod bed;
+pub mod events;
 pub mod fault_proxy;
 pub mod flux;
 pub mod influxd;
 pub mod lambda;
 pub mod moto;
+pub mod poller;
 pub mod ports;
 pub mod process;
 

@@ -23,6 +23,16 @@ impl ChildGuard {
         let out = File::options().create(true).append(true).open(log)?;
         let err = out.try_clone()?;
         command.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
+        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe; it makes the kernel kill the child
+        // when the thread that spawned it exits, so a test process killed from outside (CI
+        // timeout, Ctrl-C) leaves no server behind. Tests spawn from runtime worker threads that
+        // live until the test ends, when the guards kill the children anyway.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+                Ok(())
+            });
+        }
         let child = command.spawn()?;
         Ok(ChildGuard { child: Some(child), name: name.to_string(), log: log.to_path_buf() })
     }

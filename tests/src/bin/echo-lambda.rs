@@ -1,0 +1,19 @@
+//! The smallest real Lambda function: answers every invocation with the event it got, its own
+//! request ID and function name. The test bed's smoke test runs it behind `cargo lambda watch` to
+//! prove the Lambda runtime API works on this machine before any product function relies on it.
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::{Value, json};
+
+async fn echo(event: LambdaEvent<Value>) -> Result<Value, Error> {
+    Ok(json!({
+        "echo": event.payload,
+        "request_id": event.context.request_id,
+        "function_name": std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default(),
+    }))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::run(service_fn(echo)).await
+}
