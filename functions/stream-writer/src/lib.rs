@@ -1,0 +1,138 @@
+//! The stream-writer: a batch of Kinesis records replayed, in order, into one database.
+//!
+//! A batch's journey ([`handle`]):
+//! 1. The endpoint secret names this instance's database (`TARGET`) and, for the destination,
+//!    the optional bucket/org/token mappings.
+//! 2. [`batch::plan`] decodes the records (in shard order) and groups consecutive records that
+//!    go to the same place with the same credential into one write, up to `MAX_WRITE_BYTES`.
+//! 3. [`replay::Replayer::run`] sends each write (the records' gzip bodies concatenated: a valid
+//!    gzip stream), following the failure classes of DESIGN.md: done; 413 split and resend; 400/422
+//!    narrowed down to the guilty record, which goes whole to dead-letter storage with the
+//!    database's answer; 401/403/404 and transient errors retried with backoff until the
+//!    invocation's time is nearly up.
+//! 4. The answer names the first record not durably written (`batchItemFailures`): Lambda
+//!    checkpoints before it and retries from there, so nothing after a failure is skipped and
+//!    nothing before it is written twice more than needed (replays are idempotent anyway: every
+//!    line carries its timestamp).
+
+pub mod batch;
+pub mod config;
+pub mod dead_letter;
+pub mod replay;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
+use shared::influx_client::{ClientOptions, http_client};
+use shared::secret::{SecretCache, SecretsManagerSource};
+
+pub use batch::{Item, Step, WriteGroup};
+pub use config::{Config, ConfigError};
+pub use dead_letter::DeadLetters;
+pub use replay::{Replayer, Stats, Stop};
+
+/// Everything a batch needs, built once per cold start.
+pub struct Deps {
+    pub config: Config,
+    pub secret: SecretCache<SecretsManagerSource>,
+    pub http: reqwest::Client,
+    pub dead_letters: DeadLetters,
+}
+
+/// Why the function could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Client(#[from] shared::influx_client::ClientError),
+}
+
+impl Deps {
+    /// Builds the clients; makes no network call.
+    pub fn new(config: Config, aws: &aws_config::SdkConfig) -> Result<Deps, StartError> {
+        let secret = SecretCache::new(
+            SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(aws), config.secret_id.clone()),
+            config.secret_ttl,
+        );
+        let http = http_client(&ClientOptions {
+            timeout: config.write_timeout,
+            connect_timeout: Duration::from_secs(5),
+            skip_verify: config.skip_verify,
+        })?;
+        let dead_letters = DeadLetters::new(
+            dead_letter::s3_client(aws),
+            config.dead_letter_bucket.clone(),
+            config.dead_letter_prefix.clone(),
+            config.target,
+        );
+        Ok(Deps { config, secret, http, dead_letters })
+    }
+}
+
+/// When this invocation must stop retrying and answer: the Lambda deadline less a margin for the
+/// answer itself.
+pub fn deadline_of(ctx: &lambda_runtime::Context) -> Instant {
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let remaining = Duration::from_millis(ctx.deadline.saturating_sub(now_ms));
+    Instant::now() + remaining.saturating_sub(Duration::from_secs(3)).max(Duration::from_millis(500))
+}
+
+/// Replays one Kinesis batch and answers with the first record not durably written, if any.
+pub async fn handle(deps: &Deps, event: &KinesisEvent, deadline: Instant) -> KinesisEventResponse {
+    let started = Instant::now();
+    let items: Vec<Item<'_>> =
+        event.records.iter().enumerate().map(|(i, r)| Item::from_event(i, r)).collect();
+    let mut response = KinesisEventResponse::default();
+    let Some(first) = items.first() else { return response };
+    let target = deps.config.target.as_str();
+    let secret = match deps.secret.get().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(target, error = %e, "cannot read the endpoint secret; the whole batch will be retried");
+            response.batch_item_failures.push(failure(first.sequence_number));
+            return response;
+        }
+    };
+    let endpoint = secret.endpoint(deps.config.target);
+    let steps = batch::plan(&items, deps.config.target, &secret.mappings, deps.config.max_write_bytes);
+    let replayer = Replayer::new(&deps.http, endpoint, &deps.dead_letters, deadline);
+    let outcome = replayer.run(&items, &steps).await;
+    let stats = replayer.stats();
+    match outcome {
+        Ok(()) => {
+            tracing::info!(
+                target,
+                endpoint = %endpoint.host(),
+                records = items.len(),
+                writes = stats.writes,
+                dead_lettered = stats.dead_lettered,
+                skipped = stats.skipped,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "batch written"
+            );
+        }
+        Err(stop) => {
+            let item = &items[stop.at];
+            tracing::warn!(
+                target,
+                endpoint = %endpoint.host(),
+                records = items.len(),
+                written_before = stop.at,
+                retry_from = item.sequence_number,
+                reason = %stop.reason,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "batch stopped; Lambda will retry from the first record not written"
+            );
+            response.batch_item_failures.push(failure(item.sequence_number));
+        }
+    }
+    response
+}
+
+fn failure(sequence_number: &str) -> KinesisBatchItemFailure {
+    let mut f = KinesisBatchItemFailure::default();
+    f.item_identifier = Some(sequence_number.to_string());
+    f
+}

@@ -1,0 +1,259 @@
+//! Sending the planned writes, in order, and deciding what each answer means.
+//!
+//! Each write follows DESIGN.md's failure classes (`shared::influx_client::classify`):
+//! - done: next write;
+//! - 413: a write of several records is split in two and each half resent; a single record is
+//!   split at line boundaries (never inside a quoted string) until it fits; a single line that
+//!   still does not fit is bad data;
+//! - 400 / 422: the data is bad. When several records were coalesced, each is resent on its own
+//!   so that only the guilty one goes to dead-letter storage (resending the innocent ones is
+//!   idempotent: every line carries its timestamp). The record goes whole, with the answer;
+//! - 401 / 403 / 404 (configuration) and 429 / 5xx / timeouts (transient): retried with
+//!   backoff, honouring `Retry-After`, until the invocation's deadline; then the batch stops at
+//!   that record and Lambda retries from there. Nothing is ever dropped.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use shared::envelope::{Api, WriteParams, gzip};
+use shared::influx_client::{Backoff, RetryClass, WriteAction, send_write, write_request};
+use shared::line_protocol::split_lines;
+use shared::secret::Endpoint;
+use shared::sensitive::Sensitive;
+
+use crate::batch::{Item, Step, WriteGroup};
+use crate::dead_letter::{DeadLetter, DeadLetters};
+
+/// Where a batch stopped: the first record not durably written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stop {
+    pub at: usize,
+    pub reason: String,
+}
+
+/// Counters for the batch's log line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub writes: usize,
+    pub dead_lettered: usize,
+    pub skipped: usize,
+}
+
+/// Sends one batch's writes to one database.
+pub struct Replayer<'a> {
+    http: &'a reqwest::Client,
+    endpoint: &'a Endpoint,
+    dead_letters: &'a DeadLetters,
+    deadline: Instant,
+    writes: AtomicUsize,
+    dead_lettered: AtomicUsize,
+    skipped: AtomicUsize,
+}
+
+/// Where a write goes and as whom.
+struct Target<'g> {
+    api: Api,
+    params: &'g WriteParams,
+    authorization: Option<&'g Sensitive>,
+}
+
+type Boxed<'f, T> = Pin<Box<dyn Future<Output = T> + Send + 'f>>;
+
+impl<'a> Replayer<'a> {
+    pub fn new(
+        http: &'a reqwest::Client,
+        endpoint: &'a Endpoint,
+        dead_letters: &'a DeadLetters,
+        deadline: Instant,
+    ) -> Self {
+        Replayer {
+            http,
+            endpoint,
+            dead_letters,
+            deadline,
+            writes: AtomicUsize::new(0),
+            dead_lettered: AtomicUsize::new(0),
+            skipped: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            writes: self.writes.load(Ordering::Relaxed),
+            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Runs the steps in order; stops at the first record that could not be written.
+    pub async fn run(&self, items: &[Item<'_>], steps: &[Step]) -> Result<(), Stop> {
+        for step in steps {
+            match step {
+                Step::Skip { .. } => {
+                    self.skipped.fetch_add(1, Ordering::Relaxed);
+                }
+                Step::Unreadable { index, error } => {
+                    let item = &items[*index];
+                    self.dead_letter(item, None, format!("not a readable stream record: {error}"), None)
+                        .await?;
+                }
+                Step::Write(group) => self.write_group(items, group, &group.items).await?,
+            }
+        }
+        Ok(())
+    }
+
+    fn write_group<'f>(
+        &'f self,
+        items: &'f [Item<'f>],
+        group: &'f WriteGroup,
+        members: &'f [usize],
+    ) -> Boxed<'f, Result<(), Stop>> {
+        Box::pin(async move {
+            let target =
+                Target { api: group.api, params: &group.params, authorization: group.authorization.as_ref() };
+            let mut body = Vec::new();
+            for i in members {
+                if let Ok(r) = &items[*i].decoded {
+                    body.extend_from_slice(r.gzip_body);
+                }
+            }
+            match self.send(&target, Bytes::from(body), members[0]).await? {
+                WriteAction::Done => Ok(()),
+                WriteAction::Split if members.len() > 1 => {
+                    let (left, right) = members.split_at(members.len() / 2);
+                    self.write_group(items, group, left).await?;
+                    self.write_group(items, group, right).await
+                }
+                WriteAction::Split => self.split_record(items, &target, members[0]).await,
+                WriteAction::DeadLetter { .. } if members.len() > 1 => {
+                    // Find the guilty record(s): each on its own, in order.
+                    for i in members {
+                        self.write_group(items, group, std::slice::from_ref(i)).await?;
+                    }
+                    Ok(())
+                }
+                WriteAction::DeadLetter { status, reason } => {
+                    self.dead_letter(&items[members[0]], Some(&target), reason, Some(status)).await
+                }
+                WriteAction::Retry { .. } => unreachable_retry(members[0]),
+            }
+        })
+    }
+
+    /// A single record the database found too large: send it in pieces of whole lines.
+    async fn split_record(&self, items: &[Item<'_>], target: &Target<'_>, index: usize) -> Result<(), Stop> {
+        let item = &items[index];
+        let raw = match &item.decoded {
+            Ok(r) => r.body().map_err(|e| Stop {
+                at: index,
+                reason: format!("decompressing a record to split it: {e}"),
+            })?,
+            Err(e) => return Err(Stop { at: index, reason: e.to_string() }),
+        };
+        let mut pending: Vec<Vec<u8>> = vec![raw];
+        while let Some(piece) = pending.pop() {
+            let starts: Vec<usize> = split_lines(&piece).map(|l| l.start).collect();
+            let body = gzip(&piece).map_err(|e| Stop { at: index, reason: e.to_string() })?;
+            match self.send(target, Bytes::from(body), index).await? {
+                WriteAction::Done => {}
+                WriteAction::Split if starts.len() > 1 => {
+                    let cut = starts[starts.len() / 2];
+                    // Handle the first half first: push the second half below it.
+                    pending.push(piece[cut..].to_vec());
+                    pending.push(piece[..cut].to_vec());
+                }
+                WriteAction::Split => {
+                    return self
+                        .dead_letter(
+                            item,
+                            Some(target),
+                            "a single line is larger than the database accepts (413)".into(),
+                            Some(413),
+                        )
+                        .await;
+                }
+                WriteAction::DeadLetter { status, reason } => {
+                    return self.dead_letter(item, Some(target), reason, Some(status)).await;
+                }
+                WriteAction::Retry { .. } => return unreachable_retry(index),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one body, retrying configuration and transient failures until the deadline. Never
+    /// returns `Retry`: when time runs out it stops the batch at `index`.
+    async fn send(&self, target: &Target<'_>, gzip_body: Bytes, index: usize) -> Result<WriteAction, Stop> {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        loop {
+            let req = write_request(
+                self.http,
+                self.endpoint.base(),
+                target.api,
+                target.params,
+                target.authorization,
+                gzip_body.clone(),
+            );
+            let action = send_write(req).await;
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            let WriteAction::Retry { class, status, reason, retry_after } = action else { return Ok(action) };
+            let wait = backoff.next_delay(retry_after);
+            let host = self.endpoint.host();
+            match class {
+                RetryClass::Configuration => tracing::error!(
+                    endpoint = %host, status, reason = %reason, api = ?target.api, bucket = target.params.bucket.as_deref().or(target.params.db.as_deref()),
+                    "the database refuses this write's credential, org or bucket: fix the configuration; the write is retried, never dropped"
+                ),
+                RetryClass::Transient => {
+                    tracing::warn!(endpoint = %host, status, reason = %reason, wait_ms = wait.as_millis() as u64, "write failed; retrying")
+                }
+            }
+            if Instant::now() + wait >= self.deadline {
+                let status = status.map(|s| s.to_string()).unwrap_or_else(|| "no answer".into());
+                return Err(Stop { at: index, reason: format!("{status} from {host}: {reason}") });
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        item: &Item<'_>,
+        target: Option<&Target<'_>>,
+        reason: String,
+        status: Option<u16>,
+    ) -> Result<(), Stop> {
+        let letter = DeadLetter::new(
+            self.dead_letters.target(),
+            item,
+            self.endpoint,
+            target.map(|t| (t.api, t.params)),
+            status,
+            &reason,
+        );
+        match self.dead_letters.put(&letter).await {
+            Ok(key) => {
+                self.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    key = %key, status, reason = %reason, shard = item.shard_id, sequence_number = item.sequence_number,
+                    "record refused by the database as bad data; kept in dead-letter storage and skipped"
+                );
+                Ok(())
+            }
+            Err(e) => Err(Stop {
+                at: item.index,
+                reason: format!("could not store a refused record in dead-letter storage: {e}"),
+            }),
+        }
+    }
+}
+
+fn unreachable_retry(index: usize) -> Result<(), Stop> {
+    // `send` turns every Retry into a Stop; reaching this would be a bug, and the safe answer is
+    // to stop the batch here so the record is retried rather than skipped.
+    Err(Stop { at: index, reason: "internal: a retry escaped the retry loop".into() })
+}
