@@ -19,6 +19,7 @@
 //! - [`influx_error`]: InfluxDB's error body (`{"code","message"}`) and its status codes.
 //! - [`sensitive`]: a wrapper that keeps tokens out of `Debug`, `Display` and logs.
 //! - [`logging`]: tracing set-up (JSON in Lambda).
+//! - [`sdk`]: the AWS SDK configuration with bounded retries and timeouts.
 
 pub mod envelope;
 pub mod gateway;
@@ -27,5 +28,6 @@ pub mod influx_client;
 pub mod influx_error;
 pub mod line_protocol;
 pub mod logging;
+pub mod sdk;
 pub mod secret;
 pub mod sensitive;

@@ -10,6 +10,7 @@
 //! | `MAX_WRITE_BYTES` | 10485760 | most uncompressed line protocol coalesced into one write |
 //! | `WRITE_TIMEOUT_SECONDS` | 30 | one write's timeout |
 //! | `SKIP_VERIFY` | false | accept any TLS certificate from the database (only for a self-signed source) |
+//! | `RETRY_BUDGET_SECONDS` | the invocation's time | how long one invocation retries a failing write before it reports the batch failure and lets Lambda retry |
 
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ pub struct Config {
     pub max_write_bytes: u64,
     pub write_timeout: Duration,
     pub skip_verify: bool,
+    pub retry_budget: Option<Duration>,
 }
 
 impl Config {
@@ -71,6 +73,10 @@ impl Config {
             max_write_bytes: number("MAX_WRITE_BYTES", 10 * 1024 * 1024)?.max(1),
             write_timeout: Duration::from_secs(number("WRITE_TIMEOUT_SECONDS", 30)?.max(1)),
             skip_verify: matches!(get("SKIP_VERIFY").as_deref().map(str::trim), Some("true" | "1" | "yes")),
+            retry_budget: match get("RETRY_BUDGET_SECONDS") {
+                None => None,
+                Some(_) => Some(Duration::from_secs(number("RETRY_BUDGET_SECONDS", 0)?)),
+            },
         })
     }
 }

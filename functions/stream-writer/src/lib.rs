@@ -71,11 +71,19 @@ impl Deps {
     }
 }
 
+/// How long an invocation retries when the runtime gives no usable deadline.
+pub const FALLBACK_BUDGET: Duration = Duration::from_secs(30);
+
 /// When this invocation must stop retrying and answer: the Lambda deadline less a margin for the
-/// answer itself.
+/// answer itself. Lambda sends the deadline as ms since the epoch; a value that is not in the
+/// future (local emulators such as cargo lambda 1.9 send a duration) means "unknown", and
+/// [`FALLBACK_BUDGET`] applies.
 pub fn deadline_of(ctx: &lambda_runtime::Context) -> Instant {
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    let remaining = Duration::from_millis(ctx.deadline.saturating_sub(now_ms));
+    if ctx.deadline <= now_ms {
+        return Instant::now() + FALLBACK_BUDGET;
+    }
+    let remaining = Duration::from_millis(ctx.deadline - now_ms);
     Instant::now() + remaining.saturating_sub(Duration::from_secs(3)).max(Duration::from_millis(500))
 }
 

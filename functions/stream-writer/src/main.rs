@@ -11,11 +11,14 @@ use stream_writer::{Config, Deps};
 async fn main() -> Result<(), Error> {
     shared::logging::init_lambda();
     let config = Config::from_env()?;
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let aws = shared::sdk::load().await;
     let deps = Deps::new(config, &aws)?;
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<KinesisEvent>| async move {
-        let deadline = stream_writer::deadline_of(&event.context);
+        let mut deadline = stream_writer::deadline_of(&event.context);
+        if let Some(budget) = deps.config.retry_budget {
+            deadline = deadline.min(std::time::Instant::now() + budget);
+        }
         Ok::<_, Error>(stream_writer::handle(deps, &event.payload, deadline).await)
     }))
     .await
