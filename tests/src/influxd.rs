@@ -189,6 +189,22 @@ impl Influxd {
         assert_eq!(a.status, 204, "write to {} answered {}: {}", self.url, a.status, a.body);
     }
 
+    /// Writes with another token (after a full restore the source's tokens are the
+    /// destination's); panics unless influxd answered 204.
+    pub async fn write_ok_as(&self, bucket: &str, body: &str, token: &str) {
+        let resp = self
+            .http
+            .post(format!("{}/api/v2/write", self.url))
+            .query(&[("org", self.org.as_str()), ("bucket", bucket)])
+            .header("Authorization", format!("Token {token}"))
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST /api/v2/write to {}: {e}", self.url));
+        let a = answer(resp).await;
+        assert_eq!(a.status, 204, "write to {} answered {}: {}", self.url, a.status, a.body);
+    }
+
     /// Runs a Flux query and returns the raw annotated CSV.
     pub async fn query_csv(&self, query: &str) -> String {
         let resp = self
@@ -206,6 +222,26 @@ impl Influxd {
         let a = answer(resp).await;
         assert_eq!(a.status, 200, "query answered {}: {}", a.status, a.body);
         a.body
+    }
+
+    /// Runs a Flux query with another token (after a full restore the source's tokens are the
+    /// destination's) and returns its rows.
+    pub async fn query_as(&self, query: &str, token: &str) -> Vec<FluxRecord> {
+        let resp = self
+            .http
+            .post(format!("{}/api/v2/query", self.url))
+            .query(&[("org", self.org.as_str())])
+            .header("Authorization", format!("Token {token}"))
+            .json(&json!({
+                "query": query, "type": "flux",
+                "dialect": {"header": true, "annotations": ["group", "datatype", "default"]}
+            }))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST /api/v2/query to {}: {e}", self.url));
+        let a = answer(resp).await;
+        assert_eq!(a.status, 200, "query answered {}: {}", a.status, a.body);
+        flux::parse_annotated_csv(&a.body)
     }
 
     /// Runs a Flux query and returns its rows, typed by the `#datatype` annotation.

@@ -23,7 +23,11 @@ pub struct LambdaRuntime {
     watch: ChildGuard,
     instances: std::sync::Mutex<Vec<ChildGuard>>,
     dir: tempfile::TempDir,
+    /// The function's name (what it sees in `AWS_LAMBDA_FUNCTION_NAME`).
     pub name: String,
+    /// The binary's name: cargo lambda watch only takes invocations named after a workspace
+    /// binary, so the runtime queue and the invoke URL use it.
+    route: String,
     binary: PathBuf,
     env: Vec<(String, String)>,
     pub port: u16,
@@ -78,8 +82,30 @@ impl LambdaRuntime {
         Self::start_binary(name, workspace_binary(name), env).await
     }
 
+    /// Runs the workspace binary `binary` as the function `name` (one binary deployed under
+    /// several names, like the stream writer). An invocation that gets no answer within
+    /// `timeout` fails, as a Lambda function's timeout does (a killed instance never answers).
+    pub async fn start_named_binary(
+        name: &str,
+        binary: &str,
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> LambdaRuntime {
+        Self::start_with_timeout(name, workspace_binary(binary), env, timeout).await
+    }
+
     /// As [`LambdaRuntime::start`] with an explicit binary path.
     pub async fn start_binary(name: &str, binary: PathBuf, env: &[(String, String)]) -> LambdaRuntime {
+        Self::start_with_timeout(name, binary, env, Duration::from_secs(900)).await
+    }
+
+    /// As [`LambdaRuntime::start_binary`] with the invocation timeout.
+    pub async fn start_with_timeout(
+        name: &str,
+        binary: PathBuf,
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> LambdaRuntime {
         let bed = TestBed::get();
         let dir = tempfile::Builder::new().prefix(&format!("lambda-{name}-")).tempdir().expect("temp dir");
         let port = free_port();
@@ -89,10 +115,13 @@ impl LambdaRuntime {
             .env("PATH", path)
             .args(["lambda", "watch", "--only-lambda-apis", "--ignore-changes", "--quiet"])
             .args(["--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()])
-            .args(["--timeout", "900"]);
+            .args(["--timeout", &timeout.as_secs().max(1).to_string()]);
         let mut watch = ChildGuard::spawn("cargo-lambda-watch", cmd, &dir.path().join("watch.log"))
             .expect("spawn cargo lambda watch");
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(900)).build().expect("http client");
+        let http = reqwest::Client::builder()
+            .timeout(timeout + Duration::from_secs(5))
+            .build()
+            .expect("http client");
         // The runtime API answers once it is listening; poll a cheap path.
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -105,11 +134,14 @@ impl LambdaRuntime {
             assert!(Instant::now() < deadline, "cargo lambda watch did not listen: {}", watch.log_tail(3000));
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let mut runtime = LambdaRuntime {
+        let route =
+            binary.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| name.to_string());
+        let runtime = LambdaRuntime {
             watch,
             instances: std::sync::Mutex::new(Vec::new()),
             dir,
             name: name.to_string(),
+            route,
             binary,
             env: env.to_vec(),
             port,
@@ -120,11 +152,11 @@ impl LambdaRuntime {
     }
 
     /// Starts one more instance of the function on the same runtime API.
-    pub fn add_instance(&mut self) {
+    pub fn add_instance(&self) {
         let index = self.lock().len();
         let mut cmd = Command::new(&self.binary);
         // cargo lambda watch serves one runtime queue per function name at /.rt/<name>.
-        cmd.env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{}/.rt/{}", self.port, self.name))
+        cmd.env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{}/.rt/{}", self.port, self.route))
             .env("AWS_LAMBDA_FUNCTION_NAME", &self.name)
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
@@ -139,14 +171,14 @@ impl LambdaRuntime {
     }
 
     /// Kills instance `index` (SIGKILL), as a crashed or timed-out Lambda would be.
-    pub fn kill_instance(&mut self, index: usize) {
+    pub fn kill_instance(&self, index: usize) {
         if let Some(i) = self.lock().get_mut(index) {
             i.kill();
         }
     }
 
     /// Kills every instance and starts one fresh one (a cold start).
-    pub fn restart(&mut self) {
+    pub fn restart(&self) {
         {
             let mut instances = self.lock();
             for i in instances.iter_mut() {
@@ -160,7 +192,7 @@ impl LambdaRuntime {
     /// Invokes the function with `event` and returns the response payload. Panics with the logs
     /// when every instance of the function has exited (a crashed function never answers).
     pub async fn invoke(&self, event: &Value) -> Invocation {
-        let url = format!("http://127.0.0.1:{}/2015-03-31/functions/{}/invocations", self.port, self.name);
+        let url = format!("http://127.0.0.1:{}/2015-03-31/functions/{}/invocations", self.port, self.route);
         let request = self.http.post(url).json(event).send();
         tokio::pin!(request);
         let resp = loop {
@@ -187,7 +219,7 @@ impl LambdaRuntime {
     /// A handle for invoking from several tasks at once (no liveness check).
     pub fn invoker(&self) -> Invoker {
         Invoker {
-            url: format!("http://127.0.0.1:{}/2015-03-31/functions/{}/invocations", self.port, self.name),
+            url: format!("http://127.0.0.1:{}/2015-03-31/functions/{}/invocations", self.port, self.route),
             http: self.http.clone(),
         }
     }

@@ -12,15 +12,22 @@
 //! tests never skip silently.
 
 pub mod bed;
+pub mod dataset;
+pub mod esm;
 pub mod events;
 pub mod fault_proxy;
 pub mod flux;
+pub mod gateway;
 pub mod influxd;
 pub mod lambda;
 pub mod moto;
 pub mod poller;
 pub mod ports;
 pub mod process;
+pub mod report;
+pub mod scenario;
+pub mod stack;
+pub mod traffic;
 
 pub use bed::TestBed;
 pub use fault_proxy::FaultProxy;

@@ -115,6 +115,12 @@ impl ShardPoller {
             .collect())
     }
 
+    /// Takes over another poller's checkpoint (to peek at what it would read next).
+    pub fn clone_position_from(&mut self, other: &ShardPoller) {
+        self.position = other.position.clone();
+        self.start = other.start;
+    }
+
     /// Reads the next batch (without delivering it).
     pub async fn read_batch(&self) -> Result<Vec<StreamRecord>, String> {
         let mut req =

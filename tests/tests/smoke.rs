@@ -172,4 +172,8 @@ async fn a_lambda_binary_answers_an_invoke_through_cargo_lambda_watch() {
     assert_eq!(out.payload["echo"], event);
     assert_eq!(out.payload["function_name"], "echo-lambda");
     assert!(!out.payload["request_id"].as_str().unwrap_or_default().is_empty());
+    // Lambda sends the invocation's deadline as ms since the epoch; cargo lambda 1.9.2 sends
+    // 600000 instead (a duration). The functions treat a deadline that is not in the future as
+    // unknown and fall back to their own budget; this pins the emulator's behaviour they rely on.
+    assert!(out.payload["deadline_ms"].as_u64().unwrap_or(0) > 0, "a deadline is sent: {}", out.payload);
 }

@@ -76,6 +76,8 @@ impl WritePath {
             e.push(("TARGET".into(), target.into()));
             e.push(("DEAD_LETTER_BUCKET".into(), DEAD_LETTERS.into()));
             e.push(("WRITE_TIMEOUT_SECONDS".into(), "5".into()));
+            // Retry inside one invocation for 2 s, then hand the batch back (partial failure).
+            e.push(("RETRY_BUDGET_SECONDS".into(), "2".into()));
             e
         };
         let source_writer = LambdaRuntime::start("stream-writer", &writer_env("source")).await;

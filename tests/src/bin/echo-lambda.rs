@@ -9,6 +9,7 @@ async fn echo(event: LambdaEvent<Value>) -> Result<Value, Error> {
     Ok(json!({
         "echo": event.payload,
         "request_id": event.context.request_id,
+        "deadline_ms": event.context.deadline,
         "function_name": std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default(),
     }))
 }

@@ -1,0 +1,207 @@
+//! The live migration's report: what clients were told vs what the destination holds, failed
+//! reads, the time of each phase, and the destination lag over time (an SVG chart and a terminal
+//! sparkline).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Everything the report says.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub phases: Vec<(String, Duration)>,
+    pub loaded_points: u64,
+    pub acknowledged_points: u64,
+    pub present_at_destination: u64,
+    pub present_at_source: u64,
+    pub missing_at_destination: Vec<String>,
+    pub missing_at_source: Vec<String>,
+    pub wrong_values: Vec<String>,
+    pub write_requests_ok: u64,
+    pub write_requests_failed: u64,
+    pub reads_ok: u64,
+    pub reads_failed: u64,
+    pub reads_failed_during_cutover: u64,
+    pub dead_letters: Vec<String>,
+    /// (seconds since the destination mapping started, IteratorAge ms)
+    pub lag: Vec<(f64, u64)>,
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// Whether the migration kept every promise.
+    pub fn is_clean(&self) -> bool {
+        self.missing_at_destination.is_empty()
+            && self.missing_at_source.is_empty()
+            && self.wrong_values.is_empty()
+            && self.reads_failed_during_cutover == 0
+            && self.present_at_destination == self.acknowledged_points
+    }
+
+    pub fn render_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "live migration report");
+        let _ = writeln!(s, "=====================");
+        let _ = writeln!(s, "points loaded into the source before the migration: {}", self.loaded_points);
+        let _ =
+            writeln!(s, "points acknowledged to clients during the migration: {}", self.acknowledged_points);
+        let _ = writeln!(
+            s,
+            "  present at the destination with equal values:      {}",
+            self.present_at_destination
+        );
+        let _ =
+            writeln!(s, "  present at the source with equal values:           {}", self.present_at_source);
+        let _ = writeln!(
+            s,
+            "  missing at the destination: {}   missing at the source: {}   wrong values: {}",
+            self.missing_at_destination.len(),
+            self.missing_at_source.len(),
+            self.wrong_values.len()
+        );
+        let _ = writeln!(
+            s,
+            "write requests: {} acknowledged, {} refused or failed",
+            self.write_requests_ok, self.write_requests_failed
+        );
+        let _ = writeln!(
+            s,
+            "reads: {} answered, {} failed ({} during the cutover)",
+            self.reads_ok, self.reads_failed, self.reads_failed_during_cutover
+        );
+        let _ = writeln!(s, "dead-letter records: {}", self.dead_letters.len());
+        for d in &self.dead_letters {
+            let _ = writeln!(s, "  {d}");
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(s, "phases:");
+        for (name, d) in &self.phases {
+            let _ = writeln!(s, "  {name:<40} {:>8.1} s", d.as_secs_f64());
+        }
+        let _ = writeln!(s);
+        let max = self.lag.iter().map(|(_, v)| *v).max().unwrap_or(0);
+        let _ = writeln!(s, "destination lag (IteratorAge), max {:.1} s:", max as f64 / 1000.0);
+        let _ = writeln!(s, "  {}", sparkline(&self.lag, 72));
+        for n in &self.notes {
+            let _ = writeln!(s, "note: {n}");
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "verdict: {}",
+            if self.is_clean() {
+                "no acknowledged write lost, no read failed during the cutover"
+            } else {
+                "PROBLEMS FOUND (see above)"
+            }
+        );
+        s
+    }
+}
+
+/// A one-line chart of `points` in `width` cells.
+pub fn sparkline(points: &[(f64, u64)], width: usize) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    if points.is_empty() {
+        return "(no data)".into();
+    }
+    let t_end = points.last().map(|p| p.0).unwrap_or(0.0).max(1e-9);
+    let mut cells = vec![0u64; width];
+    for (t, v) in points {
+        let i = (((t / t_end) * (width as f64 - 1.0)).round() as usize).min(width - 1);
+        cells[i] = cells[i].max(*v);
+    }
+    let max = cells.iter().copied().max().unwrap_or(0).max(1);
+    cells.iter().map(|v| BARS[((*v as f64 / max as f64) * 7.0).round() as usize]).collect()
+}
+
+/// An SVG line chart of the lag over time.
+pub fn svg_chart(points: &[(f64, u64)], title: &str) -> String {
+    let (w, h, left, bottom, top, right) = (900.0, 360.0, 70.0, 40.0, 40.0, 20.0);
+    let t_end = points.last().map(|p| p.0).unwrap_or(1.0).max(1.0);
+    let v_max = (points.iter().map(|p| p.1).max().unwrap_or(0) as f64 / 1000.0).max(1.0);
+    let x = |t: f64| left + (t / t_end) * (w - left - right);
+    let y = |v: f64| h - bottom - (v / v_max) * (h - bottom - top);
+    let mut path = String::new();
+    for (i, (t, v)) in points.iter().enumerate() {
+        let _ = write!(path, "{}{:.1},{:.1} ", if i == 0 { "M" } else { "L" }, x(*t), y(*v as f64 / 1000.0));
+    }
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(s, r#"<text x="{}" y="24" font-size="15">{}</text>"#, left, escape(title));
+    for i in 0..=4 {
+        let v = v_max * i as f64 / 4.0;
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#ddd"/>"##,
+            w - right,
+            y(v),
+            y(v)
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{:.1}" text-anchor="end">{v:.1} s</text>"#,
+            left - 6.0,
+            y(v) + 4.0
+        );
+    }
+    for i in 0..=5 {
+        let t = t_end * i as f64 / 5.0;
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">{t:.0} s</text>"#,
+            x(t),
+            h - bottom + 18.0
+        );
+    }
+    let _ = writeln!(s, r##"<path d="{path}" fill="none" stroke="#1f6fb2" stroke-width="2"/>"##);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">time since the destination mapping started</text>"#,
+        (left + w - right) / 2.0,
+        h - 6.0
+    );
+    let _ = writeln!(s, "</svg>");
+    s
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparkline_scales_to_the_maximum() {
+        let s = sparkline(&[(0.0, 0), (1.0, 500), (2.0, 1000)], 3);
+        assert_eq!(s, "▁▅█");
+        assert_eq!(sparkline(&[], 10), "(no data)");
+    }
+
+    #[test]
+    fn svg_has_a_path_through_every_point() {
+        let svg = svg_chart(&[(0.0, 0), (10.0, 2000), (20.0, 0)], "lag <test>");
+        assert!(svg.starts_with("<svg"));
+        assert_eq!(svg.matches(" L").count() + svg.matches("M").count() - 1, 2, "{svg}");
+        assert!(svg.contains("lag &lt;test&gt;"));
+    }
+
+    #[test]
+    fn a_report_with_a_missing_point_is_not_clean() {
+        let mut r = Report {
+            acknowledged_points: 2,
+            present_at_destination: 2,
+            present_at_source: 2,
+            ..Default::default()
+        };
+        assert!(r.is_clean());
+        r.missing_at_destination.push("w0-1".into());
+        assert!(!r.is_clean());
+        assert!(r.render_text().contains("PROBLEMS FOUND"));
+    }
+}

@@ -1,0 +1,369 @@
+//! A whole live migration on the local stack, the way the runbook (docs/runbook.md) runs it, with
+//! clients writing and reading through the gateway from start to end:
+//!
+//! 1. load the source (several orgs and buckets, users, tokens, a dashboard, a task);
+//! 2. start client traffic through the gateway (dual writing: records reach the source at once
+//!    and wait in the stream for the throttled destination writer);
+//! 3. seed: `influx-migration --full --confirm-full` from source to destination;
+//! 4. catch up: `influx-migration unthrottle`, then wait until the destination lag is zero —
+//!    optionally with faults: the destination answering 503 and resetting connections, and a
+//!    destination stream-writer process killed in the middle of a batch;
+//! 5. `influx-migration verify`, then `influx-migration cutover` while readers keep querying;
+//! 6. stop the clients, let both writers drain, and check every acknowledged point in both
+//!    databases, value by value, and every read.
+//!
+//! Deliberately bad records are added along the way (a record no database can parse, put
+//! straight into the stream, and a point whose field type conflicts with data only the
+//! destination holds) so that the dead-letter storage can be checked to hold exactly those.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesis::primitives::Blob;
+use shared::envelope::{Api, Chunker, Header, MAX_RECORD_BYTES, WriteParams};
+use shared::sensitive::Sensitive;
+
+use crate::report::Report;
+use crate::stack::LocalStack;
+use crate::traffic::{Traffic, TrafficConfig, missing_points};
+
+/// How big and how hostile the run is.
+#[derive(Debug, Clone)]
+pub struct ScenarioOptions {
+    /// Field values loaded into the source before the migration.
+    pub points: u64,
+    pub writers: usize,
+    pub readers: usize,
+    pub lines_per_write: usize,
+    /// Faults during the catch-up (destination 503s and resets, a writer killed mid-batch) and
+    /// deliberately bad records.
+    pub faults: bool,
+    /// How long clients keep going after the cutover (at least the secret cache time).
+    pub after_cutover: Duration,
+    /// Pause between two requests of one writer, and of one reader.
+    pub write_pause: Duration,
+    pub read_pause: Duration,
+}
+
+impl Default for ScenarioOptions {
+    fn default() -> Self {
+        ScenarioOptions {
+            points: 1_000_000,
+            writers: 4,
+            readers: 2,
+            lines_per_write: 50,
+            faults: false,
+            after_cutover: Duration::from_secs(10),
+            write_pause: Duration::from_millis(100),
+            read_pause: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Runs the CLI and fails unless it exits with `want`.
+async fn cli(
+    stack: &LocalStack,
+    args: &[&str],
+    want: i32,
+    progress: &dyn Fn(&str),
+) -> Result<String, String> {
+    let (code, out, err) = stack.live(args).await;
+    let shown = args.first().copied().unwrap_or("");
+    progress(&format!("influx-migration {shown}: exit {code}"));
+    for line in out.lines().filter(|l| !l.trim().is_empty()).take(40) {
+        progress(&format!("    {line}"));
+    }
+    if code == want {
+        Ok(out)
+    } else {
+        Err(format!("influx-migration {} exited {code} (wanted {want}):\n{out}\n{err}", args.join(" ")))
+    }
+}
+
+/// Runs the scenario on a started stack and returns its report.
+pub async fn run(
+    stack: &LocalStack,
+    options: &ScenarioOptions,
+    progress: &dyn Fn(&str),
+) -> Result<Report, String> {
+    let mut report = Report::default();
+    let phase = |name: &str, started: Instant, report: &mut Report| {
+        report.phases.push((name.to_string(), started.elapsed()));
+    };
+
+    // 1. The source.
+    let t = Instant::now();
+    progress(&format!(
+        "loading the source with about {} points, users, tokens, a dashboard and a task",
+        options.points
+    ));
+    let loaded = crate::dataset::load(&stack.source, options.points, |m| progress(m)).await?;
+    report.loaded_points = loaded.points;
+    phase("load the source", t, &mut report);
+
+    // 2. Clients, through the gateway.
+    let t = Instant::now();
+    progress(&format!("starting client traffic through the gateway at {}", stack.gateway.url));
+    let mut traffic = Traffic::start(TrafficConfig {
+        gateway_url: stack.gateway.url.clone(),
+        org: stack.source.org.clone(),
+        bucket: stack.source.bucket.clone(),
+        token: stack.source.token.clone(),
+        writers: options.writers,
+        readers: options.readers,
+        lines_per_write: options.lines_per_write,
+        write_pause: options.write_pause,
+        read_pause: options.read_pause,
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = traffic.stats();
+    if s.write_requests_ok == 0 {
+        return Err(format!("no write went through the gateway: {:?}; {:?}", s, traffic.write_failures()));
+    }
+
+    // 3. Seeding.
+    progress("seeding: influx-migration --full --confirm-full (the destination writer stays throttled)");
+    let backup_dir =
+        stack.work_dir.join(format!("backup-{}", time::OffsetDateTime::now_utc().unix_timestamp()));
+    let mut seed = stack.cli();
+    seed.args([
+        "--src-host",
+        &stack.source.url,
+        "--dest-host",
+        &stack.destination.url,
+        "--full",
+        "--confirm-full",
+    ])
+    .args(["--no-verify", "--log-level", "error", "--dir-name"])
+    .arg(&backup_dir)
+    .args(["--stream-retention-hours", "168"]);
+    let out = seed.output().await.map_err(|e| format!("run the seeding: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "the seeding failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    // The full restore gave the destination the source's tokens.
+    stack.set_destination_token(&stack.source.token);
+    phase("dual writing + seeding (--full)", t, &mut report);
+    progress(&format!(
+        "seeding done; {} points acknowledged to clients so far",
+        traffic.stats().points_acknowledged
+    ));
+
+    let mut expected_dead_letters = Vec::new();
+    if options.faults {
+        deliberate_bad_records(stack, &mut expected_dead_letters).await?;
+    }
+
+    // 4. Catch-up.
+    let t = Instant::now();
+    let status = cli(stack, &["status"], 0, progress).await;
+    if let Err(e) = status {
+        report.notes.push(format!("status before unthrottle: {e}"));
+    }
+    cli(stack, &["unthrottle"], 0, progress).await?;
+    if options.faults {
+        inject_catch_up_faults(stack, &mut report, progress).await?;
+    }
+    progress(
+        "waiting for the destination writer to catch up (lag under 5 s for 10 s while clients keep writing)",
+    );
+    stack
+        .wait_for_catch_up(Duration::from_secs(5), Duration::from_secs(10), Duration::from_secs(600))
+        .await?;
+    phase("catch-up (unthrottle -> lag 0)", t, &mut report);
+
+    // 5. Verify and cut over while clients keep reading.
+    let t = Instant::now();
+    cli(stack, &["verify"], 0, progress).await?;
+    phase("verify", t, &mut report);
+    let t = Instant::now();
+    let reads_failed_before = traffic.failed_reads().len();
+    let cutover_started = Instant::now();
+    cli(stack, &["cutover"], 0, progress).await?;
+    progress(&format!("reads go to the destination; clients keep going for {:?}", options.after_cutover));
+    tokio::time::sleep(options.after_cutover).await;
+    let failed_during_cutover = traffic.failed_reads().len() - reads_failed_before;
+    report.reads_failed_during_cutover = failed_during_cutover as u64;
+    phase("cutover (+ clients after it)", t, &mut report);
+    let _ = cutover_started;
+
+    // 6. The end: stop clients, drain both writers, check everything.
+    let t = Instant::now();
+    traffic.stop().await;
+    let stats = traffic.stats();
+    progress(&format!(
+        "clients stopped: {} points acknowledged; draining both writers",
+        stats.points_acknowledged
+    ));
+    drain(stack).await?;
+    let acked = traffic.acknowledged();
+    let flux = format!(
+        "from(bucket: \"{}\") |> range(start: 0, stop: 2262-01-01T00:00:00Z) |> filter(fn: (r) => r._measurement == \"traffic\" and r._field == \"seq\")",
+        stack.source.bucket
+    );
+    let dest_rows = stack.destination.query_as(&flux, &stack.source.token).await;
+    let src_rows = stack.source.query(&flux).await;
+    let (missing_dst, wrong_dst) = missing_points(&acked, &dest_rows);
+    let (missing_src, wrong_src) = missing_points(&acked, &src_rows);
+    report.acknowledged_points = acked.len() as u64;
+    report.present_at_destination = (acked.len() - missing_dst.len() - wrong_dst.len()) as u64;
+    report.present_at_source = (acked.len() - missing_src.len() - wrong_src.len()) as u64;
+    report.missing_at_destination = missing_dst;
+    report.missing_at_source = missing_src;
+    report.wrong_values = wrong_dst.into_iter().chain(wrong_src).collect();
+    report.write_requests_ok = stats.write_requests_ok;
+    report.write_requests_failed = stats.write_requests_failed;
+    report.reads_ok = stats.reads_ok;
+    report.reads_failed = stats.reads_failed;
+    report.lag = stack.destination_mapping.state().history;
+    report.dead_letters = dead_letters(stack).await?;
+    if options.faults {
+        expected_dead_letters.sort();
+        let mut got: Vec<String> = report.dead_letters.iter().map(|k| dead_letter_kind(k)).collect();
+        got.sort();
+        if got != expected_dead_letters {
+            report.notes.push(format!("dead letters {got:?}, expected {expected_dead_letters:?}"));
+        }
+    }
+    for f in traffic.failed_reads().iter().take(5) {
+        report
+            .notes
+            .push(format!("failed read at {:.1} s ({}): {:?} {}", f.at_secs, f.query, f.status, f.detail));
+    }
+    phase("drain and check", t, &mut report);
+    Ok(report)
+}
+
+/// The catch-up's faults: the destination answers 503 (with `Retry-After`) and resets
+/// connections for a while; then one write is held at the destination and the destination
+/// stream-writer process is killed while it waits on it — provably in the middle of a batch —
+/// and a fresh instance takes over.
+async fn inject_catch_up_faults(
+    stack: &LocalStack,
+    report: &mut Report,
+    progress: &dyn Fn(&str),
+) -> Result<(), String> {
+    let proxy = &stack.destination_proxy;
+    progress("fault: the destination answers 503 and resets connections for 8 s");
+    proxy.fail_for(Duration::from_secs(8), 1);
+    proxy.reset_next(3);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    progress(
+        "fault: holding the destination's next write and killing the destination stream-writer meanwhile",
+    );
+    let stalled_before = proxy.stats().stalled;
+    proxy.stall_next(1, Duration::from_secs(20));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.stats().stalled == stalled_before {
+        if Instant::now() > deadline {
+            return Err("the destination writer sent no write within 60 s of the stall".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stack.destination_writer.kill_instance(0);
+    stack.destination_writer.add_instance();
+    let stats = proxy.stats();
+    report.notes.push(format!(
+        "faults: {} answers 503, {} connections reset, 1 write held while its writer was killed mid-batch",
+        stats.failed, stats.reset
+    ));
+    Ok(())
+}
+
+/// `<target>:<line protocol>` of a dead-letter key's object, for comparison.
+fn dead_letter_kind(key: &str) -> String {
+    key.split('/').nth(1).unwrap_or("").to_string()
+}
+
+async fn dead_letters(stack: &LocalStack) -> Result<Vec<String>, String> {
+    let s3 = stack.moto.s3().await;
+    let out = s3
+        .list_objects_v2()
+        .bucket(&stack.outputs.dead_letter_bucket)
+        .send()
+        .await
+        .map_err(|e| format!("list dead letters: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))?;
+    Ok(out
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .filter(|k| k.starts_with("dead-letters/"))
+        .collect())
+}
+
+/// Waits until both writers have nothing left.
+async fn drain(stack: &LocalStack) -> Result<(), String> {
+    LocalStack::wait_idle(&stack.source_mapping, Duration::from_secs(300)).await?;
+    LocalStack::wait_idle(&stack.destination_mapping, Duration::from_secs(300)).await
+}
+
+/// Adds the records that must end in dead-letter storage, and names where they must end:
+/// - a record no database can parse, put straight into the stream (both writers refuse it);
+/// - a point whose field is a float in the stream but a string at the destination only.
+async fn deliberate_bad_records(stack: &LocalStack, expected: &mut Vec<String>) -> Result<(), String> {
+    let config = stack.moto.sdk_config().await;
+    let kinesis = aws_sdk_kinesis::Client::new(&config);
+    let header = Header {
+        api: Api::V2,
+        params: WriteParams {
+            org: Some(stack.source.org.clone()),
+            bucket: Some(stack.source.bucket.clone()),
+            ..Default::default()
+        },
+        authorization: Some(Sensitive::new(format!("Token {}", stack.source.token))),
+        received_at_ns: 0,
+        content_type: None,
+        request_id: "deliberately-bad".into(),
+        chunk: 0,
+        chunks: 0,
+        lines: 0,
+        raw_bytes: 0,
+    };
+    let mut c = Chunker::new(header, MAX_RECORD_BYTES, 8).map_err(|e| e.to_string())?;
+    c.push_line(b"deliberately_bad value=", b"").map_err(|e| e.to_string())?;
+    for r in c.finish().map_err(|e| e.to_string())? {
+        kinesis
+            .put_record()
+            .stream_name(&stack.outputs.stream_name)
+            .partition_key("deliberately-bad")
+            .data(Blob::new(r.to_vec()))
+            .send()
+            .await
+            .map_err(|e| {
+                format!("put the bad record: {}", aws_sdk_kinesis::error::DisplayErrorContext(&e))
+            })?;
+    }
+    expected.push("source".into());
+    expected.push("destination".into());
+
+    // Same shard group at both ends: the destination holds the field as a string.
+    let t = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v2/write", stack.destination.url))
+        .query(&[("org", stack.source.org.as_str()), ("bucket", stack.source.bucket.as_str())])
+        .header("Authorization", format!("Token {}", stack.source.token))
+        .body(format!("type_conflict v=\"text\" {}\n", t - 1))
+        .send()
+        .await
+        .map_err(|e| format!("write to the destination: {e}"))?;
+    if resp.status().as_u16() != 204 {
+        return Err(format!("write to the destination: {}", resp.status()));
+    }
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v2/write", stack.gateway.url))
+        .query(&[("org", stack.source.org.as_str()), ("bucket", stack.source.bucket.as_str())])
+        .header("Authorization", format!("Token {}", stack.source.token))
+        .body(format!("type_conflict v=1.5 {t}\n"))
+        .send()
+        .await
+        .map_err(|e| format!("write through the gateway: {e}"))?;
+    if resp.status().as_u16() != 204 {
+        return Err(format!("write through the gateway: {}", resp.status()));
+    }
+    expected.push("destination".into());
+    Ok(())
+}
