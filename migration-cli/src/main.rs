@@ -8,9 +8,24 @@
 //! This file only parses the command line, sets up logging and maps the outcome to an exit code
 //! (see [`exit::Exit`]); the work lives in [`migrate`] and [`live`].
 
+mod backup;
+mod compression;
 mod exit;
+mod flux_csv;
+mod influx_api;
 mod live;
+mod manifest;
 mod migrate;
+mod multipart;
+mod performance;
+mod progress;
+mod prompt;
+mod restore;
+mod restore_state;
+mod retention_watch;
+mod s3;
+mod store;
+mod verify;
 
 use clap::{Parser, Subcommand};
 

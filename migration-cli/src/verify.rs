@@ -1,0 +1,525 @@
+//! Did the data arrive? Per bucket and measurement, count the stored values at the source and at
+//! the destination over a time window and compare.
+//!
+//! The seeding migration runs this after every copy; the live operations (`verify`, `cutover`)
+//! call [`compare`] too. Counting is done by influxd: `range |> count()` is pushed down to the
+//! storage engine (one row per series, no point read into Flux), then grouped by measurement and
+//! summed, so the answer is one row per measurement whatever the data size. The answer is still
+//! read as a stream, never buffered whole.
+//!
+//! A *value* is one field of one point: a point with three fields counts three. This is what
+//! `|> count()` counts and what AWS's migration guide asks users to compare, and it catches a
+//! missing field as well as a missing point.
+
+// Shared with the live-migration operations (`live::verify`, `live::cutover`, `live::status`).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use futures::StreamExt;
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::flux_csv::annotated::{AnnotatedCsv, CsvError, Row, parse_time_ns};
+use crate::influx_api::{ApiError, Bucket, InfluxApi, OrgRef};
+
+/// The earliest and latest instants influxd stores (`models/time.go`: MinInt64+2 ns and
+/// MaxInt64-1 ns), as Flux time literals.
+pub const MIN_TIME: &str = "1677-09-21T00:12:43.145224194Z";
+pub const MAX_TIME: &str = "2262-04-11T23:47:16.854775806Z";
+
+/// Why a verification could not run (a difference is not an error: see [`VerifyReport`]).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("organization {org:?} does not exist on {host}")]
+    OrgNotFound { host: String, org: String },
+    #[error("bucket {bucket:?} does not exist on {host}{}", org.as_deref().map(|o| format!(" in organization {o:?}")).unwrap_or_default())]
+    BucketNotFound { host: String, org: Option<String>, bucket: String },
+    #[error("bucket {bucket:?} exists in several organizations on {host} ({orgs}); name the organization")]
+    AmbiguousBucket { host: String, bucket: String, orgs: String },
+    #[error("counting bucket {bucket:?} on {host}: {source}")]
+    Csv { host: String, bucket: String, source: CsvError },
+    #[error("invalid time {value:?} for {what}: expected RFC3339, e.g. 2024-01-31T00:00:00Z")]
+    Time { what: &'static str, value: String },
+}
+
+/// A source bucket and where its data should be at the destination. `None` orgs mean "the one
+/// bucket of that name, in whatever org" (an error when several orgs have one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BucketPair {
+    pub src_org: Option<String>,
+    pub src_bucket: String,
+    pub dst_org: Option<String>,
+    pub dst_bucket: String,
+}
+
+impl BucketPair {
+    pub fn new(
+        src_org: Option<&str>,
+        src_bucket: &str,
+        dst_org: Option<&str>,
+        dst_bucket: &str,
+    ) -> BucketPair {
+        BucketPair {
+            src_org: src_org.map(str::to_string),
+            src_bucket: src_bucket.to_string(),
+            dst_org: dst_org.map(str::to_string),
+            dst_bucket: dst_bucket.to_string(),
+        }
+    }
+
+    /// The same org and bucket names on both sides.
+    pub fn same(org: Option<&str>, bucket: &str) -> BucketPair {
+        BucketPair::new(org, bucket, org, bucket)
+    }
+}
+
+/// A half-open time window `[start, stop)`; open ends mean "since the earliest / until the latest
+/// time influxd can store".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TimeWindow {
+    pub start: Option<OffsetDateTime>,
+    pub stop: Option<OffsetDateTime>,
+}
+
+impl TimeWindow {
+    /// All time.
+    pub fn all() -> TimeWindow {
+        TimeWindow::default()
+    }
+
+    pub fn new(start: Option<OffsetDateTime>, stop: Option<OffsetDateTime>) -> TimeWindow {
+        TimeWindow { start, stop }
+    }
+
+    /// From RFC3339 texts (`--start`, `--stop`).
+    pub fn parse(start: Option<&str>, stop: Option<&str>) -> Result<TimeWindow, VerifyError> {
+        let p = |what: &'static str, v: Option<&str>| -> Result<Option<OffsetDateTime>, VerifyError> {
+            v.map(|s| {
+                OffsetDateTime::parse(s.trim(), &Rfc3339)
+                    .map_err(|_| VerifyError::Time { what, value: s.to_string() })
+            })
+            .transpose()
+        };
+        Ok(TimeWindow { start: p("--start", start)?, stop: p("--stop", stop)? })
+    }
+
+    /// The Flux literal of the start.
+    pub fn flux_start(&self) -> String {
+        self.start.map(rfc3339).unwrap_or_else(|| MIN_TIME.to_string())
+    }
+
+    /// The Flux literal of the stop.
+    pub fn flux_stop(&self) -> String {
+        self.stop.map(rfc3339).unwrap_or_else(|| MAX_TIME.to_string())
+    }
+
+    /// Human text: `all time`, `since X`, `X to Y`.
+    pub fn describe(&self) -> String {
+        match (self.start, self.stop) {
+            (None, None) => "all time".into(),
+            (Some(a), None) => format!("since {}", rfc3339(a)),
+            (None, Some(b)) => format!("until {}", rfc3339(b)),
+            (Some(a), Some(b)) => format!("{} to {}", rfc3339(a), rfc3339(b)),
+        }
+    }
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).unwrap_or_else(|_| MIN_TIME.to_string())
+}
+
+/// Counts of one measurement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MeasurementCount {
+    pub measurement: String,
+    pub source: u64,
+    pub destination: u64,
+}
+
+impl MeasurementCount {
+    pub fn matches(&self) -> bool {
+        self.source == self.destination
+    }
+
+    fn status(&self) -> &'static str {
+        match (self.source, self.destination) {
+            (s, d) if s == d => "ok",
+            (_, 0) => "MISSING",
+            (0, _) => "EXTRA",
+            (s, d) if d < s => "FEWER",
+            _ => "MORE",
+        }
+    }
+}
+
+/// One bucket pair's counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BucketReport {
+    /// `org/bucket` at the source.
+    pub source: String,
+    /// `org/bucket` at the destination.
+    pub destination: String,
+    /// The destination bucket does not exist (every source value is then missing).
+    pub destination_missing: bool,
+    pub measurements: Vec<MeasurementCount>,
+}
+
+impl BucketReport {
+    pub fn is_clean(&self) -> bool {
+        !self.destination_missing && self.measurements.iter().all(MeasurementCount::matches)
+    }
+
+    pub fn source_total(&self) -> u64 {
+        self.measurements.iter().map(|m| m.source).sum()
+    }
+
+    pub fn destination_total(&self) -> u64 {
+        self.measurements.iter().map(|m| m.destination).sum()
+    }
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    pub source_host: String,
+    pub destination_host: String,
+    pub window: String,
+    pub buckets: Vec<BucketReport>,
+}
+
+impl VerifyReport {
+    /// Every measurement of every bucket has the same count on both sides.
+    pub fn is_clean(&self) -> bool {
+        self.buckets.iter().all(BucketReport::is_clean)
+    }
+
+    /// Number of rows that differ (a missing destination bucket counts once).
+    pub fn differences(&self) -> usize {
+        self.buckets
+            .iter()
+            .map(|b| {
+                if b.destination_missing { 1 } else { b.measurements.iter().filter(|m| !m.matches()).count() }
+            })
+            .sum()
+    }
+
+    /// A fixed-width table, one row per bucket and measurement, and a verdict line.
+    pub fn render_table(&self) -> String {
+        let mut rows: Vec<[String; 7]> = vec![[
+            "SOURCE BUCKET".into(),
+            "DESTINATION BUCKET".into(),
+            "MEASUREMENT".into(),
+            "SOURCE".into(),
+            "DESTINATION".into(),
+            "DIFF".into(),
+            "STATUS".into(),
+        ]];
+        for b in &self.buckets {
+            if b.measurements.is_empty() {
+                let status = if b.destination_missing { "NO BUCKET" } else { "ok" };
+                rows.push([
+                    b.source.clone(),
+                    b.destination.clone(),
+                    "(no data)".into(),
+                    "0".into(),
+                    "0".into(),
+                    "0".into(),
+                    status.into(),
+                ]);
+            }
+            for m in &b.measurements {
+                let diff = i128::from(m.destination) - i128::from(m.source);
+                let status = if b.destination_missing { "NO BUCKET" } else { m.status() };
+                rows.push([
+                    b.source.clone(),
+                    b.destination.clone(),
+                    m.measurement.clone(),
+                    m.source.to_string(),
+                    m.destination.to_string(),
+                    if diff > 0 { format!("+{diff}") } else { diff.to_string() },
+                    status.into(),
+                ]);
+            }
+        }
+        let mut widths = [0usize; 7];
+        for r in &rows {
+            for (w, c) in widths.iter_mut().zip(r.iter()) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let mut out = String::new();
+        for r in &rows {
+            let mut line = String::new();
+            for (i, (c, w)) in r.iter().zip(widths.iter()).enumerate() {
+                // Numbers right-aligned, text left-aligned.
+                if (3..=5).contains(&i) {
+                    let _ = write!(line, "{c:>w$}  ");
+                } else {
+                    let _ = write!(line, "{c:<w$}  ");
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        let total: u64 = self.buckets.iter().map(BucketReport::source_total).sum();
+        if self.is_clean() {
+            let _ = writeln!(
+                out,
+                "verification passed: {} bucket(s), {} value(s) counted at both ends ({})",
+                self.buckets.len(),
+                total,
+                self.window
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "verification FAILED: {} difference(s) between {} and {} ({})",
+                self.differences(),
+                self.source_host,
+                self.destination_host,
+                self.window
+            );
+        }
+        out
+    }
+
+    /// The report as JSON (`{"clean":..,"differences":..,"buckets":[...]}`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("clean".into(), self.is_clean().into());
+            o.insert("differences".into(), self.differences().into());
+        }
+        v
+    }
+}
+
+/// Compares source and destination for every pair over `window`.
+pub async fn compare(
+    src: &InfluxApi,
+    dst: &InfluxApi,
+    pairs: &[BucketPair],
+    window: &TimeWindow,
+) -> Result<VerifyReport, VerifyError> {
+    let mut buckets = Vec::with_capacity(pairs.len());
+    for pair in pairs {
+        let (s, d) = tokio::join!(
+            resolve(src, pair.src_org.as_deref(), &pair.src_bucket),
+            resolve(dst, pair.dst_org.as_deref(), &pair.dst_bucket)
+        );
+        let (s_bucket, s_org) = s?.ok_or_else(|| VerifyError::BucketNotFound {
+            host: src.host().to_string(),
+            org: pair.src_org.clone(),
+            bucket: pair.src_bucket.clone(),
+        })?;
+        let d = d?;
+        let (s_counts, d_counts) = match &d {
+            Some((d_bucket, _)) => {
+                let (a, b) =
+                    tokio::join!(count_values(src, &s_bucket, window), count_values(dst, d_bucket, window));
+                (a?, b?)
+            }
+            None => (count_values(src, &s_bucket, window).await?, BTreeMap::new()),
+        };
+        let mut names: Vec<&String> = s_counts.keys().chain(d_counts.keys()).collect();
+        names.sort();
+        names.dedup();
+        let measurements = names
+            .into_iter()
+            .map(|m| MeasurementCount {
+                measurement: m.clone(),
+                source: s_counts.get(m).copied().unwrap_or(0),
+                destination: d_counts.get(m).copied().unwrap_or(0),
+            })
+            .collect();
+        let dst_org_label = match &d {
+            Some((_, org)) => org.clone(),
+            None => pair.dst_org.clone().unwrap_or_else(|| "?".into()),
+        };
+        buckets.push(BucketReport {
+            source: format!("{s_org}/{}", pair.src_bucket),
+            destination: format!("{dst_org_label}/{}", pair.dst_bucket),
+            destination_missing: d.is_none(),
+            measurements,
+        });
+    }
+    Ok(VerifyReport {
+        source_host: src.host().to_string(),
+        destination_host: dst.host().to_string(),
+        window: window.describe(),
+        buckets,
+    })
+}
+
+/// The bucket and its org's name; `None` when there is no such bucket.
+async fn resolve(
+    api: &InfluxApi,
+    org: Option<&str>,
+    bucket: &str,
+) -> Result<Option<(Bucket, String)>, VerifyError> {
+    match org {
+        Some(name) => {
+            let o = api.find_org(name).await?.ok_or_else(|| VerifyError::OrgNotFound {
+                host: api.host().to_string(),
+                org: name.to_string(),
+            })?;
+            Ok(api.find_bucket(&o.id, bucket).await?.map(|b| (b, o.name)))
+        }
+        None => {
+            let found = api.find_buckets(None, bucket).await?;
+            match found.len() {
+                0 => Ok(None),
+                1 => {
+                    let b = found.into_iter().next().ok_or_else(|| VerifyError::BucketNotFound {
+                        host: api.host().to_string(),
+                        org: None,
+                        bucket: bucket.to_string(),
+                    })?;
+                    let org_name =
+                        api.org_by_id(&b.org_id).await?.map(|o| o.name).unwrap_or_else(|| b.org_id.clone());
+                    Ok(Some((b, org_name)))
+                }
+                _ => Err(VerifyError::AmbiguousBucket {
+                    host: api.host().to_string(),
+                    bucket: bucket.to_string(),
+                    orgs: found.iter().map(|b| b.org_id.as_str()).collect::<Vec<_>>().join(", "),
+                }),
+            }
+        }
+    }
+}
+
+/// Values per measurement in `bucket` over `window`, counted by influxd.
+pub async fn count_values(
+    api: &InfluxApi,
+    bucket: &Bucket,
+    window: &TimeWindow,
+) -> Result<BTreeMap<String, u64>, VerifyError> {
+    let flux = format!(
+        "from(bucketID: \"{}\") |> range(start: {}, stop: {}) |> count() \
+         |> group(columns: [\"_measurement\"]) |> sum()",
+        bucket.id,
+        window.flux_start(),
+        window.flux_stop()
+    );
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut on_row = |row: &Row<'_>| -> Result<(), CsvError> {
+        let (Some(m), Some(v)) = (row.columns.measurement, row.columns.value) else {
+            return Ok(());
+        };
+        let n: u64 = std::str::from_utf8(row.cell(v)).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+        *counts.entry(String::from_utf8_lossy(row.cell(m)).into_owned()).or_default() += n;
+        Ok(())
+    };
+    stream_rows(api, bucket, &flux, &mut on_row).await?;
+    Ok(counts)
+}
+
+/// The time of the newest point in `bucket` (any measurement), or `None` when it is empty.
+pub async fn newest_point_time(
+    api: &InfluxApi,
+    bucket: &Bucket,
+) -> Result<Option<OffsetDateTime>, VerifyError> {
+    let flux = format!(
+        "from(bucketID: \"{}\") |> range(start: {MIN_TIME}, stop: {MAX_TIME}) |> last() \
+         |> keep(columns: [\"_time\"]) |> group() |> max(column: \"_time\")",
+        bucket.id
+    );
+    let mut newest: Option<i64> = None;
+    let mut on_row = |row: &Row<'_>| -> Result<(), CsvError> {
+        if let Some(t) = row.named("_time").and_then(parse_time_ns) {
+            newest = Some(newest.map_or(t, |n| n.max(t)));
+        }
+        Ok(())
+    };
+    stream_rows(api, bucket, &flux, &mut on_row).await?;
+    Ok(newest.and_then(|ns| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns)).ok()))
+}
+
+/// Runs `flux` against `bucket`'s org and feeds every row to `on_row` as the answer streams in.
+async fn stream_rows(
+    api: &InfluxApi,
+    bucket: &Bucket,
+    flux: &str,
+    on_row: &mut impl FnMut(&Row<'_>) -> Result<(), CsvError>,
+) -> Result<(), VerifyError> {
+    let csv_err =
+        |source| VerifyError::Csv { host: api.host().to_string(), bucket: bucket.name.clone(), source };
+    let mut body = api.query(OrgRef::Id(&bucket.org_id), flux, false).await?;
+    let mut csv = AnnotatedCsv::new(true);
+    while let Some(chunk) = body.next().await {
+        csv.push(&chunk?, on_row).map_err(csv_err)?;
+    }
+    csv.push(b"", on_row).map_err(csv_err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(dst_cpu: u64, missing: bool) -> VerifyReport {
+        VerifyReport {
+            source_host: "http://a:1".into(),
+            destination_host: "http://b:2".into(),
+            window: TimeWindow::all().describe(),
+            buckets: vec![BucketReport {
+                source: "org/src".into(),
+                destination: "org/dst".into(),
+                destination_missing: missing,
+                measurements: vec![
+                    MeasurementCount { measurement: "cpu".into(), source: 10, destination: dst_cpu },
+                    MeasurementCount { measurement: "mem".into(), source: 5, destination: 5 },
+                ],
+            }],
+        }
+    }
+
+    #[test]
+    fn equal_counts_are_clean_and_say_so() {
+        let r = report(10, false);
+        assert!(r.is_clean());
+        assert_eq!(r.differences(), 0);
+        let t = r.render_table();
+        assert!(t.contains("verification passed: 1 bucket(s), 15 value(s)"), "{t}");
+        assert_eq!(r.to_json()["clean"], true);
+    }
+
+    #[test]
+    fn one_missing_value_is_a_difference_with_its_row() {
+        let r = report(9, false);
+        assert!(!r.is_clean());
+        assert_eq!(r.differences(), 1);
+        let t = r.render_table();
+        let row = t.lines().find(|l| l.contains("cpu")).unwrap();
+        assert!(
+            row.contains("10") && row.contains(" 9") && row.contains("-1") && row.contains("FEWER"),
+            "{row}"
+        );
+        assert!(t.contains("verification FAILED: 1 difference(s) between http://a:1 and http://b:2"), "{t}");
+        let j = r.to_json();
+        assert_eq!(j["differences"], 1);
+        assert_eq!(j["buckets"][0]["measurements"][0]["destination"], 9);
+    }
+
+    #[test]
+    fn a_missing_destination_bucket_is_not_clean() {
+        let r = report(0, true);
+        assert!(!r.is_clean());
+        assert!(r.render_table().contains("NO BUCKET"));
+    }
+
+    #[test]
+    fn windows_render_as_flux_literals() {
+        let w = TimeWindow::parse(Some("2024-01-31T00:00:00Z"), None).unwrap();
+        assert_eq!(w.flux_start(), "2024-01-31T00:00:00Z");
+        assert_eq!(w.flux_stop(), MAX_TIME);
+        assert_eq!(TimeWindow::all().flux_start(), MIN_TIME);
+        assert!(TimeWindow::parse(Some("yesterday"), None).unwrap_err().to_string().contains("--start"));
+    }
+}
