@@ -1,15 +1,107 @@
-//! The live-migration operations.
+//! The live-migration operations: one subcommand per step of the runbook (docs/runbook.md).
+//!
+//! | command | what it does |
+//! |---|---|
+//! | `status` | stream retention and expiry headroom, mappings, throttle, lag, read endpoint, newest point per bucket |
+//! | `throttle` / `unthrottle` | reserved concurrency 0 / none on the destination writer (and its lag alarm's actions off / on) |
+//! | `verify` | per bucket and measurement value counts at source and destination; exit 3 on a difference |
+//! | `cutover` | reads to the destination, after checking the writer is unthrottled, caught up and verified |
+//! | `rollback` | reads back to the source |
+//!
+//! Every command is idempotent (a second run finds the work done and says so), prints each check
+//! and each change, and with `--json` prints one JSON document on stdout instead. Exit codes:
+//! [`crate::exit`] (3 = differences, 4 = a precondition refused).
+//!
+//! Configuration: the core stack's outputs (`--stack`) or explicit names ([`deployment`]); the
+//! InfluxDB addresses from the endpoint secret or `--src-host` / `--dest-host`, tokens from
+//! `INFLUX_SRC_TOKEN` / `INFLUX_DEST_TOKEN` ([`databases`]); the lag from CloudWatch or the local
+//! stack's lag file ([`lag`]).
 
-use clap::Subcommand;
+mod alarm;
+mod concurrency;
+mod cutover;
+mod databases;
+mod deployment;
+mod endpoint;
+mod lag;
+mod mapping;
+mod output;
+mod rollback;
+mod status;
+mod stream;
+mod throttle;
+mod verify;
+
+use clap::{Args, Subcommand};
 
 use crate::exit::Exit;
 
-#[derive(Debug, Subcommand)]
-pub enum LiveCommand {
-    /// Show the live migration's state.
-    Status,
+/// Flags every live command takes.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    #[command(flatten)]
+    pub aws: deployment::AwsArgs,
+    /// Print one JSON document on stdout instead of lines (warnings still go to stderr).
+    #[arg(long)]
+    pub json: bool,
 }
 
-pub async fn run(_cmd: LiveCommand) -> anyhow::Result<Exit> {
-    anyhow::bail!("live operations are not available in this build")
+#[derive(Debug, Subcommand)]
+pub enum LiveCommand {
+    /// Show the live migration's state: stream retention and how close the oldest unprocessed
+    /// record is to expiry, each mapping, the destination writer's throttle and lag, the read
+    /// endpoint, and per bucket the newest point at source and destination.
+    Status(status::StatusArgs),
+    /// Hold the destination writer (reserved concurrency 0): records wait in the stream.
+    Throttle(throttle::ThrottleArgs),
+    /// Release the destination writer (no reserved concurrency): it replays the waiting records.
+    Unthrottle(throttle::ThrottleArgs),
+    /// Compare per bucket and measurement the number of values at source and destination over a
+    /// time window; exit 3 on any difference.
+    Verify(verify::VerifyArgs),
+    /// Send reads to the destination. Refuses (exit 4) unless the destination writer is
+    /// unthrottled, its lag is under the threshold and verify passes; --force overrides.
+    Cutover(cutover::CutoverArgs),
+    /// Send reads back to the source.
+    Rollback(rollback::RollbackArgs),
+}
+
+impl LiveCommand {
+    /// The command's name and whether it was asked for JSON.
+    fn name_and_json(&self) -> (&'static str, bool) {
+        match self {
+            LiveCommand::Status(a) => ("status", a.common.json),
+            LiveCommand::Throttle(a) => ("throttle", a.common.json),
+            LiveCommand::Unthrottle(a) => ("unthrottle", a.common.json),
+            LiveCommand::Verify(a) => ("verify", a.common.json),
+            LiveCommand::Cutover(a) => ("cutover", a.common.json),
+            LiveCommand::Rollback(a) => ("rollback", a.common.json),
+        }
+    }
+}
+
+pub async fn run(cmd: LiveCommand) -> anyhow::Result<Exit> {
+    // Plain logs on stderr; AWS SDK chatter only when RUST_LOG asks for it.
+    shared::logging::init_cli("warn");
+    let (name, json) = cmd.name_and_json();
+    let outcome = match cmd {
+        LiveCommand::Status(a) => status::run(a).await,
+        LiveCommand::Throttle(a) => throttle::run(a, throttle::Direction::Hold).await,
+        LiveCommand::Unthrottle(a) => throttle::run(a, throttle::Direction::Release).await,
+        LiveCommand::Verify(a) => verify::run(a).await,
+        LiveCommand::Cutover(a) => cutover::run(a).await,
+        LiveCommand::Rollback(a) => rollback::run(a).await,
+    };
+    // A script asked for one JSON document: it gets one even when the command failed (the
+    // message also goes to stderr, from main).
+    if let (Err(e), true) = (&outcome, json) {
+        let doc = serde_json::json!({
+            "command": name,
+            "exit_code": Exit::Failure.code(),
+            "outcome": "failure",
+            "error": format!("{e:#}"),
+        });
+        println!("{doc}");
+    }
+    outcome
 }

@@ -1,0 +1,203 @@
+//! `cutover`: send reads to the destination.
+//!
+//! Preconditions, each printed with its verdict:
+//! 1. the destination writer is unthrottled, and at least one enabled event source mapping feeds
+//!    it (otherwise the destination is not receiving the writes clients make now);
+//! 2. its lag is known and under `--max-lag-seconds` (an unknown lag, e.g. no IteratorAge
+//!    datapoint, refuses: it may be anything);
+//! 3. `verify` passes over the window (same flags as `verify`).
+//!
+//! Any failure refuses with exit 4 and changes nothing; `--force` turns every refusal into a loud
+//! `FORCED` and goes on. The switch itself is [`crate::live::endpoint::switch_reads`] (a new secret
+//! version with an idempotency token); afterwards the command prints when every router will
+//! have switched: now plus the routers' secret cache time. Reads already on the destination make
+//! it a no-op.
+
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::{Value, json};
+use shared::secret::Role;
+use time::OffsetDateTime;
+
+use crate::exit::Exit;
+use crate::live::concurrency;
+use crate::live::databases::{self, Databases, InfluxArgs};
+use crate::live::deployment::{Aws, Deployment};
+use crate::live::endpoint::{self, Switched};
+use crate::live::lag::{AnyLag, LagReading, LagSource, human_duration, rfc3339};
+use crate::live::output::{Output, Verdict};
+use crate::live::verify::{WindowArgs, compare_streamed};
+use crate::live::{CommonArgs, mapping};
+
+#[derive(Debug, Args)]
+pub struct CutoverArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub influx: InfluxArgs,
+    #[command(flatten)]
+    pub window: WindowArgs,
+    /// Refuse while the destination writer's IteratorAge is above this.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub max_lag_seconds: u64,
+    /// Cut over even when a precondition does not hold (each is reported as FORCED).
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
+    let mut out = Output::new("cutover", args.common.json);
+    let aws = Aws::connect(&args.common.aws).await;
+    let dep = Deployment::resolve(&args.common.aws, &aws).await?;
+    let secret_id = dep.secret_id()?.to_string();
+    let function = dep.destination_function()?.to_string();
+
+    let current = endpoint::read(&aws.secrets, &secret_id).await?;
+    if current.secret.read == Role::Destination {
+        out.check(
+            "read endpoint",
+            Verdict::Ok,
+            format!(
+                "reads already go to the destination ({}), secret version {}",
+                current.secret.destination.host(),
+                current.version_id
+            ),
+        );
+        out.note("nothing to do: cutover is already done");
+        let data = json!({"switched": Switched::Already { version_id: current.version_id.clone() }});
+        return Ok(out.finish(Exit::Success, data));
+    }
+    out.check(
+        "read endpoint",
+        Verdict::Info,
+        format!(
+            "reads go to the source ({}), secret version {}",
+            current.secret.source.host(),
+            current.version_id
+        ),
+    );
+
+    let force = args.force;
+    let judge = |ok: bool| match (ok, force) {
+        (true, _) => Verdict::Ok,
+        (false, true) => Verdict::Forced,
+        (false, false) => Verdict::Refused,
+    };
+    // Checks that did not hold, as "name: detail" (refusals, or with --force, overrides).
+    let mut failed_checks: Vec<String> = Vec::new();
+
+    // 1. The destination writer runs and is fed.
+    let throttle = concurrency::current(&aws.lambda, &function).await?;
+    let runs = !throttle.is_throttled();
+    let detail = format!("{function} is {}", throttle.describe());
+    out.check("destination writer unthrottled", judge(runs), &detail);
+    if !runs {
+        failed_checks.push(format!("destination writer unthrottled: {detail}"));
+    }
+    let mappings = mapping::of_function(&aws.lambda, &function).await?;
+    let enabled = mappings.iter().filter(|m| m.is_enabled()).count();
+    let fed = enabled > 0 && enabled == mappings.len();
+    let detail = if mappings.is_empty() {
+        format!("no event source mapping invokes {function}")
+    } else {
+        mappings.iter().map(|m| m.describe()).collect::<Vec<_>>().join("; ")
+    };
+    out.check("destination mapping enabled", judge(fed), &detail);
+    if !fed {
+        failed_checks.push(format!("destination mapping enabled: {detail}"));
+    }
+    for m in &mappings {
+        for risk in m.drop_risks() {
+            out.warn(format!("mapping {} of {function}: {risk}", m.uuid));
+        }
+    }
+
+    // 2. It has caught up.
+    let lag_source = AnyLag::new(&args.common.aws.lag_source, aws.cloudwatch.clone());
+    let max_lag = Duration::from_secs(args.max_lag_seconds);
+    // A reading that cannot be taken is an unknown lag: refused unless forced, like no datapoint.
+    let lag = match lag_source.read(&function).await {
+        Ok(l) => l,
+        Err(e) => LagReading::unknown(&function, lag_source.name(), format!("could not be read: {e}")),
+    };
+    let caught_up = lag.age().is_some_and(|a| a <= max_lag);
+    let detail = format!("{}; threshold {}; from {}", lag.describe(), human_duration(max_lag), lag.source);
+    out.check("destination lag", judge(caught_up), &detail);
+    if !caught_up {
+        failed_checks.push(format!("destination lag: {detail}"));
+    }
+
+    // 3. The data agrees. Skipped when an earlier check already refused (it would only cost
+    // time: a writer that is held or behind cannot have all the data).
+    let refused_so_far = !failed_checks.is_empty() && !force;
+    let mut verify_json = Value::Null;
+    if refused_so_far {
+        out.check("verify", Verdict::Unknown, "skipped: an earlier check refused");
+    } else {
+        let dbs = Databases::connect(&args.influx, Some(&current.secret))?;
+        let window = args.window.window(OffsetDateTime::now_utc())?;
+        out.note(format!("verifying {} against {} ({})", dbs.src.host(), dbs.dst.host(), window.describe()));
+        let pairs = databases::bucket_pairs(&dbs.src, &current.secret.mappings, &args.influx.buckets).await?;
+        for s in &pairs.skipped {
+            out.note(format!("skipped {s}"));
+        }
+        let report = compare_streamed(&mut out, &dbs, &pairs.pairs, &window).await?;
+        let clean = report.is_clean();
+        out.text(&report.render_table());
+        let detail = if clean {
+            format!("{} bucket(s) agree ({})", report.buckets.len(), report.window)
+        } else {
+            format!("{} difference(s) ({})", report.differences(), report.window)
+        };
+        out.check("verify", judge(clean), &detail);
+        if !clean {
+            failed_checks.push(format!("verify: {detail}"));
+        }
+        verify_json = report.to_json();
+    }
+
+    if !failed_checks.is_empty() && !force {
+        out.note(
+            "cutover refused: nothing was changed; reads stay on the source. Fix the above, or pass --force to cut over anyway",
+        );
+        let data =
+            json!({"refused": out.refusals(), "verify": verify_json, "lag": lag, "throttle": throttle});
+        return Ok(out.finish(Exit::Refused, data));
+    }
+    for o in &failed_checks {
+        out.warn(format!("--force: cutting over although {o}"));
+    }
+
+    let switched = endpoint::switch_reads(&aws.secrets, &current, Role::Destination).await?;
+    match &switched {
+        Switched::Written { previous_version_id, version_id } => out.did(format!(
+            "wrote version {version_id} of secret {secret_id} (was {previous_version_id}): reads go to the destination ({})",
+            current.secret.destination.host()
+        )),
+        Switched::Already { version_id } => {
+            out.note(format!("secret version {version_id} already sends reads to the destination"))
+        }
+    }
+    let cache = endpoint::router_cache_time(&aws.lambda, dep.router_function.as_deref()).await;
+    let all_by = OffsetDateTime::now_utc() + cache.duration();
+    out.note(format!(
+        "every query router reads from the destination by {} (cache time {}: {})",
+        rfc3339(all_by),
+        human_duration(cache.duration()),
+        cache.from
+    ));
+    out.note(
+        "the source writer keeps replaying to the source: `influx-migration rollback` switches reads back at any time",
+    );
+    let data = json!({
+        "switched": switched,
+        "forced": failed_checks,
+        "cache_time": cache,
+        "all_routers_switched_by": rfc3339(all_by),
+        "verify": verify_json,
+        "lag": lag,
+        "throttle": throttle,
+    });
+    Ok(out.finish(Exit::Success, data))
+}

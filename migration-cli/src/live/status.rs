@@ -1,0 +1,328 @@
+//! `status`: where the live migration stands, read-only.
+//!
+//! - the stream: retention, shards, encryption, and how close the oldest record the destination
+//!   writer has not replayed is to expiring (retention minus its IteratorAge; while it is held
+//!   and reports none, the conservative bound of [`crate::live::stream::Expiry::estimate`]);
+//! - each mapping of the two stream writers, with any setting that could drop a record;
+//! - whether the destination writer is throttled, and both writers' lag;
+//! - the read endpoint (scheme, host and port only);
+//! - per bucket, the newest point at the source and at the destination (when
+//!   `INFLUX_SRC_TOKEN` and `INFLUX_DEST_TOKEN` are set).
+//!
+//! Each section stands alone: one that cannot be read is reported and the others still are; the
+//! exit code is then 1.
+
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::exit::Exit;
+use crate::influx_api::InfluxApi;
+use crate::live::CommonArgs;
+use crate::live::concurrency::{self, Throttle};
+use crate::live::databases::{self, Databases, InfluxArgs};
+use crate::live::deployment::{Aws, Deployment};
+use crate::live::endpoint;
+use crate::live::lag::{AnyLag, LagReading, LagSource, human_duration, rfc3339};
+use crate::live::mapping::{self, Mapping};
+use crate::live::output::{Output, Verdict};
+use crate::live::stream::{self, ALARM_SHARE, Expiry, StreamState, WARN_SHARE};
+use crate::verify::{self as counts, BucketPair};
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub influx: InfluxArgs,
+}
+
+pub async fn run(args: StatusArgs) -> anyhow::Result<Exit> {
+    let mut out = Output::new("status", args.common.json);
+    let aws = Aws::connect(&args.common.aws).await;
+    let dep = Deployment::resolve(&args.common.aws, &aws).await?;
+    let lag_source = AnyLag::new(&args.common.aws.lag_source, aws.cloudwatch.clone());
+    let mut errors: Vec<String> = Vec::new();
+    let mut data = json!({});
+    let now = OffsetDateTime::now_utc();
+
+    // The stream.
+    let mut stream_state: Option<StreamState> = None;
+    match &dep.stream_name {
+        Some(name) => match stream::describe(&aws.kinesis, name).await {
+            Ok(s) => {
+                out.check(
+                    "stream",
+                    Verdict::Info,
+                    format!(
+                        "{} {}, {} open shard(s), retention {} h, encryption {}",
+                        s.name, s.status, s.open_shards, s.retention_hours, s.encryption
+                    ),
+                );
+                if s.encryption == "NONE" {
+                    out.warn(format!(
+                        "stream {} is not encrypted at rest, and its records carry client tokens",
+                        s.name
+                    ));
+                }
+                data["stream"] = json!(s);
+                stream_state = Some(s);
+            }
+            Err(e) => errors.push(e.to_string()),
+        },
+        None => out.check("stream", Verdict::Unknown, "no stream named (--stack or --stream-name)"),
+    }
+
+    // The writers: throttle, mappings, lag.
+    let mut dest_throttle: Option<Throttle> = None;
+    let mut dest_mappings: Vec<Mapping> = Vec::new();
+    let mut dest_lag: Option<LagReading> = None;
+    for (role, function) in [("destination", &dep.destination_function), ("source", &dep.source_function)] {
+        let Some(function) = function else {
+            out.check(
+                &format!("{role} writer"),
+                Verdict::Unknown,
+                format!("no {role} writer named (--stack or --{role}-function)"),
+            );
+            continue;
+        };
+        let mut writer = json!({"function": function});
+        if role == "destination" {
+            match concurrency::current(&aws.lambda, function).await {
+                Ok(t) => {
+                    out.check("destination writer", Verdict::Info, format!("{function} is {}", t.describe()));
+                    writer["throttle"] = json!(t);
+                    dest_throttle = Some(t);
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        match mapping::of_function(&aws.lambda, function).await {
+            Ok(maps) => {
+                if maps.is_empty() {
+                    out.check(
+                        &format!("{role} mapping"),
+                        Verdict::Warn,
+                        format!("no event source mapping invokes {function}"),
+                    );
+                }
+                for m in &maps {
+                    let verdict = if m.is_enabled() { Verdict::Info } else { Verdict::Warn };
+                    out.check(&format!("{role} mapping"), verdict, m.describe());
+                    for risk in m.drop_risks() {
+                        out.warn(format!("mapping {} of {function}: {risk}", m.uuid));
+                    }
+                }
+                writer["mappings"] = json!(maps);
+                if role == "destination" {
+                    dest_mappings = maps;
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+        match lag_source.read(function).await {
+            Ok(l) => {
+                out.check(
+                    &format!("{role} lag"),
+                    Verdict::Info,
+                    format!("{}; from {}", l.describe(), l.source),
+                );
+                writer["lag"] = json!(l);
+                if role == "destination" {
+                    dest_lag = Some(l);
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+        data[format!("{role}_writer")] = writer;
+    }
+
+    // How close the oldest unprocessed record is to expiry.
+    if let (Some(s), Some(_)) = (&stream_state, &dep.destination_function) {
+        let expiry = match dest_lag.as_ref().and_then(LagReading::age) {
+            Some(age) => Some(Expiry::new(s.retention_hours, age, stream::AgeBasis::IteratorAge)),
+            None => {
+                let start = dest_mappings
+                    .iter()
+                    .filter_map(|m| m.starting_position_timestamp.as_deref())
+                    .filter_map(|t| {
+                        OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+                    })
+                    .min();
+                Expiry::estimate(s.retention_hours, s.created, start, now)
+            }
+        };
+        match &expiry {
+            Some(e) => {
+                if e.share_of_retention >= ALARM_SHARE {
+                    out.warn(format!(
+                        "the oldest record the destination writer has not replayed is {:.0}% of the retention old: unthrottle it and let it catch up before records expire",
+                        e.share_of_retention * 100.0
+                    ));
+                }
+                let verdict = if e.share_of_retention >= WARN_SHARE { Verdict::Warn } else { Verdict::Ok };
+                out.check("expiry", verdict, e.describe());
+            }
+            None => out.check(
+                "expiry",
+                Verdict::Unknown,
+                "no lag and no start time to tell the oldest record's age",
+            ),
+        }
+        data["expiry"] = json!(expiry);
+    }
+    if let Some(s) = &stream_state {
+        let throttled = dest_throttle.is_some_and(Throttle::is_throttled);
+        out.note(format!(
+            "seeding: pass --stream-retention-hours {h} (or LIVE_STREAM_RETENTION_HOURS={h}) so it warns at 50% and 80% of the retention{}",
+            if throttled { "; the destination writer is held until you run `influx-migration unthrottle`" } else { "" },
+            h = s.retention_hours
+        ));
+    }
+
+    // The read endpoint, and the databases.
+    let mut secret = None;
+    match &dep.secret_id {
+        Some(id) => match endpoint::read(&aws.secrets, id).await {
+            Ok(c) => {
+                out.check(
+                    "read endpoint",
+                    Verdict::Info,
+                    format!(
+                        "reads go to the {} ({}), secret version {}",
+                        c.secret.read.as_str(),
+                        c.secret.read_endpoint().host(),
+                        c.version_id
+                    ),
+                );
+                data["read_endpoint"] = json!({
+                    "read": c.secret.read.as_str(),
+                    "host": c.secret.read_endpoint().host(),
+                    "version_id": c.version_id,
+                });
+                secret = Some(c.secret);
+            }
+            Err(e) => errors.push(e.to_string()),
+        },
+        None => {
+            out.check("read endpoint", Verdict::Unknown, "no endpoint secret named (--stack or --secret-id)")
+        }
+    }
+    match Databases::connect(&args.influx, secret.as_ref()) {
+        Ok(dbs) => match newest_points(&mut out, &dbs, secret.as_ref(), &args.influx.buckets).await {
+            Ok(rows) => data["buckets"] = Value::Array(rows),
+            Err(e) => errors.push(format!("{e:#}")),
+        },
+        Err(e) => out.check("newest points", Verdict::Unknown, format!("skipped: {e}")),
+    }
+
+    for e in &errors {
+        out.warn(format!("could not read: {e}"));
+    }
+    data["deployment"] = json!({
+        "stack": dep.stack,
+        "stream": dep.stream_name,
+        "secret": dep.secret_id,
+        "destination_function": dep.destination_function,
+        "source_function": dep.source_function,
+        "router_function": dep.router_function,
+        "lag_source": lag_source.name(),
+    });
+    data["errors"] = json!(errors);
+    let exit = if errors.is_empty() { Exit::Success } else { Exit::Failure };
+    Ok(out.finish(exit, data))
+}
+
+/// Per bucket pair, the newest point at each end.
+async fn newest_points(
+    out: &mut Output,
+    dbs: &Databases,
+    secret: Option<&shared::secret::EndpointSecret>,
+    only: &[String],
+) -> anyhow::Result<Vec<Value>> {
+    let mappings = secret.map(|s| s.mappings.clone()).unwrap_or_default();
+    let pairs = databases::bucket_pairs(&dbs.src, &mappings, only).await?;
+    let mut rows = Vec::new();
+    for pair in &pairs.pairs {
+        let src = newest(&dbs.src, pair.src_org.as_deref(), &pair.src_bucket).await?;
+        let dst = newest(&dbs.dst, pair.dst_org.as_deref(), &pair.dst_bucket).await?;
+        let label = format!(
+            "bucket {}/{} -> {}/{}",
+            pair.src_org.as_deref().unwrap_or("?"),
+            pair.src_bucket,
+            pair.dst_org.as_deref().unwrap_or("?"),
+            pair.dst_bucket
+        );
+        out.check(&label, Verdict::Info, describe_newest(src, dst));
+        rows.push(json!({
+            "pair": pair_json(pair),
+            "source_newest": src.flatten().map(rfc3339),
+            "destination_exists": dst.is_some(),
+            "destination_newest": dst.flatten().map(rfc3339),
+        }));
+    }
+    Ok(rows)
+}
+
+fn pair_json(p: &BucketPair) -> Value {
+    json!({"source_org": p.src_org, "source_bucket": p.src_bucket, "destination_org": p.dst_org, "destination_bucket": p.dst_bucket})
+}
+
+/// `None`: no such bucket; `Some(None)`: an empty bucket.
+async fn newest(
+    api: &InfluxApi,
+    org: Option<&str>,
+    bucket: &str,
+) -> anyhow::Result<Option<Option<OffsetDateTime>>> {
+    let org_id = match org {
+        Some(name) => match api.find_org(name).await? {
+            Some(o) => Some(o.id),
+            None => return Ok(None),
+        },
+        None => None,
+    };
+    let Some(b) = api.find_buckets(org_id.as_deref(), bucket).await?.into_iter().next() else {
+        return Ok(None);
+    };
+    Ok(Some(counts::newest_point_time(api, &b).await?))
+}
+
+/// `source 2026-.., destination 2026-.. (3.0 s behind)`.
+pub fn describe_newest(src: Option<Option<OffsetDateTime>>, dst: Option<Option<OffsetDateTime>>) -> String {
+    let show = |v: Option<Option<OffsetDateTime>>| match v {
+        None => "no such bucket".to_string(),
+        Some(None) => "empty".to_string(),
+        Some(Some(t)) => rfc3339(t),
+    };
+    let gap = match (src.flatten(), dst.flatten()) {
+        (Some(s), Some(d)) if s > d => {
+            format!(" (destination {} behind)", human_duration(Duration::try_from(s - d).unwrap_or_default()))
+        }
+        (Some(_), Some(_)) => " (same)".to_string(),
+        _ => String::new(),
+    };
+    format!("newest point at the source {}, at the destination {}{gap}", show(src), show(dst))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn newest_points_say_how_far_the_destination_is_behind() {
+        let s = Some(Some(datetime!(2026-11-25 10:00:03 UTC)));
+        let d = Some(Some(datetime!(2026-11-25 10:00:00 UTC)));
+        assert_eq!(
+            describe_newest(s, d),
+            "newest point at the source 2026-11-25T10:00:03Z, at the destination 2026-11-25T10:00:00Z (destination 3.0 s behind)"
+        );
+        assert!(describe_newest(s, s).ends_with("(same)"));
+        assert_eq!(
+            describe_newest(Some(None), None),
+            "newest point at the source empty, at the destination no such bucket"
+        );
+    }
+}
