@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The README's demo command: a complete live migration on a local stack.
+#
+#   tests/demo.sh [--points N] [--writers N] [--readers N] [--faults] [--output DIR]
+#
+# 1. tests/testbed/install.sh — influxd 2.7.12, the influx CLI, moto, cfn-lint, cargo-lambda and
+#    the AWS CLI (cached per user; seconds when already installed);
+# 2. cargo build of the functions, the migration CLI and the local stack;
+# 3. `local-stack demo`: source and destination influxd, moto with the live path deployed by
+#    infra/deploy.sh, the functions behind the Lambda runtime API, clients writing and reading
+#    through a local gateway, the seeding, the catch-up, the cutover, and a report
+#    (demo-output/report.txt and demo-output/destination-lag.svg). Ctrl-C stops everything.
+set -Eeuo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+cd "$repo"
+
+echo "==> [1/3] test bed"
+"$here/testbed/install.sh"
+
+echo
+echo "==> [2/3] build (cargo build --workspace --bins)"
+cargo build --workspace --bins
+
+echo
+echo "==> [3/3] live migration demo"
+exec "$repo/target/debug/local-stack" demo "$@"

@@ -1,0 +1,104 @@
+//! A whole live migration on the local stack, with faults: the same scenario as the README's
+//! demo command at a size that fits CI (see `testbed::scenario` for the steps).
+//!
+//! Faults: the destination answering 503 and resetting connections during the catch-up, the
+//! destination stream-writer process killed while a write of its batch is in flight, the
+//! endpoint secret flipped (cutover) while readers query, deliberately bad records.
+//! Assertions: every acknowledged point is in both databases with its value; no write request
+//! and no read failed; dead-letter storage holds exactly the deliberately bad records; the
+//! router serves the destination after the cutover.
+
+use std::time::Duration;
+
+use testbed::scenario::{self, ScenarioOptions};
+use testbed::stack::{LocalStack, StackOptions};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_migration_under_faults_loses_no_acknowledged_write_and_no_read() {
+    let stack = LocalStack::start(
+        StackOptions { prefix: "e2e-live".into(), secret_ttl_secs: 2, work_dir: None },
+        |m| eprintln!("stack: {m}"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
+    let options = ScenarioOptions {
+        points: 60_000,
+        writers: 2,
+        readers: 2,
+        lines_per_write: 20,
+        faults: true,
+        after_cutover: Duration::from_secs(6),
+        write_pause: Duration::from_millis(150),
+        read_pause: Duration::from_millis(150),
+    };
+    let report = scenario::run(&stack, &options, &|m| eprintln!("scenario: {m}")).await.unwrap_or_else(|e| {
+        panic!("the scenario failed: {e}\ndestination writer:\n{}", stack.destination_writer.logs())
+    });
+    eprintln!("{}", report.render_text());
+
+    assert!(
+        report.acknowledged_points > 1_000,
+        "clients wrote during the whole migration: {}",
+        report.acknowledged_points
+    );
+    assert!(
+        report.missing_at_destination.is_empty(),
+        "missing at the destination: {:?}",
+        &report.missing_at_destination[..report.missing_at_destination.len().min(10)]
+    );
+    assert!(
+        report.missing_at_source.is_empty(),
+        "missing at the source: {:?}",
+        &report.missing_at_source[..report.missing_at_source.len().min(10)]
+    );
+    assert!(report.wrong_values.is_empty(), "wrong values: {:?}", report.wrong_values);
+    assert_eq!(report.present_at_destination, report.acknowledged_points);
+    assert_eq!(report.write_requests_failed, 0, "no client write failed");
+    assert_eq!(report.reads_failed, 0, "no read failed, during the cutover or otherwise: {:?}", report.notes);
+    assert!(report.reads_ok > 10, "readers queried throughout: {}", report.reads_ok);
+
+    // Exactly the deliberately bad records: the unparsable one at both ends, the type conflict at
+    // the destination only. Their content is what was written.
+    let mut targets: Vec<&str> =
+        report.dead_letters.iter().map(|k| k.split('/').nth(1).unwrap_or("")).collect();
+    targets.sort();
+    assert_eq!(targets, ["destination", "destination", "source"], "{:?}", report.dead_letters);
+    let s3 = stack.moto.s3().await;
+    let mut bodies = Vec::new();
+    for key in &report.dead_letters {
+        let obj = s3.get_object().bucket(&stack.outputs.dead_letter_bucket).key(key).send().await.unwrap();
+        let letter: serde_json::Value =
+            serde_json::from_slice(&obj.body.collect().await.unwrap().into_bytes()).unwrap();
+        bodies.push((
+            letter["target"].as_str().unwrap().to_string(),
+            letter["line_protocol"].as_str().unwrap().to_string(),
+        ));
+    }
+    bodies.sort();
+    assert_eq!(bodies[0], ("destination".to_string(), "deliberately_bad value=\n".to_string()));
+    assert!(bodies[1].0 == "destination" && bodies[1].1.starts_with("type_conflict v=1.5 "), "{bodies:?}");
+    assert_eq!(bodies[2], ("source".to_string(), "deliberately_bad value=\n".to_string()));
+
+    // The faults happened.
+    let faults = stack.destination_proxy.stats();
+    assert!(faults.failed > 0 && faults.reset == 3 && faults.stalled == 1, "{faults:?}");
+
+    // After the cutover the router answers from the destination: a point written only there is
+    // visible through the gateway.
+    let only_dest = "cutover_probe v=42i 1700000000000000000\n";
+    stack.destination.write_ok_as(&stack.source.bucket, only_dest, &stack.source.token).await;
+    let http = reqwest::Client::new();
+    let csv = http
+        .post(format!("{}/api/v2/query", stack.gateway.url))
+        .query(&[("org", stack.source.org.as_str())])
+        .header("Authorization", format!("Token {}", stack.source.token))
+        .header("Content-Type", "application/vnd.flux")
+        .body(format!("from(bucket: \"{}\") |> range(start: 0) |> filter(fn: (r) => r._measurement == \"cutover_probe\")", stack.source.bucket))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(csv.contains(",42,"), "the router reads from the destination after the cutover: {csv}");
+}
