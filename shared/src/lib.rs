@@ -20,6 +20,7 @@
 //! - [`sensitive`]: a wrapper that keeps tokens out of `Debug`, `Display` and logs.
 //! - [`logging`]: tracing set-up (JSON in Lambda).
 //! - [`sdk`]: the AWS SDK configuration with bounded retries and timeouts.
+//! - [`settings`]: a function's environment variables, read strictly at cold start.
 
 pub mod envelope;
 pub mod gateway;
@@ -31,3 +32,4 @@ pub mod logging;
 pub mod sdk;
 pub mod secret;
 pub mod sensitive;
+pub mod settings;

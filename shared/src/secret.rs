@@ -30,7 +30,8 @@
 //! # Cache
 //!
 //! Every function reads the secret through [`SecretCache`]: a value is reused for a configurable
-//! time (`SECRET_TTL_SECONDS`, default 15 s), so a cutover reaches every router within that time.
+//! time (`SECRET_TTL_SECONDS`, default 15 s, read by each function's settings), so a cutover
+//! reaches every router within that time.
 //! When a refresh fails the last good value keeps being served (and the refresh is retried at
 //! most every few seconds): a Secrets Manager outage must not become a database outage. Secret
 //! values never appear in logs or errors.
@@ -338,16 +339,6 @@ impl<S: SecretSource> SecretCache<S> {
             },
         }
     }
-}
-
-/// Reads the cache time from `SECRET_TTL_SECONDS` (default 15 s).
-pub fn ttl_from_env() -> Duration {
-    std::env::var("SECRET_TTL_SECONDS")
-        .ok()
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
-        .unwrap_or(DEFAULT_TTL)
 }
 
 #[cfg(test)]

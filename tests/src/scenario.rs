@@ -135,7 +135,9 @@ pub async fn run(
     ])
     .args(["--no-verify", "--log-level", "error", "--dir-name"])
     .arg(&backup_dir)
-    .args(["--stream-retention-hours", "168"]);
+    .args(["--stream-retention-hours", "168"])
+    // performance.txt goes to the working directory, as with AWS's script.
+    .current_dir(&stack.work_dir);
     let out = seed.output().await.map_err(|e| format!("run the seeding: {e}"))?;
     if !out.status.success() {
         return Err(format!(

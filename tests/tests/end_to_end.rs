@@ -79,6 +79,11 @@ async fn a_live_migration_under_faults_loses_no_acknowledged_write_and_no_read()
     assert!(bodies[1].0 == "destination" && bodies[1].1.starts_with("type_conflict v=1.5 "), "{bodies:?}");
     assert_eq!(bodies[2], ("source".to_string(), "deliberately_bad value=\n".to_string()));
 
+    // The seeding recorded its steps where it ran (the stack's work directory), as AWS's script does.
+    let perf = std::fs::read_to_string(stack.work_dir.join("performance.txt"))
+        .expect("performance.txt of the seeding");
+    assert!(perf.contains("backup started at") && perf.contains("restore started at"), "{perf}");
+
     // The faults happened.
     let faults = stack.destination_proxy.stats();
     assert!(faults.failed > 0 && faults.reset == 3 && faults.stalled == 1, "{faults:?}");

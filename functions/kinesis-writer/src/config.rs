@@ -14,15 +14,11 @@
 use std::time::Duration;
 
 use shared::envelope::{MAX_RECORD_BYTES, PartitionKeyMode};
+pub use shared::settings::SettingError as ConfigError;
+use shared::settings::Settings;
 
-/// A variable that is missing or unusable; the message names it.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("environment variable {0} must be set")]
-    Missing(&'static str),
-    #[error("environment variable {var} is not valid: {reason}")]
-    Invalid { var: &'static str, reason: String },
-}
+/// How long Kinesis throttling is retried by default (API Gateway gives up after 29 s).
+pub const DEFAULT_PUT_BUDGET: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -32,67 +28,54 @@ pub struct Config {
     pub partition_key_mode: PartitionKeyMode,
     pub max_body_bytes: usize,
     pub max_record_bytes: usize,
+    pub put_budget: Duration,
     pub admission_ttl: Duration,
 }
 
 impl Config {
     pub fn from_env() -> Result<Config, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
+        Self::from_settings(&Settings::from_env())
     }
 
-    /// Reads the configuration through `get` (tests pass a map).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let stream_name =
-            get("STREAM_NAME").filter(|s| !s.is_empty()).ok_or(ConfigError::Missing("STREAM_NAME"))?;
-        let mode_text = get("PARTITION_KEY_MODE").unwrap_or_default();
-        let partition_key_mode = PartitionKeyMode::parse(&mode_text).ok_or_else(|| ConfigError::Invalid {
-            var: "PARTITION_KEY_MODE",
-            reason: format!("{mode_text:?} is neither \"random\" nor \"bucket\""),
+    /// Reads the configuration from `settings` (the environment, or a table in tests).
+    pub fn from_settings(settings: &Settings) -> Result<Config, ConfigError> {
+        let mode_text = settings.optional("PARTITION_KEY_MODE").unwrap_or_default();
+        let partition_key_mode = PartitionKeyMode::parse(&mode_text).ok_or(ConfigError::Invalid {
+            name: "PARTITION_KEY_MODE",
+            expected: "\"random\" or \"bucket\"",
+            value: mode_text.clone(),
         })?;
-        let number = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
-            match get(var) {
-                None => Ok(default),
-                Some(v) => {
-                    v.trim().parse::<u64>().map_err(|e| ConfigError::Invalid { var, reason: e.to_string() })
-                }
-            }
-        };
-        let max_record_bytes = number("MAX_RECORD_BYTES", MAX_RECORD_BYTES as u64)? as usize;
-        if !(4096..=MAX_RECORD_BYTES).contains(&max_record_bytes) {
-            return Err(ConfigError::Invalid {
-                var: "MAX_RECORD_BYTES",
-                reason: format!("must be between 4096 and {MAX_RECORD_BYTES} (Kinesis' limit)"),
-            });
-        }
         Ok(Config {
-            stream_name,
-            secret_id: get("SECRET_ID").filter(|s| !s.is_empty()),
-            secret_ttl: Duration::from_secs(number("SECRET_TTL_SECONDS", 15)?),
+            stream_name: settings.required("STREAM_NAME")?,
+            secret_id: settings.optional("SECRET_ID"),
+            secret_ttl: settings.seconds("SECRET_TTL_SECONDS", shared::secret::DEFAULT_TTL, true)?,
             partition_key_mode,
-            max_body_bytes: number("MAX_BODY_BYTES", 64 * 1024 * 1024)? as usize,
-            max_record_bytes,
-            admission_ttl: Duration::from_secs(number("ADMISSION_CACHE_SECONDS", 60)?),
+            max_body_bytes: settings.number(
+                "MAX_BODY_BYTES",
+                64 * 1024 * 1024,
+                1,
+                u64::MAX,
+                "a whole number of bytes",
+            )? as usize,
+            max_record_bytes: settings.number(
+                "MAX_RECORD_BYTES",
+                MAX_RECORD_BYTES as u64,
+                4096,
+                MAX_RECORD_BYTES as u64,
+                "a whole number of bytes between 4096 and 1048576 (Kinesis' limit)",
+            )? as usize,
+            put_budget: settings.seconds("PUT_BUDGET_SECONDS", DEFAULT_PUT_BUDGET, false)?,
+            admission_ttl: settings.seconds("ADMISSION_CACHE_SECONDS", Duration::from_secs(60), true)?,
         })
     }
-}
-
-/// `PUT_BUDGET_SECONDS` (default 20 s).
-pub fn put_budget_from_env() -> Duration {
-    std::env::var("PUT_BUDGET_SECONDS")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(Duration::from_secs(20))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Config::from_lookup(|k| map.get(k).cloned())
+        Config::from_settings(&Settings::from_pairs(vars))
     }
 
     #[test]

@@ -66,12 +66,16 @@ impl Deps {
 }
 
 /// When this invocation must have answered: the Lambda deadline less a margin, and never later
-/// than the configured put budget (API Gateway gives up after 29 s).
-pub fn deadline_of(ctx: &lambda_runtime::Context) -> Instant {
+/// than the put budget (API Gateway gives up after 29 s). A deadline that is not in the future
+/// (local emulators such as cargo lambda 1.9 send a duration, not a time) means "unknown": the
+/// put budget alone applies.
+pub fn deadline_of(ctx: &lambda_runtime::Context, budget: Duration) -> Instant {
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    let remaining =
-        Duration::from_millis(ctx.deadline.saturating_sub(now_ms)).saturating_sub(Duration::from_millis(500));
-    Instant::now() + remaining.min(config::put_budget_from_env())
+    if ctx.deadline <= now_ms {
+        return Instant::now() + budget;
+    }
+    let remaining = Duration::from_millis(ctx.deadline - now_ms).saturating_sub(Duration::from_millis(500));
+    Instant::now() + remaining.min(budget)
 }
 
 /// Nanoseconds since the Unix epoch.

@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
     let deps = Deps::new(config, &aws)?;
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let deadline = kinesis_writer::deadline_of(&event.context);
+        let deadline = kinesis_writer::deadline_of(&event.context, deps.config.put_budget);
         Ok::<Value, Error>(kinesis_writer::handle(deps, event.payload, deadline).await)
     }))
     .await

@@ -137,7 +137,8 @@ async fn run(opts: Options) {
     let sm = aws_sdk_secretsmanager::Client::new(&moto.sdk_config().await);
     let secret = json!({"source": {"url": influxd.url}, "destination": {"url": "http://127.0.0.1:9"}, "read": "source"});
     sm.create_secret().name(SECRET_ID).secret_string(secret.to_string()).send().await.expect("create secret");
-    let config = Config::from_lookup(|k| (k == "SECRET_ID").then(|| SECRET_ID.to_string())).expect("config");
+    let config = Config::from_settings(&shared::settings::Settings::from_pairs(&[("SECRET_ID", SECRET_ID)]))
+        .expect("config");
     let deps = Deps::new(config, sm).expect("deps");
     let client = http_client(&ClientOptions::default()).expect("client");
 

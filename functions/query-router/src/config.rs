@@ -9,10 +9,13 @@
 //!
 //! A missing or unreadable variable stops the cold start with an error naming it: a function
 //! that cannot know where to send reads must not start answering. (Unlike
-//! `shared::secret::ttl_from_env`, which falls back to the default, an unreadable
-//! `SECRET_TTL_SECONDS` is an error here: a typo must not silently become 15 s.)
+//! a lenient reader, an unreadable `SECRET_TTL_SECONDS` is an error: a typo must not silently
+//! become 15 s; see `shared::settings`.)
 
 use std::time::Duration;
+
+pub use shared::settings::SettingError as ConfigError;
+use shared::settings::Settings;
 
 use crate::response::DEFAULT_MAX_RESPONSE_BYTES;
 
@@ -28,66 +31,39 @@ pub struct Config {
     pub max_response_bytes: usize,
 }
 
-/// A setting that is missing or cannot be read; names the variable, never a secret value.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
-    #[error("environment variable {0} must be set")]
-    Missing(&'static str),
-    #[error("environment variable {name} must be {expected}, not {value:?}")]
-    Invalid { name: &'static str, expected: &'static str, value: String },
-}
-
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
-        Config::from_lookup(|name| std::env::var(name).ok())
+        Config::from_settings(&Settings::from_env())
     }
 
-    /// Reads the settings through `lookup` (the environment, or a table in tests).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let secret_id = lookup("SECRET_ID")
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .ok_or(ConfigError::Missing("SECRET_ID"))?;
-        let secret_ttl = seconds(&lookup, "SECRET_TTL_SECONDS", true)?.unwrap_or(shared::secret::DEFAULT_TTL);
-        let upstream_timeout =
-            seconds(&lookup, "UPSTREAM_TIMEOUT_SECONDS", false)?.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT);
-        let max_response_bytes = match lookup("MAX_RESPONSE_BYTES").map(|s| s.trim().to_string()) {
-            None => DEFAULT_MAX_RESPONSE_BYTES,
-            Some(v) => v.parse::<usize>().ok().filter(|n| *n >= 1024).ok_or(ConfigError::Invalid {
-                name: "MAX_RESPONSE_BYTES",
-                expected: "a whole number of bytes, at least 1024",
-                value: v,
-            })?,
-        };
-        Ok(Config { secret_id, secret_ttl, upstream_timeout, max_response_bytes })
+    /// Reads the settings from `settings` (the environment, or a table in tests).
+    pub fn from_settings(settings: &Settings) -> Result<Config, ConfigError> {
+        Ok(Config {
+            secret_id: settings.required("SECRET_ID")?,
+            secret_ttl: settings.seconds("SECRET_TTL_SECONDS", shared::secret::DEFAULT_TTL, true)?,
+            upstream_timeout: settings.seconds(
+                "UPSTREAM_TIMEOUT_SECONDS",
+                DEFAULT_UPSTREAM_TIMEOUT,
+                false,
+            )?,
+            max_response_bytes: settings.number(
+                "MAX_RESPONSE_BYTES",
+                DEFAULT_MAX_RESPONSE_BYTES as u64,
+                1024,
+                u64::MAX,
+                "a whole number of bytes, at least 1024",
+            )? as usize,
+        })
     }
-}
-
-/// A duration in (possibly fractional) seconds; zero allowed only where it means something.
-fn seconds(
-    lookup: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    zero_allowed: bool,
-) -> Result<Option<Duration>, ConfigError> {
-    let Some(v) = lookup(name).map(|s| s.trim().to_string()) else { return Ok(None) };
-    let expected =
-        if zero_allowed { "a number of seconds, 0 or more" } else { "a number of seconds above 0" };
-    v.parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && (*s > 0.0 || (zero_allowed && *s == 0.0)) && *s < 1e9)
-        .map(|s| Some(Duration::from_secs_f64(s)))
-        .ok_or(ConfigError::Invalid { name, expected, value: v })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn read(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Config::from_lookup(|k| map.get(k).cloned())
+        Config::from_settings(&Settings::from_pairs(vars))
     }
 
     #[test]

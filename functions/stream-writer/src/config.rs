@@ -15,15 +15,8 @@
 use std::time::Duration;
 
 use shared::secret::Role;
-
-/// A variable that is missing or unusable; the message names it.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("environment variable {0} must be set")]
-    Missing(&'static str),
-    #[error("environment variable {var} is not valid: {reason}")]
-    Invalid { var: &'static str, reason: String },
-}
+pub use shared::settings::SettingError as ConfigError;
+use shared::settings::Settings;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -40,42 +33,43 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Config, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
+        Self::from_settings(&Settings::from_env())
     }
 
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let required =
-            |var: &'static str| get(var).filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing(var));
-        let target = match required("TARGET")?.trim().to_ascii_lowercase().as_str() {
+    /// Reads the configuration from `settings` (the environment, or a table in tests).
+    pub fn from_settings(settings: &Settings) -> Result<Config, ConfigError> {
+        let target_text = settings.required("TARGET")?;
+        let target = match target_text.to_ascii_lowercase().as_str() {
             "source" => Role::Source,
             "destination" => Role::Destination,
-            other => {
+            _ => {
                 return Err(ConfigError::Invalid {
-                    var: "TARGET",
-                    reason: format!("{other:?} is neither \"source\" nor \"destination\""),
+                    name: "TARGET",
+                    expected: "\"source\" or \"destination\"",
+                    value: target_text,
                 });
-            }
-        };
-        let number = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
-            match get(var) {
-                None => Ok(default),
-                Some(v) => {
-                    v.trim().parse::<u64>().map_err(|e| ConfigError::Invalid { var, reason: e.to_string() })
-                }
             }
         };
         Ok(Config {
             target,
-            secret_id: required("SECRET_ID")?,
-            secret_ttl: Duration::from_secs(number("SECRET_TTL_SECONDS", 15)?),
-            dead_letter_bucket: required("DEAD_LETTER_BUCKET")?,
-            dead_letter_prefix: get("DEAD_LETTER_PREFIX").unwrap_or_else(|| "dead-letters/".into()),
-            max_write_bytes: number("MAX_WRITE_BYTES", 10 * 1024 * 1024)?.max(1),
-            write_timeout: Duration::from_secs(number("WRITE_TIMEOUT_SECONDS", 30)?.max(1)),
-            skip_verify: matches!(get("SKIP_VERIFY").as_deref().map(str::trim), Some("true" | "1" | "yes")),
-            retry_budget: match get("RETRY_BUDGET_SECONDS") {
+            secret_id: settings.required("SECRET_ID")?,
+            secret_ttl: settings.seconds("SECRET_TTL_SECONDS", shared::secret::DEFAULT_TTL, true)?,
+            dead_letter_bucket: settings.required("DEAD_LETTER_BUCKET")?,
+            dead_letter_prefix: settings
+                .optional("DEAD_LETTER_PREFIX")
+                .unwrap_or_else(|| "dead-letters/".into()),
+            max_write_bytes: settings.number(
+                "MAX_WRITE_BYTES",
+                10 * 1024 * 1024,
+                1,
+                u64::MAX,
+                "a whole number of bytes",
+            )?,
+            write_timeout: settings.seconds("WRITE_TIMEOUT_SECONDS", Duration::from_secs(30), false)?,
+            skip_verify: settings.flag("SKIP_VERIFY")?,
+            retry_budget: match settings.optional("RETRY_BUDGET_SECONDS") {
                 None => None,
-                Some(_) => Some(Duration::from_secs(number("RETRY_BUDGET_SECONDS", 0)?)),
+                Some(_) => Some(settings.seconds("RETRY_BUDGET_SECONDS", Duration::ZERO, true)?),
             },
         })
     }
@@ -84,11 +78,9 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Config::from_lookup(|k| map.get(k).cloned())
+        Config::from_settings(&Settings::from_pairs(vars))
     }
 
     #[test]
