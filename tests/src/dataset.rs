@@ -9,6 +9,7 @@ use crate::Influxd;
 /// What was loaded, for the report and for checks after the migration.
 #[derive(Debug, Clone, Default)]
 pub struct Loaded {
+    /// Points (lines) written.
     pub points: u64,
     /// (org name, bucket name, field values written)
     pub buckets: Vec<(String, String, u64)>,
@@ -21,7 +22,8 @@ pub struct Loaded {
 /// One week in seconds.
 const WEEK: i64 = 7 * 24 * 3600;
 
-/// Loads about `points` field values into `source` (besides what its onboarding created).
+/// Loads `points` points (lines of four fields each) into `source`, spread over the buckets
+/// (besides what its onboarding created).
 /// `progress` hears about each step.
 pub async fn load(source: &Influxd, points: u64, progress: impl Fn(&str)) -> Result<Loaded, String> {
     let mut loaded = Loaded::default();
@@ -36,13 +38,13 @@ pub async fn load(source: &Influxd, points: u64, progress: impl Fn(&str)) -> Res
         source.create_bucket_in(org_id, name).await;
     }
 
-    // Points: four fields per line, spread over four weeks ending a week ago.
-    let lines_total = points.div_ceil(4);
+    // Points of four fields each, spread over four weeks ending a week ago.
+    let lines_total = points;
     let per_bucket = lines_total.div_ceil(buckets.len() as u64);
     let end = time::OffsetDateTime::now_utc().unix_timestamp() - WEEK;
     let start = end - 4 * WEEK;
     for (org, org_id, bucket) in &buckets {
-        progress(&format!("writing {} points into {org}/{bucket}", per_bucket * 4));
+        progress(&format!("writing {per_bucket} points ({} values) into {org}/{bucket}", per_bucket * 4));
         let step = ((end - start) as u64 * 1_000_000_000 / per_bucket.max(1)) as i64;
         let mut written = 0u64;
         while written < per_bucket {
@@ -64,7 +66,7 @@ pub async fn load(source: &Influxd, points: u64, progress: impl Fn(&str)) -> Res
             write(source, org_id, bucket, body).await?;
             written += n;
         }
-        loaded.points += per_bucket * 4;
+        loaded.points += per_bucket;
         loaded.buckets.push((org.clone(), bucket.clone(), per_bucket * 4));
     }
 

@@ -43,6 +43,8 @@ pub struct MappingState {
     pub last_error: Option<String>,
     /// Loops that found the shard empty while the function could run: caught up.
     pub idle_loops: u64,
+    /// When the mapping started (the origin of `history`'s times).
+    pub started: Option<std::time::Instant>,
 }
 
 /// The lag file, shared by the mappings of one stack.
@@ -184,6 +186,7 @@ async fn run(
     stop: Arc<AtomicBool>,
 ) {
     let started = Instant::now();
+    state.lock().unwrap_or_else(|p| p.into_inner()).started = Some(started);
     let mut pollers: Vec<ShardPoller> = Vec::new();
     let set = |f: &dyn Fn(&mut MappingState)| f(&mut state.lock().unwrap_or_else(|p| p.into_inner()));
     while !stop.load(Ordering::SeqCst) {

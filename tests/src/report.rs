@@ -24,6 +24,8 @@ pub struct Report {
     pub dead_letters: Vec<String>,
     /// (seconds since the destination mapping started, IteratorAge ms)
     pub lag: Vec<(f64, u64)>,
+    /// Events on the same time axis as `lag` (e.g. "unthrottle", "cutover").
+    pub marks: Vec<(f64, String)>,
     pub notes: Vec<String>,
 }
 
@@ -114,8 +116,8 @@ pub fn sparkline(points: &[(f64, u64)], width: usize) -> String {
     cells.iter().map(|v| BARS[((*v as f64 / max as f64) * 7.0).round() as usize]).collect()
 }
 
-/// An SVG line chart of the lag over time.
-pub fn svg_chart(points: &[(f64, u64)], title: &str) -> String {
+/// An SVG line chart of the lag over time, with a labelled vertical line at each mark.
+pub fn svg_chart(points: &[(f64, u64)], marks: &[(f64, String)], title: &str) -> String {
     let (w, h, left, bottom, top, right) = (900.0, 360.0, 70.0, 40.0, 40.0, 20.0);
     let t_end = points.last().map(|p| p.0).unwrap_or(1.0).max(1.0);
     let v_max = (points.iter().map(|p| p.1).max().unwrap_or(0) as f64 / 1000.0).max(1.0);
@@ -157,6 +159,21 @@ pub fn svg_chart(points: &[(f64, u64)], title: &str) -> String {
             h - bottom + 18.0
         );
     }
+    for (t, label) in marks.iter().filter(|(t, _)| *t >= 0.0 && *t <= t_end) {
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x:.1}" x2="{x:.1}" y1="{top}" y2="{:.1}" stroke="#c0392b" stroke-dasharray="4 3"/>"##,
+            h - bottom,
+            x = x(*t)
+        );
+        let _ = writeln!(
+            s,
+            r##"<text x="{:.1}" y="{}" fill="#c0392b">{}</text>"##,
+            x(*t) + 4.0,
+            top + 12.0,
+            escape(label)
+        );
+    }
     let _ = writeln!(s, r##"<path d="{path}" fill="none" stroke="#1f6fb2" stroke-width="2"/>"##);
     let _ = writeln!(
         s,
@@ -185,10 +202,13 @@ mod tests {
 
     #[test]
     fn svg_has_a_path_through_every_point() {
-        let svg = svg_chart(&[(0.0, 0), (10.0, 2000), (20.0, 0)], "lag <test>");
+        let svg = svg_chart(&[(0.0, 0), (10.0, 2000), (20.0, 0)], &[(5.0, "cutover".into())], "lag <test>");
         assert!(svg.starts_with("<svg"));
-        assert_eq!(svg.matches(" L").count() + svg.matches("M").count() - 1, 2, "{svg}");
+        let path = svg.lines().find(|l| l.starts_with("<path")).unwrap();
+        assert_eq!(path.matches('M').count(), 1, "{path}");
+        assert_eq!(path.matches('L').count(), 2, "{path}");
         assert!(svg.contains("lag &lt;test&gt;"));
+        assert!(svg.contains(">cutover</text>"));
     }
 
     #[test]

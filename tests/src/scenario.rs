@@ -29,7 +29,7 @@ use crate::traffic::{Traffic, TrafficConfig, missing_points};
 /// How big and how hostile the run is.
 #[derive(Debug, Clone)]
 pub struct ScenarioOptions {
-    /// Field values loaded into the source before the migration.
+    /// Points (lines of four fields) loaded into the source before the migration.
     pub points: u64,
     pub writers: usize,
     pub readers: usize,
@@ -167,6 +167,7 @@ pub async fn run(
         report.notes.push(format!("status before unthrottle: {e}"));
     }
     cli(stack, &["unthrottle"], 0, progress).await?;
+    mark(stack, &mut report, "unthrottle");
     if options.faults {
         inject_catch_up_faults(stack, &mut report, progress).await?;
     }
@@ -186,6 +187,7 @@ pub async fn run(
     let reads_failed_before = traffic.failed_reads().len();
     let cutover_started = Instant::now();
     cli(stack, &["cutover"], 0, progress).await?;
+    mark(stack, &mut report, "cutover");
     progress(&format!("reads go to the destination; clients keep going for {:?}", options.after_cutover));
     tokio::time::sleep(options.after_cutover).await;
     let failed_during_cutover = traffic.failed_reads().len() - reads_failed_before;
@@ -238,6 +240,13 @@ pub async fn run(
     }
     phase("drain and check", t, &mut report);
     Ok(report)
+}
+
+/// Notes an event on the lag chart's time axis (the destination mapping's clock).
+fn mark(stack: &LocalStack, report: &mut Report, label: &str) {
+    if let Some(started) = stack.destination_mapping.state().started {
+        report.marks.push((started.elapsed().as_secs_f64(), label.to_string()));
+    }
 }
 
 /// The catch-up's faults: the destination answers 503 (with `Retry-After`) and resets

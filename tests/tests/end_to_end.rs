@@ -22,7 +22,7 @@ async fn a_live_migration_under_faults_loses_no_acknowledged_write_and_no_read()
     .await
     .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
     let options = ScenarioOptions {
-        points: 60_000,
+        points: 20_000,
         writers: 2,
         readers: 2,
         lines_per_write: 20,

@@ -100,7 +100,11 @@ async fn main() -> std::process::ExitCode {
             let _ = std::fs::write(output.join("report.txt"), &text);
             let _ = std::fs::write(
                 &chart,
-                svg_chart(&report.lag, "destination writer lag (IteratorAge) during the live migration"),
+                svg_chart(
+                    &report.lag,
+                    &report.marks,
+                    "destination writer lag (IteratorAge) during the live migration",
+                ),
             );
             say(
                 started,
