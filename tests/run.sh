@@ -4,7 +4,7 @@
 #   tests/run.sh [extra cargo test arguments, e.g. a test name filter]
 #
 # 1. tests/testbed/install.sh — influxd 2.7.12, the influx CLI, moto, cfn-lint, cargo-lambda and
-#    the AWS CLI (cached per user; seconds when already installed, ~5-35 minutes the first time);
+#    the AWS CLI (cached per user; seconds when already installed, about 5 minutes the first time);
 # 2. cargo build of every crate, binaries included (the tests start the function binaries behind
 #    `cargo lambda watch` and run the CLI as a user would);
 # 3. cargo test of the whole workspace: unit tests next to the code, and the integration tests in

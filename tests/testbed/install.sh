@@ -67,7 +67,7 @@ step "influxd $INFLUXD_VERSION"
 if [ -x "$influxd_bin" ] && "$influxd_bin" version 2>/dev/null | grep -q "$INFLUXD_VERSION"; then
   note "cached: $influxd_bin ($("$influxd_bin" version))"
 else
-  note "not cached: building from the Go module (about 20-35 minutes on 2 cores, once per machine)"
+  note "not cached: building from the Go module (about 4 minutes on 2 cores here; once per machine)"
   work="$cache/build/influxd-$INFLUXD_VERSION"
   rm -rf "$work"; mkdir -p "$work"
   export GOFLAGS=-buildvcs=false
