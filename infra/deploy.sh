@@ -75,8 +75,6 @@ STAGE=""
 CUSTOM_DOMAIN=""
 CERTIFICATE_ARN=""
 
-need() { [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value (see --help)"; }
-
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --prefix) need "$@"; PREFIX="$2"; shift 2 ;;

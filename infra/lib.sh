@@ -30,6 +30,9 @@ die() {
   exit 1
 }
 
+# An option that takes a value: `need "$@"` fails with the option's name when the value is missing.
+need() { [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value (see --help)"; }
+
 # Prints a command the way a shell would read it back.
 show() {
   local out="+" arg

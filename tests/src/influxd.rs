@@ -207,11 +207,22 @@ impl Influxd {
 
     /// Runs a Flux query and returns the raw annotated CSV.
     pub async fn query_csv(&self, query: &str) -> String {
+        self.query_csv_with(query, self.auth()).await
+    }
+
+    /// Runs a Flux query with another token (after a full restore the source's tokens are the
+    /// destination's) and returns its rows.
+    pub async fn query_as(&self, query: &str, token: &str) -> Vec<FluxRecord> {
+        flux::parse_annotated_csv(&self.query_csv_with(query, format!("Token {token}")).await)
+    }
+
+    /// `POST /api/v2/query` with the given `Authorization`; panics unless it answers 200.
+    async fn query_csv_with(&self, query: &str, authorization: String) -> String {
         let resp = self
             .http
             .post(format!("{}/api/v2/query", self.url))
             .query(&[("org", self.org.as_str())])
-            .header("Authorization", self.auth())
+            .header("Authorization", authorization)
             .json(&json!({
                 "query": query, "type": "flux",
                 "dialect": {"header": true, "annotations": ["group", "datatype", "default"]}
@@ -222,26 +233,6 @@ impl Influxd {
         let a = answer(resp).await;
         assert_eq!(a.status, 200, "query answered {}: {}", a.status, a.body);
         a.body
-    }
-
-    /// Runs a Flux query with another token (after a full restore the source's tokens are the
-    /// destination's) and returns its rows.
-    pub async fn query_as(&self, query: &str, token: &str) -> Vec<FluxRecord> {
-        let resp = self
-            .http
-            .post(format!("{}/api/v2/query", self.url))
-            .query(&[("org", self.org.as_str())])
-            .header("Authorization", format!("Token {token}"))
-            .json(&json!({
-                "query": query, "type": "flux",
-                "dialect": {"header": true, "annotations": ["group", "datatype", "default"]}
-            }))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("POST /api/v2/query to {}: {e}", self.url));
-        let a = answer(resp).await;
-        assert_eq!(a.status, 200, "query answered {}: {}", a.status, a.body);
-        flux::parse_annotated_csv(&a.body)
     }
 
     /// Runs a Flux query and returns its rows, typed by the `#datatype` annotation.

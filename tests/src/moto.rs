@@ -95,6 +95,24 @@ impl Moto {
         ]
     }
 
+    /// Runs the AWS CLI (v1, from the test bed) against this server and returns its JSON answer
+    /// (`Null` for an empty one); panics, with the CLI's stderr, when the command fails.
+    pub fn aws_cli(&self, args: &[&str]) -> serde_json::Value {
+        let out = Command::new(&TestBed::get().aws_cli)
+            .args(args)
+            .args(["--output", "json"])
+            .envs(self.env())
+            .output()
+            .expect("run the aws CLI");
+        assert!(out.status.success(), "aws {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).expect("aws CLI JSON")
+        }
+    }
+
     /// The tail of moto's log.
     pub fn log_tail(&self) -> String {
         self.process.log_tail(4000)

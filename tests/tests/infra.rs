@@ -44,19 +44,6 @@ fn decoded(name: &str) -> Value {
     serde_json::from_slice(&out.stdout).expect("template JSON")
 }
 
-/// The AWS CLI against moto, JSON answer.
-fn aws(moto: &Moto, args: &[&str]) -> Value {
-    let out = Command::new(&TestBed::get().aws_cli)
-        .args(args)
-        .args(["--output", "json"])
-        .envs(moto.env())
-        .output()
-        .expect("run the aws CLI");
-    assert!(out.status.success(), "aws {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
-    if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).expect("aws CLI JSON") }
-}
-
 struct Script {
     code: i32,
     stdout: String,
@@ -362,8 +349,8 @@ fn deploy_dry_run_prints_every_call_and_changes_nothing() {
     let pos = |needle: &str| calls.iter().position(|l| l.contains(needle)).unwrap();
     assert!(pos("put-function-concurrency") < pos("create-stack --stack-name dry-wiring"));
     // Nothing was created.
-    assert_eq!(aws(&moto, &["cloudformation", "list-stacks"])["StackSummaries"], json!([]));
-    assert_eq!(aws(&moto, &["lambda", "list-functions"])["Functions"], json!([]));
+    assert_eq!(moto.aws_cli(&["cloudformation", "list-stacks"])["StackSummaries"], json!([]));
+    assert_eq!(moto.aws_cli(&["lambda", "list-functions"])["Functions"], json!([]));
 }
 
 /// The statements of a policy document read through IAM. moto returns the document as a Python
@@ -446,7 +433,7 @@ fn deploy_creates_every_resource_in_moto_and_a_rerun_keeps_the_operators_changes
     assert!(
         run.stdout.contains("stack mig-core: created") && run.stdout.contains("stack mig-wiring: created")
     );
-    let stacks = aws(&moto, &["cloudformation", "describe-stacks"]);
+    let stacks = moto.aws_cli(&["cloudformation", "describe-stacks"]);
     let core = outputs(stack(&stacks, "mig-core"));
     let wiring = outputs(stack(&stacks, "mig-wiring"));
 
@@ -459,7 +446,7 @@ fn deploy_creates_every_resource_in_moto_and_a_rerun_keeps_the_operators_changes
     assert_eq!(s.stream_arn(), core["StreamArn"]);
 
     // IAM: the four roles, trusted by Lambda, with inline policies that pass the same rule.
-    let roles = aws(&moto, &["iam", "list-roles"]);
+    let roles = moto.aws_cli(&["iam", "list-roles"]);
     for (key, policy_name) in [
         ("KinesisWriterRoleArn", "kinesis-writer"),
         ("SourceWriterRoleArn", "stream-writer-source"),
@@ -477,9 +464,10 @@ fn deploy_creates_every_resource_in_moto_and_a_rerun_keeps_the_operators_changes
             role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"],
             "lambda.amazonaws.com"
         );
-        let listed = aws(&moto, &["iam", "list-role-policies", "--role-name", &name]);
+        let listed = moto.aws_cli(&["iam", "list-role-policies", "--role-name", &name]);
         assert_eq!(listed["PolicyNames"], json!([policy_name]), "{name}: one inline policy");
-        let doc = aws(&moto, &["iam", "get-role-policy", "--role-name", &name, "--policy-name", policy_name]);
+        let doc =
+            moto.aws_cli(&["iam", "get-role-policy", "--role-name", &name, "--policy-name", policy_name]);
         let sts = deployed_statements(&doc["PolicyDocument"]);
         assert!(sts.len() >= 3, "{name}: {sts:?}");
         for st in &sts {
@@ -550,7 +538,7 @@ fn deploy_creates_every_resource_in_moto_and_a_rerun_keeps_the_operators_changes
     let params = stack(&stacks, "mig-wiring")["Parameters"].clone();
     let start = params.as_array().unwrap().iter().find(|p| p["ParameterKey"] == "DualWriteStart").unwrap()["ParameterValue"].clone();
     assert_eq!(start, json!(created.unix_timestamp().to_string()));
-    let esms = aws(&moto, &["lambda", "list-event-source-mappings"])["EventSourceMappings"]
+    let esms = moto.aws_cli(&["lambda", "list-event-source-mappings"])["EventSourceMappings"]
         .as_array()
         .unwrap()
         .clone();
@@ -581,7 +569,7 @@ fn deploy_creates_every_resource_in_moto_and_a_rerun_keeps_the_operators_changes
 
     // API Gateway: every route, IAM-authorised, to the right function.
     let api = &wiring["RestApiId"];
-    let resources = aws(&moto, &["apigateway", "get-resources", "--rest-api-id", api])["items"]
+    let resources = moto.aws_cli(&["apigateway", "get-resources", "--rest-api-id", api])["items"]
         .as_array()
         .unwrap()
         .clone();
@@ -664,38 +652,36 @@ fn deploy_creates_every_resource_in_moto_and_a_rerun_keeps_the_operators_changes
     let dim_value = sub(a["Dimensions"][0]["Value"]["Fn::Sub"].as_str().unwrap(), &vars);
     let actions_flag =
         if a["ActionsEnabled"] == false { "--no-actions-enabled" } else { "--actions-enabled" };
-    aws(
-        &moto,
-        &[
-            "cloudwatch",
-            "put-metric-alarm",
-            "--alarm-name",
-            &alarm_name,
-            "--namespace",
-            a["Namespace"].as_str().unwrap(),
-            "--metric-name",
-            a["MetricName"].as_str().unwrap(),
-            "--dimensions",
-            &format!("Name={},Value={dim_value}", a["Dimensions"][0]["Name"].as_str().unwrap()),
-            "--statistic",
-            a["Statistic"].as_str().unwrap(),
-            "--period",
-            &a["Period"].to_string(),
-            "--evaluation-periods",
-            &a["EvaluationPeriods"].to_string(),
-            "--datapoints-to-alarm",
-            &a["DatapointsToAlarm"].to_string(),
-            "--threshold",
-            &t["Parameters"]["DestinationLagAlarmMilliseconds"]["Default"].to_string(),
-            "--comparison-operator",
-            a["ComparisonOperator"].as_str().unwrap(),
-            "--treat-missing-data",
-            a["TreatMissingData"].as_str().unwrap(),
-            actions_flag,
-        ],
-    );
+    moto.aws_cli(&[
+        "cloudwatch",
+        "put-metric-alarm",
+        "--alarm-name",
+        &alarm_name,
+        "--namespace",
+        a["Namespace"].as_str().unwrap(),
+        "--metric-name",
+        a["MetricName"].as_str().unwrap(),
+        "--dimensions",
+        &format!("Name={},Value={dim_value}", a["Dimensions"][0]["Name"].as_str().unwrap()),
+        "--statistic",
+        a["Statistic"].as_str().unwrap(),
+        "--period",
+        &a["Period"].to_string(),
+        "--evaluation-periods",
+        &a["EvaluationPeriods"].to_string(),
+        "--datapoints-to-alarm",
+        &a["DatapointsToAlarm"].to_string(),
+        "--threshold",
+        &t["Parameters"]["DestinationLagAlarmMilliseconds"]["Default"].to_string(),
+        "--comparison-operator",
+        a["ComparisonOperator"].as_str().unwrap(),
+        "--treat-missing-data",
+        a["TreatMissingData"].as_str().unwrap(),
+        actions_flag,
+    ]);
     let alarms =
-        aws(&moto, &["cloudwatch", "describe-alarms", "--alarm-names", &alarm_name])["MetricAlarms"].clone();
+        moto.aws_cli(&["cloudwatch", "describe-alarms", "--alarm-names", &alarm_name])["MetricAlarms"]
+            .clone();
     let alarm = &alarms[0];
     assert_eq!(alarm["MetricName"], "IteratorAge");
     assert_eq!(alarm["Namespace"], "AWS/Lambda");
@@ -757,7 +743,7 @@ fn deploy_creates_every_resource_in_moto_and_a_rerun_keeps_the_operators_changes
     assert!(again.stdout.contains("stack mig-wiring: already up to date"), "{}", again.stdout);
     assert!(again.stdout.contains("reserved concurrency as it is (none, unthrottled)"), "{}", again.stdout);
     assert_eq!(concurrency(&lambda), None);
-    let esms = aws(&moto, &["lambda", "list-event-source-mappings"])["EventSourceMappings"]
+    let esms = moto.aws_cli(&["lambda", "list-event-source-mappings"])["EventSourceMappings"]
         .as_array()
         .unwrap()
         .clone();
@@ -789,11 +775,11 @@ fn deploy_creates_every_resource_in_moto_and_a_rerun_keeps_the_operators_changes
     let refused = script("teardown.sh", &moto.env(), &["--prefix", prefix]);
     assert_eq!(refused.code, 1);
     assert!(refused.stderr.contains("rerun with --confirm"), "{}", refused.stderr);
-    assert_eq!(aws(&moto, &["lambda", "list-functions"])["Functions"].as_array().unwrap().len(), 4);
+    assert_eq!(moto.aws_cli(&["lambda", "list-functions"])["Functions"].as_array().unwrap().len(), 4);
     let down = script("teardown.sh", &moto.env(), &["--prefix", prefix, "--confirm"]);
     assert_eq!(down.code, 0, "{}\n{}", down.stdout, down.stderr);
-    assert_eq!(aws(&moto, &["lambda", "list-functions"])["Functions"], json!([]));
-    assert_eq!(aws(&moto, &["lambda", "list-event-source-mappings"])["EventSourceMappings"], json!([]));
+    assert_eq!(moto.aws_cli(&["lambda", "list-functions"])["Functions"], json!([]));
+    assert_eq!(moto.aws_cli(&["lambda", "list-event-source-mappings"])["EventSourceMappings"], json!([]));
     let streams = rt.block_on(kinesis.list_streams().send()).unwrap();
     assert!(streams.stream_names().is_empty(), "{:?}", streams.stream_names());
     assert!(

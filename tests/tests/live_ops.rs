@@ -58,19 +58,6 @@ struct Live {
 
 const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
 
-/// Runs the AWS CLI (v1, from the test bed) against moto and returns its JSON answer.
-fn aws_cli(moto: &Moto, args: &[&str]) -> Value {
-    let out = Command::new(&TestBed::get().aws_cli)
-        .args(args)
-        .args(["--output", "json"])
-        .envs(moto.env())
-        .output()
-        .expect("run the aws CLI");
-    assert!(out.status.success(), "aws {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
-    if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).expect("aws CLI JSON") }
-}
-
 /// A zip holding `binary` as `bootstrap` (python's zipfile, from the test bed's virtualenv).
 fn bootstrap_zip(dir: &Path, binary: &str) -> Vec<u8> {
     let stage = dir.join(format!("stage-{binary}"));
@@ -123,10 +110,14 @@ impl Live {
         let secret_id = "live/endpoints".to_string();
         secrets.create_secret().name(&secret_id).secret_string(secret_json.to_string()).send().await.unwrap();
 
-        let role = aws_cli(
-            &moto,
-            &["iam", "create-role", "--role-name", "live-writer", "--assume-role-policy-document", TRUST],
-        );
+        let role = moto.aws_cli(&[
+            "iam",
+            "create-role",
+            "--role-name",
+            "live-writer",
+            "--assume-role-policy-document",
+            TRUST,
+        ]);
         let role_arn = role["Role"]["Arn"].as_str().unwrap().to_string();
         let writer_zip = bootstrap_zip(dir.path(), "stream-writer");
         let router_zip = bootstrap_zip(dir.path(), "query-router");
