@@ -197,7 +197,7 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<Exit> {
     let outcome = migrate(&args, &perf).await;
     perf.finish(total);
     if let Some(w) = watch {
-        w.abort();
+        w.finish();
     }
     match outcome {
         Ok(exit) => Ok(exit),
