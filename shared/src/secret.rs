@@ -172,23 +172,43 @@ impl Mappings {
         Mapped::Write { params: p, authorization: authorization.map(|a| self.map_token(a)) }
     }
 
-    /// The credential with its token replaced when the mappings name it.
+    /// The credential with its token replaced when the mappings name it, in every form influxd
+    /// accepts: a bare token (the v1 `p` parameter), `Token <t>` / `Bearer <t>`, the 1.x
+    /// `Token <user>:<t>`, and HTTP Basic with the token as password (what the kinesis-writer
+    /// makes of a v1 write's `u`/`p`). A credential the mappings do not name is kept as it is.
     pub fn map_token(&self, authorization: &Sensitive) -> Sensitive {
         if self.tokens.is_empty() {
             return authorization.clone();
         }
-        let value = authorization.expose();
-        let (scheme, token) = match value.split_once(' ') {
-            Some((s, t)) => (Some(s), t.trim()),
-            None => (None, value),
+        let value = authorization.expose().trim();
+        let mapped = match value.split_once(' ') {
+            None => self.tokens.get(&Sensitive::new(value)).cloned(),
+            Some((scheme, rest)) => {
+                let rest = rest.trim();
+                if scheme.eq_ignore_ascii_case("basic") {
+                    self.map_basic(scheme, rest)
+                } else if let Some(to) = self.tokens.get(&Sensitive::new(rest)) {
+                    Some(Sensitive::new(format!("{scheme} {}", to.expose())))
+                } else {
+                    rest.split_once(':').and_then(|(user, token)| {
+                        let to = self.tokens.get(&Sensitive::new(token))?;
+                        Some(Sensitive::new(format!("{scheme} {user}:{}", to.expose())))
+                    })
+                }
+            }
         };
-        match self.tokens.get(&Sensitive::new(token)) {
-            Some(to) => match scheme {
-                Some(s) => Sensitive::new(format!("{s} {}", to.expose())),
-                None => to.clone(),
-            },
-            None => authorization.clone(),
-        }
+        mapped.unwrap_or_else(|| authorization.clone())
+    }
+
+    /// `Basic base64(user:token)` with the token mapped; `None` when it does not decode or the
+    /// mappings do not name the token.
+    fn map_basic(&self, scheme: &str, encoded: &str) -> Option<Sensitive> {
+        use base64::Engine as _;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let decoded = String::from_utf8(engine.decode(encoded).ok()?).ok()?;
+        let (user, password) = decoded.split_once(':')?;
+        let to = self.tokens.get(&Sensitive::new(password))?;
+        Some(Sensitive::new(format!("{scheme} {}", engine.encode(format!("{user}:{}", to.expose())))))
     }
 }
 
@@ -472,9 +492,50 @@ mod tests {
     }
 
     #[test]
+    fn tokens_are_mapped_in_every_form_influxd_accepts() {
+        use base64::Engine as _;
+        let m = Mappings {
+            tokens: BTreeMap::from([(Sensitive::new("src-tok"), Sensitive::new("dst-tok"))]),
+            ..Default::default()
+        };
+        let map = |s: &str| m.map_token(&Sensitive::new(s)).expose().to_string();
+        assert_eq!(map("src-tok"), "dst-tok");
+        assert_eq!(map("Token src-tok"), "Token dst-tok");
+        assert_eq!(map("Bearer src-tok"), "Bearer dst-tok");
+        assert_eq!(map("token src-tok"), "token dst-tok");
+        assert_eq!(map("Token me:src-tok"), "Token me:dst-tok");
+        let engine = base64::engine::general_purpose::STANDARD;
+        let basic = format!("Basic {}", engine.encode("me:src-tok"));
+        assert_eq!(map(&basic), format!("Basic {}", engine.encode("me:dst-tok")));
+        // Unknown tokens and undecodable Basic values pass unchanged.
+        assert_eq!(map("Token other"), "Token other");
+        assert_eq!(map("Basic !!!"), "Basic !!!");
+        let unknown_basic = format!("Basic {}", engine.encode("me:other"));
+        assert_eq!(map(&unknown_basic), unknown_basic);
+    }
+
+    #[test]
+    fn a_v1_write_with_user_and_password_replays_with_the_mapped_token() {
+        use base64::Engine as _;
+        // The kinesis-writer turns `?u=me&p=src-tok` into Basic; the destination writer must
+        // send the destination's token, or the destination answers 401 for ever.
+        let m: Mappings = serde_json::from_str(r#"{"tokens":{"src-tok":"dst-tok"}}"#).unwrap();
+        let engine = base64::engine::general_purpose::STANDARD;
+        let auth = Sensitive::new(format!("Basic {}", engine.encode("me:src-tok")));
+        let v1 = WriteParams { db: Some("db".into()), ..Default::default() };
+        match m.apply(Api::V1, &v1, Some(&auth)) {
+            Mapped::Write { authorization, .. } => {
+                assert_eq!(authorization.unwrap().expose(), format!("Basic {}", engine.encode("me:dst-tok")));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn empty_mappings_change_nothing() {
         let m = Mappings::default();
         let auth = Sensitive::new("Token t");
+        assert_eq!(m.map_token(&auth), auth);
         assert_eq!(
             m.apply(Api::V2, &v2("b"), Some(&auth)),
             Mapped::Write { params: v2("b"), authorization: Some(auth.clone()) }

@@ -202,7 +202,7 @@ async fn answer<S: SecretSource>(
         Role::Source => (Cow::Borrowed(&request.query), authorization),
         Role::Destination => (
             Cow::Owned(mapping::query_for_destination(route, &request.query, &secret.mappings)),
-            authorization.map(|a| mapping::credential_for_destination(&a, &secret.mappings)),
+            authorization.map(|a| secret.mappings.map_token(&a)),
         ),
     };
     let client = match deps.client(endpoint.skip_verify) {

@@ -6,8 +6,9 @@
 //! through the cutover:
 //!
 //! - the credential: a mapped token replaces the client's, in every form influxd accepts it
-//!   (`Authorization: Token|Bearer <token>`, the 1.x forms `Token <user>:<token>` and HTTP Basic
-//!   with the token as password, and the `p` query parameter; influxdb
+//!   (`Mappings::map_token`, which the destination writer uses too: `Authorization:
+//!   Token|Bearer <token>`, the 1.x forms `Token <user>:<token>` and HTTP Basic with the token as
+//!   password, and the `p` query parameter; influxdb
 //!   `http/legacy/influx1x_authentication_handler.go`);
 //! - `org` / `orgID` query values renamed;
 //! - on InfluxQL (`/query`), `db` / `rp` renamed by the bucket mapping with the same rule the
@@ -17,7 +18,6 @@
 //! names what the client wrote. When buckets are renamed on the destination, queries that name
 //! them must be changed by their owners (the README says so).
 
-use base64::Engine;
 use shared::envelope::{Api, WriteParams};
 use shared::secret::{Mapped, Mappings};
 use shared::sensitive::Sensitive;
@@ -69,41 +69,6 @@ fn rename_db_rp(query: &mut Vec<(String, String)>, m: &Mappings) {
     }
 }
 
-/// The client's credential for the destination: the mapped token where the mappings name it.
-pub fn credential_for_destination(authorization: &Sensitive, m: &Mappings) -> Sensitive {
-    if m.tokens.is_empty() {
-        return authorization.clone();
-    }
-    let value = authorization.expose().trim();
-    let Some((scheme, rest)) = value.split_once(' ') else {
-        return m.map_token(authorization);
-    };
-    let rest = rest.trim();
-    if scheme.eq_ignore_ascii_case("basic") {
-        return basic_for_destination(scheme, rest, m).unwrap_or_else(|| authorization.clone());
-    }
-    let mapped = m.map_token(authorization);
-    if mapped != *authorization {
-        return mapped;
-    }
-    // 1.x form `Token <username>:<token>`.
-    if let Some((user, token)) = rest.split_once(':')
-        && let Some(to) = m.tokens.get(&Sensitive::new(token))
-    {
-        return Sensitive::new(format!("{scheme} {user}:{}", to.expose()));
-    }
-    authorization.clone()
-}
-
-/// HTTP Basic with the token as password (influxd's 1.x authentication accepts it).
-fn basic_for_destination(scheme: &str, encoded: &str, m: &Mappings) -> Option<Sensitive> {
-    let engine = base64::engine::general_purpose::STANDARD;
-    let decoded = String::from_utf8(engine.decode(encoded).ok()?).ok()?;
-    let (user, password) = decoded.split_once(':')?;
-    let to = m.tokens.get(&Sensitive::new(password))?;
-    Some(Sensitive::new(format!("{scheme} {}", engine.encode(format!("{user}:{}", to.expose())))))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,24 +88,6 @@ mod tests {
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
         p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
-
-    #[test]
-    fn tokens_are_mapped_in_every_form_influxd_accepts() {
-        let m = mappings();
-        let map = |s: &str| credential_for_destination(&Sensitive::new(s), &m).expose().to_string();
-        assert_eq!(map("Token src-tok"), "Token dst-tok");
-        assert_eq!(map("Bearer src-tok"), "Bearer dst-tok");
-        assert_eq!(map("token src-tok"), "token dst-tok");
-        assert_eq!(map("Token me:src-tok"), "Token me:dst-tok");
-        let engine = base64::engine::general_purpose::STANDARD;
-        let basic = format!("Basic {}", engine.encode("me:src-tok"));
-        assert_eq!(map(&basic), format!("Basic {}", engine.encode("me:dst-tok")));
-        // Unknown tokens and undecodable Basic values pass unchanged.
-        assert_eq!(map("Token other"), "Token other");
-        assert_eq!(map("Basic !!!"), "Basic !!!");
-        let unknown_basic = format!("Basic {}", engine.encode("me:other"));
-        assert_eq!(map(&unknown_basic), unknown_basic);
     }
 
     #[test]
@@ -174,7 +121,5 @@ mod tests {
     fn empty_mappings_change_nothing() {
         let q = pairs(&[("org", "old-org"), ("p", "src-tok")]);
         assert_eq!(query_for_destination(Route::FluxQuery, &q, &Mappings::default()), q);
-        let a = Sensitive::new("Token src-tok");
-        assert_eq!(credential_for_destination(&a, &Mappings::default()), a);
     }
 }
