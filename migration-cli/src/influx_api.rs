@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
-use reqwest::header::{ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
+use reqwest::header::{ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -465,9 +465,8 @@ impl InfluxApi {
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if !self.token.is_empty()
-            && let Ok(mut v) = HeaderValue::from_str(&format!("Token {}", self.token.expose()))
+            && let Some(v) = Sensitive::new(format!("Token {}", self.token.expose())).header_value()
         {
-            v.set_sensitive(true);
             req = req.header(AUTHORIZATION, v);
         }
         req

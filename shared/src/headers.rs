@@ -7,7 +7,7 @@
 //! influxd expects it, and every header that only meant something between client, proxy and
 //! gateway is dropped.
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName};
 
 use crate::sensitive::Sensitive;
 
@@ -63,8 +63,9 @@ pub fn is_gateway_only(name: &HeaderName) -> bool {
 
 /// The headers to send to InfluxDB for an incoming request: every end-to-end header of the
 /// client, without hop-by-hop and gateway-only ones (and without any header the `Connection`
-/// header names), with `Authorization` restored from `X-Original-Authorization`.
-pub fn for_upstream(incoming: &HeaderMap) -> HeaderMap {
+/// header names), and `authorization` as `Authorization`: the client's credential
+/// ([`influx_authorization`], restored from `X-Original-Authorization`), or what it maps to.
+pub fn for_upstream(incoming: &HeaderMap, authorization: Option<&Sensitive>) -> HeaderMap {
     let named_by_connection: Vec<String> = incoming
         .get_all(http::header::CONNECTION)
         .iter()
@@ -83,10 +84,7 @@ pub fn for_upstream(incoming: &HeaderMap) -> HeaderMap {
         }
         out.append(name.clone(), value.clone());
     }
-    if let Some(auth) = influx_authorization(incoming)
-        && let Ok(mut v) = HeaderValue::from_str(auth.expose())
-    {
-        v.set_sensitive(true);
+    if let Some(v) = authorization.and_then(Sensitive::header_value) {
         out.insert(http::header::AUTHORIZATION, v);
     }
     out
@@ -99,7 +97,7 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), http::HeaderValue::from_str(v).unwrap());
         }
         h
     }
@@ -111,7 +109,7 @@ mod tests {
             ("X-ORIGINAL-AUTHORIZATION", "Token abc"),
         ]);
         assert_eq!(influx_authorization(&h).unwrap().expose(), "Token abc");
-        let up = for_upstream(&h);
+        let up = for_upstream(&h, influx_authorization(&h).as_ref());
         assert_eq!(up["authorization"], "Token abc");
         assert!(up.get("x-original-authorization").is_none());
     }
@@ -121,7 +119,7 @@ mod tests {
         assert_eq!(influx_authorization(&map(&[("authorization", "Token t")])).unwrap().expose(), "Token t");
         let signed = map(&[("authorization", "AWS4-HMAC-SHA256 Credential=x")]);
         assert!(influx_authorization(&signed).is_none());
-        assert!(for_upstream(&signed).get("authorization").is_none());
+        assert!(for_upstream(&signed, influx_authorization(&signed).as_ref()).get("authorization").is_none());
     }
 
     #[test]
@@ -144,7 +142,7 @@ mod tests {
             ("Content-Type", "application/vnd.flux"),
             ("Prefer", "return-no-content"),
         ]);
-        let up = for_upstream(&h);
+        let up = for_upstream(&h, influx_authorization(&h).as_ref());
         let names: Vec<&str> = up.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, vec!["accept", "accept-encoding", "content-type", "prefer"]);
     }

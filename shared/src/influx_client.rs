@@ -171,10 +171,7 @@ pub fn write_request(
         .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .header(http::header::CONTENT_ENCODING, "gzip")
         .body(gzip_body);
-    if let Some(a) = authorization
-        && let Ok(mut v) = http::HeaderValue::from_str(a.expose())
-    {
-        v.set_sensitive(true);
+    if let Some(v) = authorization.and_then(Sensitive::header_value) {
         req = req.header(http::header::AUTHORIZATION, v);
     }
     req

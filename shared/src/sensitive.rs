@@ -22,6 +22,14 @@ impl Sensitive {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The value as an HTTP header value marked sensitive (so `http` and `reqwest` never print
+    /// it); `None` when it holds bytes a header cannot carry.
+    pub fn header_value(&self) -> Option<http::HeaderValue> {
+        let mut v = http::HeaderValue::from_str(&self.0).ok()?;
+        v.set_sensitive(true);
+        Some(v)
+    }
 }
 
 impl fmt::Debug for Sensitive {

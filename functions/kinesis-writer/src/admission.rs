@@ -87,10 +87,7 @@ impl Admission {
             .post(format!("{}{}", source.base(), write.api.path()))
             .query(&params.query_pairs())
             .body(Bytes::new());
-        if let Some(a) = &write.authorization
-            && let Ok(mut v) = http::HeaderValue::from_str(a.expose())
-        {
-            v.set_sensitive(true);
+        if let Some(v) = write.authorization.as_ref().and_then(shared::sensitive::Sensitive::header_value) {
             req = req.header(http::header::AUTHORIZATION, v);
         }
         let resp = match req.send().await {

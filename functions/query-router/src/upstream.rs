@@ -2,9 +2,9 @@
 //!
 //! The request is the client's, re-addressed: same method and path, the query string (after the
 //! destination's renames), the client's end-to-end headers (`Accept`, `Accept-Encoding`,
-//! `Content-Type`, `Prefer`, …) with hop-by-hop and gateway headers removed and the token
-//! restored from `X-Original-Authorization` (`shared::headers::for_upstream`), and the body as it
-//! came. Building it is pure ([`build`]); only [`send`] does I/O.
+//! `Content-Type`, `Prefer`, …) with hop-by-hop and gateway headers removed
+//! (`shared::headers::for_upstream`), the client's credential (restored from
+//! `X-Original-Authorization`, mapped when reading the destination), and the body as it came. Building it is pure ([`build`]); only [`send`] does I/O.
 //!
 //! The answer is read whole (API Gateway needs one response event), but never more of it than
 //! can be relayed: once the bytes seen rule it out ([`ResponseLimit::rules_out`]) reading stops
@@ -17,7 +17,6 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::HeaderValue;
 use shared::gateway::GatewayRequest;
 use shared::headers::for_upstream;
 use shared::influx_client::error_chain;
@@ -63,14 +62,7 @@ pub fn build(
     authorization: Option<&Sensitive>,
     timeout: Duration,
 ) -> reqwest::RequestBuilder {
-    let mut headers = for_upstream(&request.headers);
-    headers.remove(http::header::AUTHORIZATION);
-    if let Some(a) = authorization
-        && let Ok(mut v) = HeaderValue::from_str(a.expose())
-    {
-        v.set_sensitive(true);
-        headers.insert(http::header::AUTHORIZATION, v);
-    }
+    let headers = for_upstream(&request.headers, authorization);
     let mut builder = client
         .request(request.method.clone(), url(base, &request.path, query))
         .headers(headers)
