@@ -44,17 +44,13 @@ pub fn prepare(
         raw_bytes: 0,
     };
     let mut chunker = Chunker::new(header, max_record, partition_key.len()).map_err(envelope_error)?;
-    let stamp = write.precision.timestamp_for(received_at_ns);
-    let mut scratch = Vec::with_capacity(256);
+    // One stamp for the request, appended by the chunker as it compresses (no copy of the line).
+    let stamp = format!(" {}", write.precision.timestamp_for(received_at_ns));
     for line in lines {
         if line.has_timestamp {
             chunker.push_line(line.text, b"").map_err(envelope_error)?;
         } else {
-            scratch.clear();
-            line.write_stamped(stamp, &mut scratch);
-            // write_stamped terminates the line; the chunker adds its own newline.
-            let text = scratch.strip_suffix(b"\n").unwrap_or(&scratch);
-            chunker.push_line(text, b"").map_err(envelope_error)?;
+            chunker.push_line(line.stamp_base(), stamp.as_bytes()).map_err(envelope_error)?;
         }
     }
     let records = chunker.finish().map_err(envelope_error)?;

@@ -74,20 +74,25 @@ impl Line<'_> {
         if self.has_timestamp {
             out.extend_from_slice(self.text);
         } else {
-            let text = if memchr::memchr(b'\n', self.text).is_some() {
-                let mut scratch = point::Scratch::default();
-                match point::parse_point(self.text, Precision::Nanoseconds, &mut scratch) {
-                    Ok(parsed) => &self.text[..parsed.fields_end],
-                    Err(_) => self.text,
-                }
-            } else {
-                self.text
-            };
-            out.extend_from_slice(text);
+            out.extend_from_slice(self.stamp_base());
             // Writing to a Vec cannot fail.
             let _ = write!(out, " {timestamp}");
         }
         out.push(b'\n');
+    }
+
+    /// For a line without a timestamp: the part a stamp (` <timestamp>`) is appended to, so that
+    /// influxd reads it (see [`Line::write_stamped`]): the whole line, or only its key and fields
+    /// when the timestamp scan stopped at a newline.
+    pub fn stamp_base(&self) -> &[u8] {
+        if memchr::memchr(b'\n', self.text).is_none() {
+            return self.text;
+        }
+        let mut scratch = point::Scratch::default();
+        match point::parse_point(self.text, Precision::Nanoseconds, &mut scratch) {
+            Ok(parsed) => &self.text[..parsed.fields_end],
+            Err(_) => self.text,
+        }
     }
 }
 
