@@ -20,9 +20,6 @@
 //!
 //! Endpoints and their answers: ../../shared/docs/influxdb-v2-protocol.md §1-§4.
 
-// Shared with the live-migration operations (`live::*`): not every call is used by every command.
-#![allow(dead_code)]
-
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -91,19 +88,6 @@ impl ApiError {
         }
     }
 
-    /// `scheme://host:port` of the server concerned.
-    pub fn host(&self) -> &str {
-        match self {
-            ApiError::InvalidHost { host, .. }
-            | ApiError::Connect { host, .. }
-            | ApiError::Timeout { host, .. }
-            | ApiError::Transport { host, .. }
-            | ApiError::Status { host, .. }
-            | ApiError::Decode { host, .. } => host,
-            ApiError::Client(_) => "",
-        }
-    }
-
     /// Whether repeating an idempotent call may succeed: no connection, a timeout, a cut body,
     /// 408, 429 or a 5xx (DESIGN.md failure classes).
     pub fn is_transient(&self) -> bool {
@@ -157,8 +141,6 @@ impl Default for ApiOptions {
 /// `GET /health`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Health {
-    #[serde(default)]
-    pub name: String,
     #[serde(default)]
     pub status: String,
     #[serde(default)]
@@ -268,28 +250,10 @@ pub struct Permission {
 /// A token and what it may do. The token itself is redacted in `Debug`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Authorization {
-    pub id: String,
     #[serde(default)]
     pub token: Sensitive,
     #[serde(default)]
-    pub status: String,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(rename = "orgID", default)]
-    pub org_id: Option<String>,
-    #[serde(rename = "userID", default)]
-    pub user_id: Option<String>,
-    #[serde(default)]
     pub permissions: Vec<Permission>,
-}
-
-/// A user.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct User {
-    pub id: String,
-    pub name: String,
-    #[serde(default)]
-    pub status: Option<String>,
 }
 
 /// What `/api/v2/restore/bucketMetadata` created.
@@ -312,35 +276,13 @@ pub struct ShardMapping {
 /// How a query names its organization.
 #[derive(Debug, Clone, Copy)]
 pub enum OrgRef<'a> {
-    Name(&'a str),
     Id(&'a str),
 }
 
 impl OrgRef<'_> {
     fn pair(&self) -> (&'static str, &str) {
         match self {
-            OrgRef::Name(n) => ("org", n),
             OrgRef::Id(i) => ("orgID", i),
-        }
-    }
-}
-
-/// Timestamp precision of a write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Precision {
-    Ns,
-    Us,
-    Ms,
-    S,
-}
-
-impl Precision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Precision::Ns => "ns",
-            Precision::Us => "us",
-            Precision::Ms => "ms",
-            Precision::S => "s",
         }
     }
 }
@@ -449,6 +391,7 @@ impl InfluxApi {
     }
 
     /// The base URL as given (without a trailing slash).
+    #[cfg(test)]
     pub fn url(&self) -> &str {
         &self.base
     }
@@ -753,28 +696,6 @@ impl InfluxApi {
         Ok(page.authorizations)
     }
 
-    /// Users (`GET /api/v2/users`, paged).
-    pub async fn users(&self) -> Result<Vec<User>, ApiError> {
-        #[derive(Deserialize)]
-        struct Page {
-            #[serde(default)]
-            users: Vec<User>,
-        }
-        let mut out = Vec::new();
-        loop {
-            let offset = out.len().to_string();
-            let limit = PAGE.to_string();
-            let page: Page = self
-                .get_json("/api/v2/users", &[("limit", limit.as_str()), ("offset", offset.as_str())])
-                .await?;
-            let n = page.users.len();
-            out.extend(page.users);
-            if n < PAGE {
-                return Ok(out);
-            }
-        }
-    }
-
     // ---------------------------------------------------------------- backup
 
     /// `GET /api/v2/backup/metadata` (operator token): the KV store, the SQL store and the bucket
@@ -903,7 +824,7 @@ impl InfluxApi {
         &self,
         org: OrgRef<'_>,
         bucket: &str,
-        precision: Precision,
+        precision: shared::line_protocol::Precision,
         body: Bytes,
         gzip: bool,
     ) -> Result<(), ApiError> {
@@ -1050,12 +971,7 @@ mod tests {
 
     #[test]
     fn versions_are_read_like_the_influx_cli() {
-        let h = |v: &str| Health {
-            name: "influxdb".into(),
-            status: "pass".into(),
-            message: String::new(),
-            version: Some(v.into()),
-        };
+        let h = |v: &str| Health { status: "pass".into(), message: String::new(), version: Some(v.into()) };
         assert_eq!(h("v2.7.12").version_numbers(), Some((2, 7)));
         assert!(!h("v2.7.12").is_legacy());
         assert!(h("2.0.9").is_legacy());

@@ -11,9 +11,6 @@
 //! `|> count()` counts and what AWS's migration guide asks users to compare, and it catches a
 //! missing field as well as a missing point.
 
-// Shared with the live-migration operations (`live::verify`, `live::cutover`, `live::status`).
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -87,11 +84,6 @@ pub struct TimeWindow {
 }
 
 impl TimeWindow {
-    /// All time.
-    pub fn all() -> TimeWindow {
-        TimeWindow::default()
-    }
-
     pub fn new(start: Option<OffsetDateTime>, stop: Option<OffsetDateTime>) -> TimeWindow {
         TimeWindow { start, stop }
     }
@@ -467,7 +459,7 @@ mod tests {
         VerifyReport {
             source_host: "http://a:1".into(),
             destination_host: "http://b:2".into(),
-            window: TimeWindow::all().describe(),
+            window: TimeWindow::default().describe(),
             buckets: vec![BucketReport {
                 source: "org/src".into(),
                 destination: "org/dst".into(),
@@ -519,7 +511,7 @@ mod tests {
         let w = TimeWindow::parse(Some("2024-01-31T00:00:00Z"), None).unwrap();
         assert_eq!(w.flux_start(), "2024-01-31T00:00:00Z");
         assert_eq!(w.flux_stop(), MAX_TIME);
-        assert_eq!(TimeWindow::all().flux_start(), MIN_TIME);
+        assert_eq!(TimeWindow::default().flux_start(), MIN_TIME);
         assert!(TimeWindow::parse(Some("yesterday"), None).unwrap_err().to_string().contains("--start"));
     }
 }

@@ -160,13 +160,6 @@ pub struct Header {
     pub raw_bytes: u64,
 }
 
-impl Header {
-    /// Whether two records replay as one write: same API, same parameters, same credential.
-    pub fn same_target(&self, other: &Header) -> bool {
-        self.api == other.api && self.params == other.params && self.authorization == other.authorization
-    }
-}
-
 /// A decoded record: its header and its (still compressed) body.
 #[derive(Debug, Clone)]
 pub struct Record<'a> {

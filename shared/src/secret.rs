@@ -252,10 +252,6 @@ impl EndpointSecret {
     pub fn read_endpoint(&self) -> &Endpoint {
         self.endpoint(self.read)
     }
-
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default()
-    }
 }
 
 fn classify_json_error(e: &serde_json::Error) -> String {
@@ -324,10 +320,6 @@ pub struct SecretCache<S> {
 impl<S: SecretSource> SecretCache<S> {
     pub fn new(source: S, ttl: Duration) -> SecretCache<S> {
         SecretCache { source, ttl, state: Mutex::new(None) }
-    }
-
-    pub fn ttl(&self) -> Duration {
-        self.ttl
     }
 
     /// The secret: cached while fresh, refreshed when not, and the last good value when the

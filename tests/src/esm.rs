@@ -117,11 +117,6 @@ impl LocalMapping {
     pub fn state(&self) -> MappingState {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
-
-    /// Stops polling (the current delivery finishes).
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
 }
 
 impl Drop for LocalMapping {

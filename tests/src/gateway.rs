@@ -9,10 +9,9 @@
 //! query-router (which answers unknown paths itself). Every body travels base64-encoded, as with
 //! the API's `BinaryMediaTypes: ["*/*"]`.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use base64::Engine;
 use bytes::Bytes;
@@ -29,24 +28,16 @@ use tokio::task::JoinHandle;
 use crate::events::HttpRequest;
 use crate::lambda::Invoker;
 
-/// Requests the gateway answered, by route and status.
-#[derive(Debug, Default, Clone)]
-pub struct GatewayStats {
-    pub by_route_status: BTreeMap<(String, u16), u64>,
-}
-
 /// A running local gateway; stops when dropped.
 #[derive(Debug)]
 pub struct LocalGateway {
     pub url: String,
-    stats: Arc<Mutex<GatewayStats>>,
     task: JoinHandle<()>,
 }
 
 struct Routes {
     writer: Invoker,
     router: Invoker,
-    stats: Arc<Mutex<GatewayStats>>,
 }
 
 impl LocalGateway {
@@ -54,8 +45,7 @@ impl LocalGateway {
     pub async fn start(writer: Invoker, router: Invoker) -> LocalGateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the local gateway");
         let addr: SocketAddr = listener.local_addr().expect("gateway address");
-        let stats = Arc::new(Mutex::new(GatewayStats::default()));
-        let routes = Arc::new(Routes { writer, router, stats: stats.clone() });
+        let routes = Arc::new(Routes { writer, router });
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
@@ -69,11 +59,7 @@ impl LocalGateway {
                 });
             }
         });
-        LocalGateway { url: format!("http://{addr}"), stats, task }
-    }
-
-    pub fn stats(&self) -> GatewayStats {
-        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        LocalGateway { url: format!("http://{addr}"), task }
     }
 }
 
@@ -122,19 +108,11 @@ impl Routes {
         let write = is_write_route(&method, &path);
         let (route, invoker) =
             if write { ("kinesis-writer", &self.writer) } else { ("query-router", &self.router) };
-        let response = match invoker.invoke(&request.rest_event()).await {
+        match invoker.invoke(&request.rest_event()).await {
             Ok(inv) if inv.status == 200 && inv.payload.get("statusCode").is_some() => to_http(&inv.payload),
             Ok(inv) => plain(502, &format!("{route} failed: {}", inv.payload)),
             Err(e) => plain(502, &format!("{route} did not answer: {e}")),
-        };
-        *self
-            .stats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .by_route_status
-            .entry((route.to_string(), response.status().as_u16()))
-            .or_default() += 1;
-        response
+        }
     }
 }
 

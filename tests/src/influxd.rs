@@ -1,6 +1,5 @@
 //! A real `influxd` 2.7.12 on a free loopback port, onboarded and ready.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -21,8 +20,9 @@ pub const BUCKET: &str = "test-bucket";
 #[derive(Debug)]
 pub struct Influxd {
     process: ChildGuard,
-    /// Kept for the lifetime of the server: bolt, engine and sqlite files live here.
-    dir: tempfile::TempDir,
+    /// Kept for the lifetime of the server (dropping it deletes the bolt, engine and sqlite
+    /// files); never read.
+    _dir: tempfile::TempDir,
     pub port: u16,
     /// `http://127.0.0.1:<port>`
     pub url: String,
@@ -144,14 +144,9 @@ impl Influxd {
             bucket_id: field(&["bucket", "id"]),
             user_id: field(&["user", "id"]),
             process,
-            dir,
+            _dir: dir,
             http,
         })
-    }
-
-    /// The server's data directory.
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
     }
 
     /// The tail of the server's log.
@@ -301,13 +296,6 @@ impl Influxd {
             self.api(reqwest::Method::POST, "/api/v2/orgs", Some(json!({"name": name}))).await;
         assert_eq!(status, 201, "create org {name}: {body}");
         body["id"].as_str().unwrap_or_default().to_string()
-    }
-
-    /// Whether a bucket of that name exists (in any org).
-    pub async fn bucket_exists(&self, name: &str) -> bool {
-        let (status, body) = self.api(reqwest::Method::GET, "/api/v2/buckets?limit=100", None).await;
-        assert_eq!(status, 200, "list buckets: {body}");
-        body["buckets"].as_array().map(|a| a.iter().any(|b| b["name"] == name)).unwrap_or(false)
     }
 }
 

@@ -11,11 +11,10 @@ use crate::bed::TestBed;
 use crate::ports::free_port;
 use crate::process::ChildGuard;
 
-/// Static credentials moto accepts; the account ID moto reports for them.
+/// Static credentials moto accepts.
 pub const ACCESS_KEY: &str = "testing";
 pub const SECRET_KEY: &str = "testing";
 pub const REGION: &str = "us-east-1";
-pub const ACCOUNT_ID: &str = "123456789012";
 
 /// A running moto server; killed when dropped.
 #[derive(Debug)]

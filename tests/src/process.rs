@@ -72,26 +72,6 @@ impl ChildGuard {
         }
     }
 
-    /// Sends SIGTERM to the group and waits up to `grace` for the child to exit, then SIGKILL.
-    pub fn terminate(&mut self, grace: std::time::Duration) {
-        if let Some(child) = self.child.as_mut() {
-            let pgid = child.id() as libc::pid_t;
-            // SAFETY: as in `kill`.
-            unsafe {
-                libc::kill(-pgid, libc::SIGTERM);
-            }
-            let deadline = std::time::Instant::now() + grace;
-            while std::time::Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    self.child = None;
-                    return;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-        }
-        self.kill();
-    }
-
     /// The name given at spawn time.
     pub fn name(&self) -> &str {
         &self.name

@@ -185,7 +185,6 @@ pub async fn run(
     phase("verify", t, &mut report);
     let t = Instant::now();
     let reads_failed_before = traffic.failed_reads().len();
-    let cutover_started = Instant::now();
     cli(stack, &["cutover"], 0, progress).await?;
     mark(stack, &mut report, "cutover");
     progress(&format!("reads go to the destination; clients keep going for {:?}", options.after_cutover));
@@ -193,7 +192,6 @@ pub async fn run(
     let failed_during_cutover = traffic.failed_reads().len() - reads_failed_before;
     report.reads_failed_during_cutover = failed_during_cutover as u64;
     phase("cutover (+ clients after it)", t, &mut report);
-    let _ = cutover_started;
 
     // 6. The end: stop clients, drain both writers, check everything.
     let t = Instant::now();

@@ -36,10 +36,6 @@ struct WritePath {
 
 impl WritePath {
     async fn start() -> WritePath {
-        Self::start_with(&[]).await
-    }
-
-    async fn start_with(gateway_env: &[(&str, &str)]) -> WritePath {
         let source = Influxd::start_named("source").await;
         let destination = Influxd::start_with_token("destination", &source.token).await;
         let proxy = FaultProxy::start(&destination.url).await;
@@ -67,9 +63,6 @@ impl WritePath {
         env.push(("SECRET_TTL_SECONDS".into(), "1".into()));
         let mut gw_env = env.clone();
         gw_env.push(("STREAM_NAME".into(), STREAM.into()));
-        for (k, v) in gateway_env {
-            gw_env.push((k.to_string(), v.to_string()));
-        }
         let gateway = LambdaRuntime::start("kinesis-writer", &gw_env).await;
         let writer_env = |target: &str| {
             let mut e = env.clone();

@@ -59,16 +59,12 @@ pub struct Deps<S = SecretsManagerSource> {
     unverified: OnceLock<Result<reqwest::Client, String>>,
 }
 
-/// Why the dependencies could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum DepsError {
-    #[error(transparent)]
-    Client(#[from] shared::influx_client::ClientError),
-}
-
 impl Deps<SecretsManagerSource> {
     /// The production dependencies: the secret from Secrets Manager through `secrets`.
-    pub fn new(config: Config, secrets: aws_sdk_secretsmanager::Client) -> Result<Self, DepsError> {
+    pub fn new(
+        config: Config,
+        secrets: aws_sdk_secretsmanager::Client,
+    ) -> Result<Self, shared::influx_client::ClientError> {
         let source = SecretsManagerSource::new(secrets, config.secret_id.clone());
         Deps::with_source(config, source)
     }
@@ -76,7 +72,7 @@ impl Deps<SecretsManagerSource> {
 
 impl<S: SecretSource> Deps<S> {
     /// The dependencies with the secret read from `source`.
-    pub fn with_source(config: Config, source: S) -> Result<Self, DepsError> {
+    pub fn with_source(config: Config, source: S) -> Result<Self, shared::influx_client::ClientError> {
         let client = http_client(&Self::client_options(&config, false))?;
         Ok(Deps {
             secret: SecretCache::new(source, config.secret_ttl),

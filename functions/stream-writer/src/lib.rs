@@ -40,18 +40,12 @@ pub struct Deps {
     pub dead_letters: DeadLetters,
 }
 
-/// Why the function could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Client(#[from] shared::influx_client::ClientError),
-}
-
 impl Deps {
     /// Builds the clients; makes no network call.
-    pub fn new(config: Config, aws: &aws_config::SdkConfig) -> Result<Deps, StartError> {
+    pub fn new(
+        config: Config,
+        aws: &aws_config::SdkConfig,
+    ) -> Result<Deps, shared::influx_client::ClientError> {
         let secret = SecretCache::new(
             SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(aws), config.secret_id.clone()),
             config.secret_ttl,

@@ -23,10 +23,11 @@ use crate::compression::gzip_bytes;
 use crate::flux_csv::annotated::{AnnotatedCsv, CsvError, Row};
 use crate::flux_csv::metadata::{BucketMetadata, data_file};
 use crate::flux_csv::point::{PointError, encode};
-use crate::influx_api::{ApiError, InfluxApi, NewBucket, Org, OrgRef, Precision};
+use crate::influx_api::{ApiError, InfluxApi, NewBucket, Org, OrgRef};
 use crate::progress::Progress;
 use crate::restore_state::{BucketProgress, CsvResume, StateFile};
 use crate::store::{Store, StoreError};
+use shared::line_protocol::Precision;
 
 /// Lines per write request. influxd's guidance is 5,000, which suits many small writers; one
 /// bulk writer does better with fewer, larger requests (each request is one WAL write and
@@ -400,7 +401,7 @@ async fn write_batch(
     };
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(15));
     loop {
-        match api.write(OrgRef::Id(org_id), bucket_id, Precision::Ns, body.clone(), gzip).await {
+        match api.write(OrgRef::Id(org_id), bucket_id, Precision::Nanoseconds, body.clone(), gzip).await {
             Ok(()) => return Ok(0),
             // influxd drops points older than the retention with a 422 "partial write" and keeps
             // the rest: those points have expired at the source too.

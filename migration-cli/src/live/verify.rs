@@ -67,17 +67,14 @@ pub struct VerifyArgs {
 }
 
 /// The endpoint secret when the deployment names one (it gives addresses and mappings).
-pub async fn secret_if_named(
-    common: &CommonArgs,
-) -> anyhow::Result<Option<(Aws, Deployment, CurrentSecret)>> {
+async fn secret_if_named(common: &CommonArgs) -> anyhow::Result<Option<CurrentSecret>> {
     if common.aws.stack.is_none() && common.aws.secret_id.is_none() {
         return Ok(None);
     }
     let aws = Aws::connect(&common.aws).await;
     let dep = Deployment::resolve(&common.aws, &aws).await?;
     let id = dep.secret_id()?.to_string();
-    let secret = endpoint::read(&aws.secrets, &id).await?;
-    Ok(Some((aws, dep, secret)))
+    Ok(Some(endpoint::read(&aws.secrets, &id).await?))
 }
 
 /// Compares every pair, one bucket at a time, reporting each as it completes.
@@ -129,7 +126,7 @@ pub async fn compare_streamed(
 pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     let mut out = Output::new("verify", args.common.json);
     let named = secret_if_named(&args.common).await?;
-    let secret = named.as_ref().map(|(_, _, s)| &s.secret);
+    let secret = named.as_ref().map(|s| &s.secret);
     let dbs = Databases::connect(&args.influx, secret)?;
     let window = args.window.window(OffsetDateTime::now_utc())?;
     out.note(format!("comparing {} with {} ({})", dbs.src.host(), dbs.dst.host(), window.describe()));
