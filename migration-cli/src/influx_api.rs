@@ -633,6 +633,25 @@ impl InfluxApi {
         }
     }
 
+    /// Every user bucket of every org the token sees (system buckets left out), each with its
+    /// org's name (the org ID when the org is not visible).
+    pub async fn user_buckets(&self) -> Result<Vec<(Bucket, String)>, ApiError> {
+        let orgs = self.orgs().await?;
+        let buckets = self.buckets(None).await?;
+        Ok(buckets
+            .into_iter()
+            .filter(|b| !b.is_system())
+            .map(|b| {
+                let org = orgs
+                    .iter()
+                    .find(|o| o.id == b.org_id)
+                    .map(|o| o.name.clone())
+                    .unwrap_or_else(|| b.org_id.clone());
+                (b, org)
+            })
+            .collect())
+    }
+
     /// Buckets called `name`, in one org or in any (names are unique per org only).
     pub async fn find_buckets(&self, org_id: Option<&str>, name: &str) -> Result<Vec<Bucket>, ApiError> {
         #[derive(Deserialize)]

@@ -129,8 +129,8 @@ pub async fn restore_bucket(
     };
 
     // The staging bucket: reuse it when the state has one that still exists.
+    let mut found = api.find_bucket(&progress_entry.org_id, &progress_entry.staging_name).await?;
     if let Some(id) = &progress_entry.bucket_id {
-        let found = api.find_bucket(&progress_entry.org_id, &progress_entry.staging_name).await?;
         if found.as_ref().map(|b| &b.id) != Some(id) {
             tracing::warn!(
                 "the staging bucket {} recorded in the state file is gone; restoring bucket {key} from the start",
@@ -151,7 +151,7 @@ pub async fn restore_bucket(
     if progress_entry.bucket_id.is_none() {
         // A staging bucket from an attempt that died before recording its shard mapping is of no
         // use (the mapping is only ever answered once): remove it and start over.
-        if let Some(orphan) = api.find_bucket(&progress_entry.org_id, &progress_entry.staging_name).await? {
+        if let Some(orphan) = found.take() {
             tracing::warn!("removing the unfinished staging bucket {} from an earlier attempt", orphan.name);
             api.delete_bucket(&orphan.id).await?;
         }

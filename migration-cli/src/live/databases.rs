@@ -97,20 +97,8 @@ pub async fn bucket_pairs(
     mappings: &Mappings,
     only: &[String],
 ) -> Result<Pairs, DatabaseError> {
-    let orgs = src.orgs().await?;
-    let buckets = src.buckets(None).await?;
-    let listed: Vec<(String, String)> = buckets
-        .iter()
-        .filter(|b| !b.is_system())
-        .map(|b| {
-            let org = orgs
-                .iter()
-                .find(|o| o.id == b.org_id)
-                .map(|o| o.name.clone())
-                .unwrap_or_else(|| b.org_id.clone());
-            (org, b.name.clone())
-        })
-        .collect();
+    let listed: Vec<(String, String)> =
+        src.user_buckets().await?.into_iter().map(|(b, org)| (org, b.name)).collect();
     for name in only {
         if !listed.iter().any(|(_, b)| b == name) {
             return Err(DatabaseError::NoSuchBucket(name.clone(), src.host().to_string()));

@@ -18,8 +18,8 @@ use crate::live::lag::{human_duration, rfc3339};
 
 /// The share of the retention at which the operator is warned, then warned loudly (the seeding
 /// warns at the same shares).
-pub const WARN_SHARE: f64 = 0.5;
-pub const ALARM_SHARE: f64 = 0.8;
+pub const WARN_SHARE: f64 = crate::retention_watch::THRESHOLDS[0];
+pub const ALARM_SHARE: f64 = crate::retention_watch::THRESHOLDS[1];
 
 /// Why the stream could not be described.
 #[derive(Debug, thiserror::Error)]

@@ -428,6 +428,8 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
     let parallel = usize::from(args.parallel);
     let transfer = Transfer { parallel, wire_gzip: wire_gzip(args.wire_compression, &dst) };
 
+    // `--full --csv`: the source's user buckets, listed once for the checks and the export.
+    let mut csv_full_buckets = Vec::new();
     if retrying {
         if !store.exists().await.map_err(|e| Failure::failed(e.to_string()))? {
             return Err(Failure::failed(format!("--retry-restore-dir {} does not exist", store.describe())));
@@ -445,9 +447,7 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
                     .or_else(|| src_org.as_ref().map(|o| o.name.clone()));
                 let target_org = match (&dest_org, &org_name) {
                     (Some(o), _) => Some(o.clone()),
-                    (None, Some(n)) => {
-                        preflight::org_if_exists(&dst, n).await.map_err(|e| Failure::failed(e.to_string()))?
-                    }
+                    (None, Some(n)) => dst.find_org(n).await.map_err(|e| Failure::failed(e.to_string()))?,
                     _ => None,
                 };
                 preflight::require_absent(
@@ -458,7 +458,7 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
                 .await?;
             }
             Mode::CsvFull => {
-                let all = user_buckets(src).await?;
+                let all = src.user_buckets().await.map_err(|e| Failure::failed(e.to_string()))?;
                 if let Some(o) = &dest_org {
                     let mut seen = std::collections::BTreeSet::new();
                     let dupes: Vec<&str> = all
@@ -474,15 +474,14 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
                         )));
                     }
                 }
-                for (b, org_name) in all {
+                for (b, org_name) in &all {
                     let target = match &dest_org {
                         Some(o) => Some(o.clone()),
-                        None => preflight::org_if_exists(&dst, &org_name)
-                            .await
-                            .map_err(|e| Failure::failed(e.to_string()))?,
+                        None => dst.find_org(org_name).await.map_err(|e| Failure::failed(e.to_string()))?,
                     };
                     preflight::require_absent(&dst, target.as_ref(), &b.name).await?;
                 }
+                csv_full_buckets = all;
             }
             Mode::Full => {}
         }
@@ -513,7 +512,12 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
         if mode.is_csv() {
             let step = perf.start("backup_csv");
             tracing::info!("Backing up bucket data and metadata using the InfluxDB v2 API");
-            let jobs = export_jobs(src, mode, src_bucket.as_ref(), src_org.as_ref()).await?;
+            let jobs = export_jobs(
+                mode,
+                src_bucket.as_ref(),
+                src_org.as_ref(),
+                std::mem::take(&mut csv_full_buckets),
+            )?;
             let gzip = wire_gzip(args.wire_compression, src);
             for job in &jobs {
                 export_bucket(src, &store, job, &window, gzip, &progress)
@@ -586,7 +590,7 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
             &st,
         )
         .await?;
-        let gzip = wire_gzip(args.wire_compression, &dst);
+        let gzip = transfer.wire_gzip;
         let mut failures = Vec::new();
         let mut done = Vec::new();
         for job in &jobs {
@@ -772,33 +776,15 @@ async fn open_store(args: &MigrateArgs) -> Result<Store, Failure> {
     Ok(Store::S3 { client, bucket, prefix: name.trim_matches('/').to_string() })
 }
 
-/// Every user bucket of every org the token sees, with its org's name.
-async fn user_buckets(src: &InfluxApi) -> Result<Vec<(crate::influx_api::Bucket, String)>, Failure> {
-    let orgs = src.orgs().await.map_err(|e| Failure::failed(e.to_string()))?;
-    let mut out = Vec::new();
-    for b in src.buckets(None).await.map_err(|e| Failure::failed(e.to_string()))? {
-        if b.is_system() {
-            continue;
-        }
-        let org = orgs
-            .iter()
-            .find(|o| o.id == b.org_id)
-            .map(|o| o.name.clone())
-            .unwrap_or_else(|| b.org_id.clone());
-        out.push((b, org));
-    }
-    Ok(out)
-}
-
 /// The buckets a CSV backup exports, with unique file names.
-async fn export_jobs(
-    src: &InfluxApi,
+fn export_jobs(
     mode: Mode,
     bucket: Option<&crate::influx_api::Bucket>,
     org: Option<&Org>,
+    user_buckets: Vec<(crate::influx_api::Bucket, String)>,
 ) -> Result<Vec<ExportJob>, Failure> {
     let list = match mode {
-        Mode::CsvFull => user_buckets(src).await?,
+        Mode::CsvFull => user_buckets,
         _ => {
             let b = bucket.ok_or_else(|| Failure::failed("no source bucket"))?.clone();
             let o = org.map(|o| o.name.clone()).unwrap_or_else(|| b.org_id.clone());

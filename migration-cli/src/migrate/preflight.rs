@@ -7,7 +7,7 @@
 //! every authorization is the cheap call only an operator token may make, so it is checked up
 //! front.
 
-use crate::influx_api::{ApiError, Bucket, InfluxApi, Org};
+use crate::influx_api::{Bucket, InfluxApi, Org};
 
 /// A failed check, as a sentence.
 #[derive(Debug, thiserror::Error)]
@@ -169,9 +169,4 @@ pub async fn require_absent(api: &InfluxApi, org: Option<&Org>, name: &str) -> R
         ))),
         Err(e) => Err(CheckFailed(format!("checking the destination bucket {name:?}: {e}"))),
     }
-}
-
-/// An org by name when it exists, `None` otherwise.
-pub async fn org_if_exists(api: &InfluxApi, name: &str) -> Result<Option<Org>, ApiError> {
-    api.find_org(name).await
 }
