@@ -25,7 +25,7 @@ use crate::live::concurrency;
 use crate::live::databases::{self, Databases, InfluxArgs};
 use crate::live::deployment::{Aws, Deployment};
 use crate::live::endpoint::{self, Switched};
-use crate::live::lag::{AnyLag, LagReading, LagSource, human_duration, rfc3339};
+use crate::live::lag::{AnyLag, LagReading, LagSource, human_duration};
 use crate::live::output::{Output, Verdict};
 use crate::live::verify::{WindowArgs, compare_streamed};
 use crate::live::{CommonArgs, mapping};
@@ -68,15 +68,7 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
         let data = json!({"switched": Switched::Already { version_id: current.version_id.clone() }});
         return Ok(out.finish(Exit::Success, data));
     }
-    out.check(
-        "read endpoint",
-        Verdict::Info,
-        format!(
-            "reads go to the source ({}), secret version {}",
-            current.secret.source.host(),
-            current.version_id
-        ),
-    );
+    out.check("read endpoint", Verdict::Info, current.describe());
 
     let force = args.force;
     let judge = |ok: bool| match (ok, force) {
@@ -170,34 +162,21 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
     }
 
     let switched = endpoint::switch_reads(&aws.secrets, &current, Role::Destination).await?;
-    match &switched {
-        Switched::Written { previous_version_id, version_id } => out.did(format!(
-            "wrote version {version_id} of secret {secret_id} (was {previous_version_id}): reads go to the destination ({})",
-            current.secret.destination.host()
-        )),
-        Switched::Already { version_id } => {
-            out.note(format!("secret version {version_id} already sends reads to the destination"))
-        }
-    }
-    let cache = endpoint::router_cache_time(&aws.lambda, dep.router_function.as_deref()).await;
-    let all_by = OffsetDateTime::now_utc() + cache.duration();
-    out.note(format!(
-        "every query router reads from the destination by {} (cache time {}: {})",
-        rfc3339(all_by),
-        human_duration(cache.duration()),
-        cache.from
-    ));
+    let router = dep.router_function.as_deref();
+    let when =
+        endpoint::report_switch(&mut out, &aws.lambda, router, &current, Role::Destination, &switched).await;
     out.note(
         "the source writer keeps replaying to the source: `influx-migration rollback` switches reads back at any time",
     );
-    let data = json!({
+    let mut data = json!({
         "switched": switched,
         "forced": failed_checks,
-        "cache_time": cache,
-        "all_routers_switched_by": rfc3339(all_by),
         "verify": verify_json,
         "lag": lag,
         "throttle": throttle,
     });
+    if let Some(d) = data.as_object_mut() {
+        d.extend(when);
+    }
     Ok(out.finish(Exit::Success, data))
 }

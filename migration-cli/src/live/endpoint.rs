@@ -21,6 +21,10 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use shared::secret::{DEFAULT_TTL, EndpointSecret, Role};
+use time::OffsetDateTime;
+
+use crate::live::lag::{human_duration, rfc3339};
+use crate::live::output::Output;
 
 /// Why the read endpoint could not be read or moved. Never carries a secret value.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +59,51 @@ impl CurrentSecret {
         }
         v.to_string()
     }
+
+    /// "reads go to the {role} ({host}), secret version {version}".
+    pub fn describe(&self) -> String {
+        format!(
+            "reads go to the {} ({}), secret version {}",
+            self.secret.read.as_str(),
+            self.secret.read_endpoint().host(),
+            self.version_id
+        )
+    }
+}
+
+/// Tells what a switch to `role` did and, when it wrote a version, by when every query router
+/// follows it; returns those two facts for the JSON answer (empty when nothing was written).
+pub async fn report_switch(
+    out: &mut Output,
+    lambda: &aws_sdk_lambda::Client,
+    router: Option<&str>,
+    current: &CurrentSecret,
+    role: Role,
+    switched: &Switched,
+) -> serde_json::Map<String, Value> {
+    let mut data = serde_json::Map::new();
+    let role_name = role.as_str();
+    match switched {
+        Switched::Already { .. } => out.note(format!("nothing to do: reads already go to the {role_name}")),
+        Switched::Written { previous_version_id, version_id } => {
+            out.did(format!(
+                "wrote version {version_id} of secret {} (was {previous_version_id}): reads go to the {role_name} ({})",
+                current.id,
+                current.secret.endpoint(role).host()
+            ));
+            let cache = router_cache_time(lambda, router).await;
+            let all_by = OffsetDateTime::now_utc() + cache.duration();
+            out.note(format!(
+                "every query router reads from the {role_name} by {} (cache time {}: {})",
+                rfc3339(all_by),
+                human_duration(cache.duration()),
+                cache.from
+            ));
+            data.insert("cache_time".into(), serde_json::json!(cache));
+            data.insert("all_routers_switched_by".into(), Value::String(rfc3339(all_by)));
+        }
+    }
+    data
 }
 
 /// What a switch did.

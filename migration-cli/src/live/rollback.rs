@@ -9,13 +9,11 @@
 use clap::Args;
 use serde_json::json;
 use shared::secret::Role;
-use time::OffsetDateTime;
 
 use crate::exit::Exit;
 use crate::live::CommonArgs;
 use crate::live::deployment::{Aws, Deployment};
-use crate::live::endpoint::{self, Switched};
-use crate::live::lag::{human_duration, rfc3339};
+use crate::live::endpoint;
 use crate::live::output::{Output, Verdict};
 
 #[derive(Debug, Args)]
@@ -32,38 +30,14 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<Exit> {
 
     let current = endpoint::read(&aws.secrets, &secret_id).await?;
     let before = current.secret.read;
-    out.check(
-        "read endpoint",
-        Verdict::Info,
-        format!(
-            "reads go to the {} ({}), secret version {}",
-            before.as_str(),
-            current.secret.read_endpoint().host(),
-            current.version_id
-        ),
-    );
+    out.check("read endpoint", Verdict::Info, current.describe());
     let switched = endpoint::switch_reads(&aws.secrets, &current, Role::Source).await?;
+    let router = dep.router_function.as_deref();
+    let when =
+        endpoint::report_switch(&mut out, &aws.lambda, router, &current, Role::Source, &switched).await;
     let mut data = json!({"before": before.as_str(), "switched": switched});
-    match &switched {
-        Switched::Already { .. } => {
-            out.note("nothing to do: reads already go to the source");
-        }
-        Switched::Written { previous_version_id, version_id } => {
-            out.did(format!(
-                "wrote version {version_id} of secret {secret_id} (was {previous_version_id}): reads go to the source ({})",
-                current.secret.source.host()
-            ));
-            let cache = endpoint::router_cache_time(&aws.lambda, dep.router_function.as_deref()).await;
-            let all_by = OffsetDateTime::now_utc() + cache.duration();
-            out.note(format!(
-                "every query router reads from the source by {} (cache time {}: {})",
-                rfc3339(all_by),
-                human_duration(cache.duration()),
-                cache.from
-            ));
-            data["cache_time"] = json!(cache);
-            data["all_routers_switched_by"] = json!(rfc3339(all_by));
-        }
+    if let Some(d) = data.as_object_mut() {
+        d.extend(when);
     }
     Ok(out.finish(Exit::Success, data))
 }

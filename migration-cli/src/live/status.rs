@@ -187,16 +187,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<Exit> {
     match &dep.secret_id {
         Some(id) => match endpoint::read(&aws.secrets, id).await {
             Ok(c) => {
-                out.check(
-                    "read endpoint",
-                    Verdict::Info,
-                    format!(
-                        "reads go to the {} ({}), secret version {}",
-                        c.secret.read.as_str(),
-                        c.secret.read_endpoint().host(),
-                        c.version_id
-                    ),
-                );
+                out.check("read endpoint", Verdict::Info, c.describe());
                 data["read_endpoint"] = json!({
                     "read": c.secret.read.as_str(),
                     "host": c.secret.read_endpoint().host(),
