@@ -206,8 +206,32 @@ impl GatewayResponse {
         body + headers + 128
     }
 
-    /// The response event in `format`.
+    /// The response event in `format`. A text body's buffer becomes the event's string as it
+    /// is: serialising it through `aws_lambda_events` ([`GatewayResponse::serialized_event`])
+    /// copies it twice (`from_utf8_lossy(..).into_owned()`, then `serde_json::to_value`), and on a
+    /// 5 MB query answer those copies cost more than everything else the router does. Both
+    /// payload formats carry the body in `body` beside `isBase64Encoded`; a test holds the two
+    /// ways equal.
     pub fn into_event(self, format: PayloadFormat) -> Value {
+        if self.body.is_empty() || self.is_binary() {
+            return self.serialized_event(format);
+        }
+        let GatewayResponse { status, headers, body } = self;
+        // Not binary, so valid UTF-8; `Vec::from` reuses the buffer when the body owns it alone.
+        let text = match String::from_utf8(Vec::from(body)) {
+            Ok(text) => text,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+        let mut event = GatewayResponse { status, headers, body: Bytes::new() }.serialized_event(format);
+        if let Some(fields) = event.as_object_mut() {
+            fields.insert("body".to_string(), Value::String(text));
+            fields.insert("isBase64Encoded".to_string(), Value::Bool(false));
+        }
+        event
+    }
+
+    /// The response event as `aws_lambda_events` serialises it.
+    fn serialized_event(self, format: PayloadFormat) -> Value {
         let binary = self.is_binary();
         let body = if self.body.is_empty() {
             None
@@ -332,6 +356,35 @@ mod tests {
         let v = r.into_event(PayloadFormat::HttpApi);
         assert_eq!(v["isBase64Encoded"], true);
         assert_eq!(v["body"], base64::engine::general_purpose::STANDARD.encode(b"\x1f\x8b\x08"));
+    }
+
+    #[test]
+    fn the_event_is_the_one_aws_lambda_events_writes_for_every_kind_of_body() {
+        let mut csv = HeaderMap::new();
+        csv.insert("content-type", HeaderValue::from_static("text/csv; charset=utf-8"));
+        csv.insert("x-influxdb-version", HeaderValue::from_static("v2.7.12"));
+        let mut gzip = HeaderMap::new();
+        gzip.insert("content-type", HeaderValue::from_static("text/csv"));
+        gzip.insert("content-encoding", HeaderValue::from_static("gzip"));
+        let bodies: [(&HeaderMap, Bytes); 5] = [
+            (&csv, Bytes::from_static(b",result,table\r\n,_result,0\r\n\"q\" \xc3\xa9")),
+            (&csv, Bytes::new()),
+            (&csv, Bytes::from(vec![b'x'; 100_000])),
+            (&csv, Bytes::from_static(b"\xff\xfe not UTF-8")),
+            (&gzip, Bytes::from_static(b"\x1f\x8b\x08\x00")),
+        ];
+        for (headers, body) in bodies {
+            for format in [PayloadFormat::Rest, PayloadFormat::HttpApi] {
+                let r = GatewayResponse { status: 200, headers: headers.clone(), body: body.clone() };
+                assert_eq!(r.clone().into_event(format), r.serialized_event(format), "{format:?} {body:?}");
+            }
+        }
+        // A 204 without a body.
+        let empty = GatewayResponse { status: 204, headers: HeaderMap::new(), body: Bytes::new() };
+        assert_eq!(
+            empty.clone().into_event(PayloadFormat::Rest),
+            empty.serialized_event(PayloadFormat::Rest)
+        );
     }
 
     #[test]

@@ -137,7 +137,7 @@ pub async fn handle_within<S: SecretSource>(
                 GatewayError::BadBase64(_) => e.to_string(),
             };
             tracing::warn!(error = %why, "unreadable event");
-            return response::into_event(response::bad_event(&why), format);
+            return response::bad_event(&why).into_event(format);
         }
     };
     let outcome = answer(deps, &request, time_left).await;
@@ -153,7 +153,7 @@ pub async fn handle_within<S: SecretSource>(
         request_id = request.request_id.as_deref().unwrap_or(""),
         "read request answered"
     );
-    response::into_event(outcome.response, request.format)
+    outcome.response.into_event(request.format)
 }
 
 /// The response and what the log line says about how it came about.
@@ -176,8 +176,9 @@ async fn answer<S: SecretSource>(
             return Outcome { response: rejection.response(), route: None, read: None, upstream: None };
         }
     };
+    // Every path below sets the response; the placeholder costs nothing.
     let mut outcome =
-        Outcome { response: response::internal(request_id), route: Some(route), read: None, upstream: None };
+        Outcome { response: GatewayResponse::no_content(), route: Some(route), read: None, upstream: None };
 
     let secret = match deps.secret.get().await {
         Ok(s) => s,
@@ -205,6 +206,7 @@ async fn answer<S: SecretSource>(
         Ok(c) => c,
         Err(e) => {
             tracing::error!(upstream = %host, error = %e, "building the HTTP client failed");
+            outcome.response = response::internal(request_id);
             return outcome;
         }
     };

@@ -21,8 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName};
-use serde_json::Value;
-use shared::gateway::{GatewayResponse, PayloadFormat};
+use shared::gateway::GatewayResponse;
 use shared::influx_error::{ErrorCode, InfluxError};
 
 /// The default `MAX_RESPONSE_BYTES`: Lambda's 6 MB synchronous response payload.
@@ -52,30 +51,6 @@ pub fn relay(answer: Answer) -> GatewayResponse {
         }
     }
     GatewayResponse { status: answer.status, headers, body: answer.body }
-}
-
-/// The response event in `format`: `GatewayResponse::into_event`, without its two copies of a
-/// text body (`from_utf8_lossy(..).into_owned()`, then `serde_json::to_value`). On a 5 MB answer
-/// those copies (and the page faults of their fresh allocations) cost more than everything else
-/// the router does; here the body's buffer becomes the event's string as it is. Both payload
-/// formats carry the body in `body` beside `isBase64Encoded`; a test holds this equal to
-/// `into_event` for both.
-pub fn into_event(response: GatewayResponse, format: PayloadFormat) -> Value {
-    if response.body.is_empty() || response.is_binary() {
-        return response.into_event(format);
-    }
-    let GatewayResponse { status, headers, body } = response;
-    // Not binary, so valid UTF-8; `Vec::from` reuses the buffer when the body owns it alone.
-    let text = match String::from_utf8(Vec::from(body)) {
-        Ok(text) => text,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    };
-    let mut event = GatewayResponse { status, headers, body: Bytes::new() }.into_event(format);
-    if let Some(fields) = event.as_object_mut() {
-        fields.insert("body".to_string(), Value::String(text));
-        fields.insert("isBase64Encoded".to_string(), Value::Bool(false));
-    }
-    event
 }
 
 /// The largest response event the gateway can carry, in bytes.
@@ -220,6 +195,7 @@ fn request_id_note(request_id: Option<&str>) -> String {
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use shared::gateway::PayloadFormat;
 
     fn answer(headers: &[(&str, &str)], body: &'static [u8]) -> Answer {
         let mut h = HeaderMap::new();
@@ -295,31 +271,6 @@ mod tests {
         }
         // Several specials in one word, and high bytes next to them.
         assert_eq!(json_escape_growth(b"\"\r\n\x01\xc3\xa9\\\x7f"), 1 + 1 + 1 + 5 + 1);
-    }
-
-    #[test]
-    fn the_event_is_the_one_shared_into_event_writes_for_every_kind_of_body() {
-        let csv = relay(answer(
-            &[("Content-Type", "text/csv; charset=utf-8"), ("X-Influxdb-Version", "v2.7.12")],
-            b"",
-        ));
-        let gzip = relay(answer(&[("Content-Type", "text/csv"), ("Content-Encoding", "gzip")], b""));
-        let bodies: [(&GatewayResponse, Bytes); 5] = [
-            (&csv, Bytes::from_static(b",result,table\r\n,_result,0\r\n\"q\" \xc3\xa9")),
-            (&csv, Bytes::new()),
-            (&csv, Bytes::from(vec![b'x'; 100_000])),
-            (&csv, Bytes::from_static(b"\xff\xfe not UTF-8")),
-            (&gzip, Bytes::from_static(b"\x1f\x8b\x08\x00")),
-        ];
-        for (base, body) in bodies {
-            for format in [PayloadFormat::Rest, PayloadFormat::HttpApi] {
-                let r = GatewayResponse { body: body.clone(), ..base.clone() };
-                assert_eq!(into_event(r.clone(), format), r.into_event(format), "{format:?} {body:?}");
-            }
-        }
-        // A 204 without a body.
-        let empty = GatewayResponse { status: 204, headers: HeaderMap::new(), body: Bytes::new() };
-        assert_eq!(into_event(empty.clone(), PayloadFormat::Rest), empty.into_event(PayloadFormat::Rest));
     }
 
     #[test]
