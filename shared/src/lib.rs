@@ -19,9 +19,11 @@
 //! - [`influx_error`]: InfluxDB's error body (`{"code","message"}`) and its status codes.
 //! - [`sensitive`]: a wrapper that keeps tokens out of `Debug`, `Display` and logs.
 //! - [`logging`]: tracing set-up (JSON in Lambda).
+//! - [`deadline`]: the time an invocation has left, read from the runtime's deadline.
 //! - [`sdk`]: the AWS SDK configuration with bounded retries and timeouts.
 //! - [`settings`]: a function's environment variables, read strictly at cold start.
 
+pub mod deadline;
 pub mod envelope;
 pub mod gateway;
 pub mod headers;

@@ -70,12 +70,10 @@ impl Deps {
 /// (local emulators such as cargo lambda 1.9 send a duration, not a time) means "unknown": the
 /// put budget alone applies.
 pub fn deadline_of(ctx: &lambda_runtime::Context, budget: Duration) -> Instant {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    if ctx.deadline <= now_ms {
-        return Instant::now() + budget;
+    match shared::deadline::time_left(ctx.deadline) {
+        Some(left) => Instant::now() + left.saturating_sub(Duration::from_millis(500)).min(budget),
+        None => Instant::now() + budget,
     }
-    let remaining = Duration::from_millis(ctx.deadline - now_ms).saturating_sub(Duration::from_millis(500));
-    Instant::now() + remaining.min(budget)
 }
 
 /// Nanoseconds since the Unix epoch.

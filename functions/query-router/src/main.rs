@@ -6,7 +6,7 @@
 //! point it at moto) and builds the Secrets Manager client, the secret cache and the HTTP client.
 //! None of that makes a network call: the secret is first read by the first invocation.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -42,20 +42,16 @@ async fn main() -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("the Lambda runtime stopped: {e}"))
 }
 
-/// The time until `deadline_ms` (milliseconds since the epoch, as the runtime API gives it),
-/// less the margin. `None` when there is no usable deadline: absent (0), or not in the future —
-/// Lambda's deadline always is at the start of an invocation, but emulators differ (`cargo lambda
-/// watch` 1.9 sends the function timeout, `600000`, instead of a point in time); the configured
-/// upstream timeout then applies alone.
+/// The time until `deadline_ms` less the margin; `None` when there is no usable deadline
+/// (`shared::deadline`): the configured upstream timeout then applies alone.
 fn time_left(deadline_ms: u64) -> Option<Duration> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
-    let left = Duration::from_millis(deadline_ms).checked_sub(now).filter(|d| !d.is_zero())?;
-    Some(left.saturating_sub(DEADLINE_MARGIN))
+    shared::deadline::time_left(deadline_ms).map(|left| left.saturating_sub(DEADLINE_MARGIN))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
 
     #[test]
     fn the_deadline_bounds_the_wait_only_when_it_is_in_the_future() {

@@ -20,7 +20,7 @@ pub mod config;
 pub mod dead_letter;
 pub mod replay;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
@@ -73,12 +73,12 @@ pub const FALLBACK_BUDGET: Duration = Duration::from_secs(30);
 /// future (local emulators such as cargo lambda 1.9 send a duration) means "unknown", and
 /// [`FALLBACK_BUDGET`] applies.
 pub fn deadline_of(ctx: &lambda_runtime::Context) -> Instant {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    if ctx.deadline <= now_ms {
-        return Instant::now() + FALLBACK_BUDGET;
+    match shared::deadline::time_left(ctx.deadline) {
+        Some(left) => {
+            Instant::now() + left.saturating_sub(Duration::from_secs(3)).max(Duration::from_millis(500))
+        }
+        None => Instant::now() + FALLBACK_BUDGET,
     }
-    let remaining = Duration::from_millis(ctx.deadline - now_ms);
-    Instant::now() + remaining.saturating_sub(Duration::from_secs(3)).max(Duration::from_millis(500))
 }
 
 /// Replays one Kinesis batch and answers with the first record not durably written, if any.
