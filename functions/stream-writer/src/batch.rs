@@ -14,7 +14,8 @@ pub struct Item<'a> {
     /// The shard, from the event ID (`shardId-…:sequence`).
     pub shard_id: &'a str,
     pub partition_key: &'a str,
-    pub approximate_arrival: Option<String>,
+    /// Read only when the record is dead-lettered.
+    pub approximate_arrival: &'a aws_lambda_events::encodings::SecondTimestamp,
     pub data: &'a [u8],
     pub decoded: Result<Record<'a>, EnvelopeError>,
 }
@@ -28,9 +29,7 @@ impl<'a> Item<'a> {
             sequence_number: &r.kinesis.sequence_number,
             shard_id,
             partition_key: &r.kinesis.partition_key,
-            approximate_arrival: serde_json::to_value(&r.kinesis.approximate_arrival_timestamp)
-                .ok()
-                .map(|v| v.to_string()),
+            approximate_arrival: &r.kinesis.approximate_arrival_timestamp,
             data,
             decoded: Record::decode(data),
         }

@@ -60,7 +60,7 @@ impl DeadLetter {
             shard_id: item.shard_id.to_string(),
             sequence_number: item.sequence_number.to_string(),
             partition_key: item.partition_key.to_string(),
-            approximate_arrival: item.approximate_arrival.clone(),
+            approximate_arrival: serde_json::to_value(item.approximate_arrival).ok().map(|v| v.to_string()),
             status,
             reason: reason.to_string(),
             api: target.map(|t| t.0),
