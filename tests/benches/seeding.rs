@@ -130,17 +130,6 @@ async fn load(server: &Influxd, bucket: &str, points: usize) {
     }
 }
 
-/// Values in `bucket`, counted by influxd.
-async fn count(server: &Influxd, bucket: &str) -> u64 {
-    let rows = server
-        .query(&format!(
-            "from(bucket: \"{bucket}\") |> range(start: 1677-09-21T00:12:43.145224194Z, stop: 2262-04-11T23:47:16.854775806Z) \
-             |> count() |> group() |> sum()"
-        ))
-        .await;
-    rows.iter().filter_map(|r| r.get("_value").and_then(|v| v.parse::<u64>().ok())).sum()
-}
-
 async fn drop_bucket(server: &Influxd, name: &str) {
     let (_, body) = server.api(reqwest::Method::GET, &format!("/api/v2/buckets?name={name}"), None).await;
     if let Some(id) = body["buckets"][0]["id"].as_str() {
@@ -176,7 +165,7 @@ async fn run() {
     let t = Instant::now();
     load(&src, "native", native_points).await;
     load(&src, "csv", csv_points).await;
-    let (n_native, n_csv) = (count(&src, "native").await, count(&src, "csv").await);
+    let (n_native, n_csv) = (src.count("native").await, src.count("csv").await);
     assert_eq!(n_native as usize, native_points);
     assert_eq!(n_csv as usize, csv_points);
     println!("loaded {native_points} + {csv_points} points in {:.1} s", t.elapsed().as_secs_f64());
@@ -255,14 +244,14 @@ async fn run() {
     for round in 0..rounds {
         let name = format!("cli-{round}");
         cli_runs.push(cli_native(&name));
-        assert_eq!(count(&dst, &name).await, n_native, "{name}");
+        assert_eq!(dst.count(&name).await, n_native, "{name}");
         drop_bucket(&dst, &name).await;
         for (parallel, wire, runs) in
             [("4", "auto", &mut p4_runs), ("4", "gzip", &mut gz_runs), ("1", "auto", &mut p1_runs)]
         {
             let name = format!("ours-p{parallel}-{wire}-{round}");
             runs.push(ours_native(&name, parallel, wire));
-            assert_eq!(count(&dst, &name).await, n_native, "{name}");
+            assert_eq!(dst.count(&name).await, n_native, "{name}");
             if round == 0 && parallel == "4" && wire == "auto" {
                 // The verification step on its own: a retry of the finished restore, then verify.
                 let vm = measure(
@@ -332,7 +321,7 @@ async fn run() {
         work.path(),
         None,
     );
-    assert_eq!(count(&dst, "ours-native-small").await, n_csv);
+    assert_eq!(dst.count("ours-native-small").await, n_csv);
     drop_bucket(&dst, "ours-native-small").await;
     rows.push((format!("influx-migration native, {csv_points} points"), m));
 
@@ -377,7 +366,7 @@ async fn run() {
         work.path(),
         None,
     );
-    assert_eq!(count(&dst, "script-csv").await, n_csv);
+    assert_eq!(dst.count("script-csv").await, n_csv);
     drop_bucket(&dst, "script-csv").await;
     let script_csv =
         Measured { seconds: q.seconds + w.seconds, max_rss_mib: q.max_rss_mib.max(w.max_rss_mib) };
@@ -402,7 +391,7 @@ async fn run() {
         work.path(),
         None,
     );
-    assert_eq!(count(&dst, "ours-csv").await, n_csv);
+    assert_eq!(dst.count("ours-csv").await, n_csv);
     drop_bucket(&dst, "ours-csv").await;
     rows.push((format!("influx query --raw + influx write --format csv, {csv_points} points"), script_csv));
     rows.push((format!("influx-migration --csv, {csv_points} points"), ours_csv));
@@ -438,7 +427,7 @@ async fn run() {
             work.path(),
             None,
         );
-        assert_eq!(count(&dst, "ours-csv-large").await, n_native);
+        assert_eq!(dst.count("ours-csv-large").await, n_native);
         rows.push((format!("influx-migration --csv, {native_points} points"), m));
     }
 

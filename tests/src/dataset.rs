@@ -34,8 +34,9 @@ pub async fn load(source: &Influxd, points: u64, progress: impl Fn(&str)) -> Res
         (source.org.clone(), source.org_id.clone(), "app-metrics".to_string()),
         (second_org.to_string(), second_org_id.clone(), "sensors".to_string()),
     ];
+    let mut bucket_ids = Vec::new();
     for (_, org_id, name) in &buckets {
-        source.create_bucket_in(org_id, name).await;
+        bucket_ids.push(source.create_bucket_in(org_id, name).await);
     }
 
     // Points of four fields each, spread over four weeks ending a week ago.
@@ -76,7 +77,7 @@ pub async fn load(source: &Influxd, points: u64, progress: impl Fn(&str)) -> Res
         expect(status, 201, "create user", &body)?;
         loaded.users.push(user.to_string());
     }
-    let telegraf_id = bucket_id(source, "telegraf").await?;
+    let telegraf_id = &bucket_ids[0];
     for (description, permissions) in [
         (
             "telegraf writer",
@@ -139,12 +140,6 @@ async fn write(source: &Influxd, org_id: &str, bucket: &str, body: String) -> Re
         ));
     }
     Ok(())
-}
-
-async fn bucket_id(source: &Influxd, name: &str) -> Result<String, String> {
-    let (status, body) = source.api(Method::GET, &format!("/api/v2/buckets?name={name}"), None).await;
-    expect(status, 200, "find bucket", &body)?;
-    body["buckets"][0]["id"].as_str().map(str::to_string).ok_or_else(|| format!("bucket {name} not found"))
 }
 
 fn expect(status: u16, want: u16, what: &str, body: &Value) -> Result<(), String> {

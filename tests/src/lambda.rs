@@ -7,7 +7,7 @@
 //! Several binary processes on one runtime API poll the same queue, which is how a test gets
 //! concurrent instances of one function.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -75,6 +75,16 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     path
 }
 
+/// Stages the three function binaries as `<dir>/<binary>/bootstrap`, the layout
+/// `cargo lambda deploy` (and `infra/deploy.sh --lambda-dir`) reads.
+pub fn stage_bootstraps(dir: &Path) -> std::io::Result<()> {
+    for b in ["kinesis-writer", "stream-writer", "query-router"] {
+        std::fs::create_dir_all(dir.join(b))?;
+        std::fs::copy(workspace_binary(b), dir.join(b).join("bootstrap"))?;
+    }
+    Ok(())
+}
+
 impl LambdaRuntime {
     /// Starts `cargo lambda watch --only-lambda-apis` and one instance of the workspace binary
     /// `name` with `env` (plus the Lambda runtime variables).
@@ -108,32 +118,46 @@ impl LambdaRuntime {
     ) -> LambdaRuntime {
         let bed = TestBed::get();
         let dir = tempfile::Builder::new().prefix(&format!("lambda-{name}-")).tempdir().expect("temp dir");
-        let port = free_port();
-        let mut cmd = Command::new(&bed.cargo_lambda);
-        let path = format!("{}:{}", bed.venv_bin.display(), std::env::var("PATH").unwrap_or_default());
-        cmd.current_dir(TestBed::repo_root())
-            .env("PATH", path)
-            .args(["lambda", "watch", "--only-lambda-apis", "--ignore-changes", "--quiet"])
-            .args(["--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()])
-            .args(["--timeout", &timeout.as_secs().max(1).to_string()]);
-        let mut watch = ChildGuard::spawn("cargo-lambda-watch", cmd, &dir.path().join("watch.log"))
-            .expect("spawn cargo lambda watch");
+        // As the other servers do (see `ports`): a port taken between `free_port` and the bind
+        // makes the runtime exit; try again with a fresh one.
+        let mut attempts = 3;
+        let (watch, port) = loop {
+            attempts -= 1;
+            let port = free_port();
+            let mut cmd = Command::new(&bed.cargo_lambda);
+            let path = format!("{}:{}", bed.venv_bin.display(), std::env::var("PATH").unwrap_or_default());
+            cmd.current_dir(TestBed::repo_root())
+                .env("PATH", path)
+                .args(["lambda", "watch", "--only-lambda-apis", "--ignore-changes", "--quiet"])
+                .args(["--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()])
+                .args(["--timeout", &timeout.as_secs().max(1).to_string()]);
+            let mut watch = ChildGuard::spawn("cargo-lambda-watch", cmd, &dir.path().join("watch.log"))
+                .expect("spawn cargo lambda watch");
+            // The runtime API answers once it is listening.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let listening = loop {
+                if let Some(status) = watch.exited() {
+                    assert!(attempts > 0, "cargo lambda watch exited ({status}): {}", watch.log_tail(3000));
+                    break false;
+                }
+                if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                    break true;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "cargo lambda watch did not listen: {}",
+                    watch.log_tail(3000)
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            if listening {
+                break (watch, port);
+            }
+        };
         let http = reqwest::Client::builder()
             .timeout(timeout + Duration::from_secs(5))
             .build()
             .expect("http client");
-        // The runtime API answers once it is listening; poll a cheap path.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = watch.exited() {
-                panic!("cargo lambda watch exited ({status}): {}", watch.log_tail(3000));
-            }
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "cargo lambda watch did not listen: {}", watch.log_tail(3000));
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
         let route =
             binary.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| name.to_string());
         let runtime = LambdaRuntime {

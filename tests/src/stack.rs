@@ -23,7 +23,7 @@ use serde_json::json;
 use crate::bed::TestBed;
 use crate::esm::{LagFile, LocalMapping};
 use crate::gateway::LocalGateway;
-use crate::lambda::{LambdaRuntime, workspace_binary};
+use crate::lambda::{LambdaRuntime, stage_bootstraps, workspace_binary};
 use crate::{FaultProxy, Influxd, Moto};
 
 /// How the stack is set up.
@@ -119,11 +119,7 @@ impl LocalStack {
             "deploying the live path to moto with infra/deploy.sh (core stack, cargo lambda deploy x4, wiring stack)",
         );
         let lambda_dir = work_dir.join("lambda");
-        for b in ["kinesis-writer", "stream-writer", "query-router"] {
-            std::fs::create_dir_all(lambda_dir.join(b)).map_err(|e| e.to_string())?;
-            std::fs::copy(workspace_binary(b), lambda_dir.join(b).join("bootstrap"))
-                .map_err(|e| format!("staging {b}: {e}"))?;
-        }
+        stage_bootstraps(&lambda_dir).map_err(|e| format!("staging the function binaries: {e}"))?;
         let mut deploy = tokio::process::Command::new("bash");
         deploy
             .arg(TestBed::repo_root().join("infra/deploy.sh"))

@@ -19,11 +19,10 @@
 //! --release` takes minutes cold and is the same command an operator runs.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::process::Command;
 
 use serde_json::{Value, json};
-use testbed::lambda::workspace_binary;
+use testbed::lambda::{stage_bootstraps, workspace_binary};
 use testbed::{Moto, TestBed};
 
 fn repo() -> std::path::PathBuf {
@@ -372,14 +371,6 @@ fn deployed_statements(doc: &Value) -> Vec<Value> {
     parsed["Statement"].as_array().unwrap().iter().filter(|s| !s.is_null()).cloned().collect()
 }
 
-/// Stages the debug builds as `<dir>/<binary>/bootstrap`, the layout `cargo lambda deploy` reads.
-fn stage_bootstraps(dir: &Path) {
-    for b in ["kinesis-writer", "stream-writer", "query-router"] {
-        std::fs::create_dir_all(dir.join(b)).unwrap();
-        std::fs::copy(workspace_binary(b), dir.join(b).join("bootstrap")).unwrap();
-    }
-}
-
 /// One stack of a `describe-stacks` answer.
 fn stack<'a>(stacks: &'a Value, name: &str) -> &'a Value {
     stacks["Stacks"]
@@ -408,7 +399,7 @@ fn deploy_creates_every_resource_in_moto_and_a_rerun_keeps_the_operators_changes
     let conf = rt.block_on(moto.sdk_config());
     let lambda = aws_sdk_lambda::Client::new(&conf);
     let dir = tempfile::tempdir().unwrap();
-    stage_bootstraps(dir.path());
+    stage_bootstraps(dir.path()).expect("stage the function binaries");
     let lambda_dir = dir.path().to_string_lossy().into_owned();
     let prefix = "mig";
     let (src_url, dst_url) =
