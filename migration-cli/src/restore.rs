@@ -30,7 +30,7 @@ use crate::compression::gzip_stream;
 use crate::influx_api::{ApiError, InfluxApi, Org};
 use crate::manifest::{BucketManifest, FileEntry, Manifest, ManifestError};
 use crate::progress::Progress;
-use crate::restore_state::{BucketProgress, StateFile};
+use crate::restore_state::StateFile;
 use crate::store::{Store, StoreError};
 
 /// How uploads go out.
@@ -92,11 +92,6 @@ impl BucketTarget {
     }
 }
 
-/// A short random suffix for staging names.
-fn short_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
-}
-
 /// Restores one bucket into a staging bucket and renames it when complete.
 pub async fn restore_bucket(
     api: &InfluxApi,
@@ -107,26 +102,16 @@ pub async fn restore_bucket(
     progress: &Progress,
 ) -> Result<(), RestoreError> {
     let key = target.key();
-    let existing = state.get().await.bucket(&key).cloned();
-    let mut progress_entry = match existing {
-        Some(p) if p.complete => {
-            tracing::info!("bucket {key} was already restored as {}/{}", p.org_name, p.final_name);
-            return Ok(());
-        }
-        Some(p) => p,
-        None => {
-            let p = BucketProgress {
-                source: key.clone(),
-                org_id: target.org.id.clone(),
-                org_name: target.org.name.clone(),
-                final_name: target.final_name.clone(),
-                staging_name: format!("{}.restoring-{}", target.final_name, short_id()),
-                ..Default::default()
-            };
-            state.update(|s| s.buckets.push(p.clone())).await?;
-            p
-        }
-    };
+    let mut progress_entry =
+        state.bucket_or_begin(&key, &target.org.id, &target.org.name, &target.final_name).await?;
+    if progress_entry.complete {
+        tracing::info!(
+            "bucket {key} was already restored as {}/{}",
+            progress_entry.org_name,
+            progress_entry.final_name
+        );
+        return Ok(());
+    }
 
     // The staging bucket: reuse it when the state has one that still exists.
     let mut found = api.find_bucket(&progress_entry.org_id, &progress_entry.staging_name).await?;
@@ -168,14 +153,7 @@ pub async fn restore_bucket(
         let restored = api.restore_bucket_metadata(&manifest).await?;
         progress_entry.bucket_id = Some(restored.id.clone());
         progress_entry.shard_map = restored.shard_mappings.iter().map(|m| (m.old_id, m.new_id)).collect();
-        let snapshot = progress_entry.clone();
-        state
-            .update(|s| {
-                if let Some(b) = s.bucket_mut(&key) {
-                    *b = snapshot;
-                }
-            })
-            .await?;
+        state.put_bucket(&progress_entry).await?;
     }
 
     // The shards still to upload.

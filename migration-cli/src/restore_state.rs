@@ -122,6 +122,44 @@ impl StateFile {
         self.state.lock().await.clone()
     }
 
+    /// Bucket `key`'s progress: the recorded entry (complete or not), or a new one, recorded
+    /// now, that restores into the staging bucket `<final_name>.restoring-<8 hex digits>`.
+    pub async fn bucket_or_begin(
+        &self,
+        key: &str,
+        org_id: &str,
+        org_name: &str,
+        final_name: &str,
+    ) -> Result<BucketProgress, StoreError> {
+        if let Some(p) = self.state.lock().await.bucket(key) {
+            return Ok(p.clone());
+        }
+        let p = BucketProgress {
+            source: key.to_string(),
+            org_id: org_id.to_string(),
+            org_name: org_name.to_string(),
+            final_name: final_name.to_string(),
+            staging_name: format!(
+                "{final_name}.restoring-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+            ..Default::default()
+        };
+        self.update(|s| s.buckets.push(p.clone())).await?;
+        Ok(p)
+    }
+
+    /// Records `entry` as its bucket's progress (before any transfer for that bucket runs:
+    /// it replaces the whole entry).
+    pub async fn put_bucket(&self, entry: &BucketProgress) -> Result<(), StoreError> {
+        self.update(|s| {
+            if let Some(b) = s.bucket_mut(&entry.source) {
+                *b = entry.clone();
+            }
+        })
+        .await
+    }
+
     /// Applies `change` and writes the file; the lock is held while writing so updates from
     /// parallel transfers are written in order.
     pub async fn update<R>(&self, change: impl FnOnce(&mut RestoreState) -> R) -> Result<R, StoreError> {
@@ -136,6 +174,22 @@ impl StateFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_bucket_is_begun_once_and_its_entry_put_back_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::Local(tmp.path().to_path_buf());
+        let sf = StateFile::load(&store).await.unwrap();
+        let mut first = sf.bucket_or_begin("o/b", "0001", "org", "b2").await.unwrap();
+        assert!(first.staging_name.starts_with("b2.restoring-"), "{}", first.staging_name);
+        assert_eq!(first.staging_name.len(), "b2.restoring-".len() + 8);
+        first.bucket_id = Some("0123".into());
+        sf.put_bucket(&first).await.unwrap();
+        let again = StateFile::load(&store).await.unwrap();
+        let second = again.bucket_or_begin("o/b", "0001", "org", "b2").await.unwrap();
+        assert_eq!(second, first);
+        assert_eq!(again.get().await.buckets.len(), 1);
+    }
 
     #[tokio::test]
     async fn progress_survives_a_reload() {

@@ -25,7 +25,7 @@ use crate::flux_csv::metadata::{BucketMetadata, data_file};
 use crate::flux_csv::point::{PointError, encode};
 use crate::influx_api::{ApiError, InfluxApi, NewBucket, Org, OrgRef};
 use crate::progress::Progress;
-use crate::restore_state::{BucketProgress, CsvResume, StateFile};
+use crate::restore_state::{CsvResume, StateFile};
 use crate::store::{Store, StoreError};
 use shared::line_protocol::Precision;
 
@@ -114,34 +114,16 @@ pub async fn import_bucket(
     progress: &Progress,
 ) -> Result<ImportOutcome, ImportError> {
     let key = job.key();
-    let mut entry = match state.get().await.bucket(&key).cloned() {
-        Some(p) if p.complete => {
-            tracing::info!(
-                "bucket {} was already restored as {}/{}",
-                job.metadata.name,
-                p.org_name,
-                p.final_name
-            );
-            return Ok(ImportOutcome { rows: p.rows_written, expired: 0 });
-        }
-        Some(p) => p,
-        None => {
-            let p = BucketProgress {
-                source: key.clone(),
-                org_id: job.org.id.clone(),
-                org_name: job.org.name.clone(),
-                final_name: job.final_name.clone(),
-                staging_name: format!(
-                    "{}.restoring-{}",
-                    job.final_name,
-                    &uuid::Uuid::new_v4().simple().to_string()[..8]
-                ),
-                ..Default::default()
-            };
-            state.update(|s| s.buckets.push(p.clone())).await?;
-            p
-        }
-    };
+    let mut entry = state.bucket_or_begin(&key, &job.org.id, &job.org.name, &job.final_name).await?;
+    if entry.complete {
+        tracing::info!(
+            "bucket {} was already restored as {}/{}",
+            job.metadata.name,
+            entry.org_name,
+            entry.final_name
+        );
+        return Ok(ImportOutcome { rows: entry.rows_written, expired: 0 });
+    }
 
     // The staging bucket: the recorded one, one left by an attempt that died before recording
     // it (its points are simply written again), or a new one.
@@ -182,14 +164,7 @@ pub async fn import_bucket(
         }
     };
     entry.bucket_id = Some(bucket_id.clone());
-    let snapshot = entry.clone();
-    state
-        .update(|s| {
-            if let Some(b) = s.bucket_mut(&key) {
-                *b = snapshot;
-            }
-        })
-        .await?;
+    state.put_bucket(&entry).await?;
 
     let file = data_file(&job.stem);
     let resume = entry.csv_resume.unwrap_or_default();
