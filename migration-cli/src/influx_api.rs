@@ -442,7 +442,11 @@ impl InfluxApi {
         let gz = is_gzip(&resp);
         let raw = tokio::time::timeout(Duration::from_secs(30), resp.bytes()).await.ok().and_then(Result::ok);
         let raw = raw.unwrap_or_default();
-        let body = if gz { gunzip_all(&raw).unwrap_or_else(|| raw.to_vec()) } else { raw.to_vec() };
+        let body = if gz {
+            shared::envelope::gunzip(&raw, 0).unwrap_or_else(|_| raw.to_vec())
+        } else {
+            raw.to_vec()
+        };
         #[derive(Deserialize)]
         struct E {
             code: Option<String>,
@@ -867,13 +871,6 @@ fn is_gzip(resp: &Response) -> bool {
         .get(CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"))
-}
-
-fn gunzip_all(data: &[u8]) -> Option<Vec<u8>> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(data).read_to_end(&mut out).ok()?;
-    Some(out)
 }
 
 fn reason_phrase(status: u16) -> String {

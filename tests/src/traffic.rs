@@ -8,7 +8,6 @@
 //! acknowledged only when the gateway answered 204 to its request; those are what must be found
 //! in both databases at the end. Readers record every answer that is not a 200.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -288,9 +287,8 @@ fn write_request(
         .header("Authorization", format!("Token {}", config.token))
         .header("Content-Type", "text/plain; charset=utf-8");
     let req = if s.gzip {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        let _ = e.write_all(body.as_bytes());
-        req.header("Content-Encoding", "gzip").body(e.finish().unwrap_or_default())
+        req.header("Content-Encoding", "gzip")
+            .body(shared::envelope::gzip(body.as_bytes()).unwrap_or_default())
     } else {
         req.body(body)
     };

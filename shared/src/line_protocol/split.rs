@@ -14,7 +14,7 @@
 //! comment `# a="` swallows every following line up to the next closing quote, and leading
 //! whitespace makes tag `=`/`,` count. influxd behaves that way, so we do too.
 
-use memchr::{memchr, memchr3};
+use memchr::memchr3;
 
 /// Returns the end (exclusive, the index of the terminating `'\n'` or `buf.len()`) of the line
 /// that starts at `start`: Go `scanLine(buf, start)`.
@@ -124,8 +124,7 @@ impl<'a> Iterator for SplitLines<'a> {
         let bytes = &self.body[start..end];
         let number = self.number;
         // Newlines the scanner kept inside the line, plus the one that ended it.
-        let inner =
-            if memchr(b'\n', bytes).is_some() { memchr::memchr_iter(b'\n', bytes).count() } else { 0 };
+        let inner = memchr::memchr_iter(b'\n', bytes).count();
         self.number += inner + 1;
         self.pos = end + 1;
         Some(RawLine { bytes, start, number })

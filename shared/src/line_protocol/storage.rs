@@ -205,19 +205,7 @@ fn append_unescaped(src: &[u8]) -> Vec<u8> {
 /// The measurement as `(*point).Name()` returns it: the key up to the first comma not preceded
 /// by a backslash, unescaped by `pkg/escape.Unescape` (`\,` `\"` `\ ` `\=`).
 fn measurement_name(key: &[u8]) -> Vec<u8> {
-    let raw = &key[..point::scan_to(key, 0, b',')];
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'\\' && i + 1 < raw.len() && matches!(raw[i + 1], b',' | b'"' | b' ' | b'=') {
-            out.push(raw[i + 1]);
-            i += 2;
-            continue;
-        }
-        out.push(raw[i]);
-        i += 1;
-    }
-    out
+    append_unescaped(&key[..point::scan_to(key, 0, b',')])
 }
 
 /// Length of `(*point).StringValue()`: the value without its first and last byte, with `\\` and
@@ -258,22 +246,18 @@ fn engine_conversion_error(field: &Field<'_>, point_text: impl FnOnce() -> Vec<u
         // influxd 2.7.12 exits and the client gets no answer at all.
         return (value.len() == 1).then(|| lone_quote(&field.key));
     }
-    let (what, func, digits, result): (&str, &str, &[u8], Result<(), NumError>) =
-        if b"0123456789-.nNiIu".contains(&first) {
-            match value.last() {
-                Some(b'i') => {
-                    let d = &value[..value.len() - 1];
-                    ("integer", "ParseInt", d, go_text::parse_int(d).map(drop))
-                }
-                Some(b'u') => {
-                    let d = &value[..value.len() - 1];
-                    ("unsigned", "ParseUint", d, go_text::parse_uint(d).map(drop))
-                }
-                _ => ("floating point", "ParseFloat", value, go_text::parse_float(value).map(drop)),
-            }
-        } else {
-            ("bool", "ParseBool", value, go_text::parse_bool(value).map(drop))
-        };
+    let (what, func, digits, result): (&str, &str, &[u8], Result<(), NumError>) = match type_name(value) {
+        Some("integer") => {
+            let d = &value[..value.len() - 1];
+            ("integer", "ParseInt", d, go_text::parse_int(d).map(drop))
+        }
+        Some("unsigned") => {
+            let d = &value[..value.len() - 1];
+            ("unsigned", "ParseUint", d, go_text::parse_uint(d).map(drop))
+        }
+        Some("float") => ("floating point", "ParseFloat", value, go_text::parse_float(value).map(drop)),
+        _ => ("bool", "ParseBool", value, go_text::parse_bool(value).map(drop)),
+    };
     let err = result.err()?;
     let mut reason = format!("engine: unable to parse {what} value ").into_bytes();
     go_text::quote_into(digits, &mut reason);
