@@ -18,16 +18,15 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::{Value, json};
 use shared::secret::Role;
-use time::OffsetDateTime;
 
 use crate::exit::Exit;
 use crate::live::concurrency;
-use crate::live::databases::{self, Databases, InfluxArgs};
+use crate::live::databases::InfluxArgs;
 use crate::live::deployment::{Aws, Deployment};
 use crate::live::endpoint::{self, Switched};
 use crate::live::lag::{AnyLag, LagReading, LagSource, human_duration};
 use crate::live::output::{Output, Verdict};
-use crate::live::verify::{WindowArgs, compare_streamed};
+use crate::live::verify::{WindowArgs, compare_databases};
 use crate::live::{CommonArgs, mapping};
 
 #[derive(Debug, Args)]
@@ -127,16 +126,9 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
     if refused_so_far {
         out.check("verify", Verdict::Unknown, "skipped: an earlier check refused");
     } else {
-        let dbs = Databases::connect(&args.influx, Some(&current.secret))?;
-        let window = args.window.window(OffsetDateTime::now_utc())?;
-        out.note(format!("verifying {} against {} ({})", dbs.src.host(), dbs.dst.host(), window.describe()));
-        let pairs = databases::bucket_pairs(&dbs.src, &current.secret.mappings, &args.influx.buckets).await?;
-        for s in &pairs.skipped {
-            out.note(format!("skipped {s}"));
-        }
-        let report = compare_streamed(&mut out, &dbs, &pairs.pairs, &window).await?;
+        let (report, _) =
+            compare_databases(&mut out, &args.influx, &args.window, Some(&current.secret)).await?;
         let clean = report.is_clean();
-        out.text(&report.render_table());
         let detail = if clean {
             format!("{} bucket(s) agree ({})", report.buckets.len(), report.window)
         } else {

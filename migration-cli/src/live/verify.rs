@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use serde_json::json;
+use shared::secret::EndpointSecret;
 use time::OffsetDateTime;
 
 use crate::exit::Exit;
@@ -77,8 +78,30 @@ async fn secret_if_named(common: &CommonArgs) -> anyhow::Result<Option<CurrentSe
     Ok(Some(endpoint::read(&aws.secrets, &id).await?))
 }
 
+/// The comparison `verify` and `cutover` make: both databases (addresses and mappings from the
+/// endpoint secret when there is one), every bucket pair, each reported as it completes, then the
+/// table. Returns the report and the source buckets left out.
+pub async fn compare_databases(
+    out: &mut Output,
+    influx: &InfluxArgs,
+    window: &WindowArgs,
+    secret: Option<&EndpointSecret>,
+) -> anyhow::Result<(VerifyReport, Vec<String>)> {
+    let dbs = Databases::connect(influx, secret)?;
+    let window = window.window(OffsetDateTime::now_utc())?;
+    out.note(format!("comparing {} with {} ({})", dbs.src.host(), dbs.dst.host(), window.describe()));
+    let mappings = secret.map(|s| s.mappings.clone()).unwrap_or_default();
+    let pairs = databases::bucket_pairs(&dbs.src, &mappings, &influx.buckets).await?;
+    for s in &pairs.skipped {
+        out.note(format!("skipped {s}"));
+    }
+    let report = compare_streamed(out, &dbs, &pairs.pairs, &window).await?;
+    out.text(&report.render_table());
+    Ok((report, pairs.skipped))
+}
+
 /// Compares every pair, one bucket at a time, reporting each as it completes.
-pub async fn compare_streamed(
+async fn compare_streamed(
     out: &mut Output,
     dbs: &Databases,
     pairs: &[BucketPair],
@@ -127,19 +150,9 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     let mut out = Output::new("verify", args.common.json);
     let named = secret_if_named(&args.common).await?;
     let secret = named.as_ref().map(|s| &s.secret);
-    let dbs = Databases::connect(&args.influx, secret)?;
-    let window = args.window.window(OffsetDateTime::now_utc())?;
-    out.note(format!("comparing {} with {} ({})", dbs.src.host(), dbs.dst.host(), window.describe()));
-
-    let mappings = secret.map(|s| s.mappings.clone()).unwrap_or_default();
-    let pairs = databases::bucket_pairs(&dbs.src, &mappings, &args.influx.buckets).await?;
-    for s in &pairs.skipped {
-        out.note(format!("skipped {s}"));
-    }
-    let report = compare_streamed(&mut out, &dbs, &pairs.pairs, &window).await?;
-    out.text(&report.render_table());
+    let (report, skipped) = compare_databases(&mut out, &args.influx, &args.window, secret).await?;
     let exit = if report.is_clean() { Exit::Success } else { Exit::Differences };
-    Ok(out.finish(exit, json!({"report": report.to_json(), "skipped": pairs.skipped})))
+    Ok(out.finish(exit, json!({"report": report.to_json(), "skipped": skipped})))
 }
 
 #[cfg(test)]
