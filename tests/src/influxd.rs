@@ -202,22 +202,23 @@ impl Influxd {
 
     /// Runs a Flux query and returns the raw annotated CSV.
     pub async fn query_csv(&self, query: &str) -> String {
-        self.query_csv_with(query, self.auth()).await
+        self.query_csv_in(&self.org, query, &self.token).await
     }
 
     /// Runs a Flux query with another token (after a full restore the source's tokens are the
     /// destination's) and returns its rows.
     pub async fn query_as(&self, query: &str, token: &str) -> Vec<FluxRecord> {
-        flux::parse_annotated_csv(&self.query_csv_with(query, format!("Token {token}")).await)
+        flux::parse_annotated_csv(&self.query_csv_in(&self.org, query, token).await)
     }
 
-    /// `POST /api/v2/query` with the given `Authorization`; panics unless it answers 200.
-    async fn query_csv_with(&self, query: &str, authorization: String) -> String {
+    /// Runs a Flux query in `org` (a name) with `token` and returns the raw annotated CSV;
+    /// panics unless it answers 200.
+    pub async fn query_csv_in(&self, org: &str, query: &str, token: &str) -> String {
         let resp = self
             .http
             .post(format!("{}/api/v2/query", self.url))
-            .query(&[("org", self.org.as_str())])
-            .header("Authorization", authorization)
+            .query(&[("org", org)])
+            .header("Authorization", format!("Token {token}"))
             .json(&json!({
                 "query": query, "type": "flux",
                 "dialect": {"header": true, "annotations": ["group", "datatype", "default"]}
@@ -261,8 +262,22 @@ impl Influxd {
 
     /// Sends any request to the server's API with the operator token.
     pub async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req =
-            self.http.request(method, format!("{}{}", self.url, path)).header("Authorization", self.auth());
+        self.api_as(&self.token, method, path, body).await
+    }
+
+    /// As [`Influxd::api`] with another token (after a full restore the destination answers to
+    /// the source's operator token).
+    pub async fn api_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.url, path))
+            .header("Authorization", format!("Token {token}"));
         if let Some(b) = body {
             req = req.json(&b);
         }

@@ -291,7 +291,7 @@ async fn full_migration_carries_tokens_users_dashboards_tasks_and_every_bucket()
     assert_no_token(&run.all(), &[&src.token, &dst.token]);
 
     // The destination now answers to the source's operator token, and no longer to its own.
-    let dst_as_src = Endpoint::new(&dst.url, &src.token);
+    let dst_as_src = Endpoint::new(&dst, &src.token);
     let (s, _) = dst_as_src.api(reqwest::Method::GET, "/api/v2/orgs", None).await;
     assert_eq!(s, 200);
     let (s, _) = dst.api(reqwest::Method::GET, "/api/v2/orgs", None).await;
@@ -322,11 +322,11 @@ async fn full_migration_carries_tokens_users_dashboards_tasks_and_every_bucket()
         "source",
         &dump(&src, &src.org, &src.bucket).await,
         "destination",
-        &dump(dst_as_src.clone(), &src.org, &src.bucket).await,
+        &dump(dst_as_src, &src.org, &src.bucket).await,
     );
     let a = dump(&src, "second-org", "other").await;
     assert_eq!(a.len(), 2);
-    assert_same_points("source", &a, "destination", &dump(dst_as_src.clone(), "second-org", "other").await);
+    assert_same_points("source", &a, "destination", &dump(dst_as_src, "second-org", "other").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -137,60 +137,37 @@ pub async fn seed(server: &Influxd, bucket: &str, n: usize) -> usize {
 
 /// A server reached with a given token (after a full restore the destination answers to the
 /// source's operator token).
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    pub url: String,
-    pub token: String,
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint<'a> {
+    pub server: &'a Influxd,
+    pub token: &'a str,
 }
 
-impl From<&Influxd> for Endpoint {
-    fn from(s: &Influxd) -> Self {
-        Endpoint { url: s.url.clone(), token: s.token.clone() }
+impl<'a> From<&'a Influxd> for Endpoint<'a> {
+    fn from(s: &'a Influxd) -> Self {
+        Endpoint { server: s, token: &s.token }
     }
 }
 
-impl Endpoint {
-    pub fn new(url: &str, token: &str) -> Endpoint {
-        Endpoint { url: url.to_string(), token: token.to_string() }
+impl<'a> Endpoint<'a> {
+    pub fn new(server: &'a Influxd, token: &'a str) -> Endpoint<'a> {
+        Endpoint { server, token }
     }
 
     /// Any API call with this token: status and JSON (or text) body.
     pub async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = reqwest::Client::new()
-            .request(method, format!("{}{}", self.url, path))
-            .header("Authorization", format!("Token {}", self.token));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("API call");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        self.server.api_as(self.token, method, path, body).await
     }
 }
 
 /// Runs a Flux query in org `org` and returns the annotated CSV.
-pub async fn query_in(server: impl Into<Endpoint>, org: &str, flux: &str) -> String {
+pub async fn query_in<'a>(server: impl Into<Endpoint<'a>>, org: &str, flux: &str) -> String {
     let server = server.into();
-    let resp = reqwest::Client::new()
-        .post(format!("{}/api/v2/query", server.url))
-        .query(&[("org", org)])
-        .header("Authorization", format!("Token {}", server.token))
-        .json(&serde_json::json!({
-            "query": flux, "type": "flux",
-            "dialect": {"header": true, "annotations": ["group", "datatype", "default"]}
-        }))
-        .send()
-        .await
-        .expect("query");
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
-    assert!(status.is_success(), "query on {} answered {status}: {body}", server.url);
-    body
+    server.server.query_csv_in(org, flux, server.token).await
 }
 
 /// Every value of `bucket` in `org` over all time influxd can store, sorted for comparison.
-pub async fn dump(server: impl Into<Endpoint>, org: &str, bucket: &str) -> Vec<FluxRecord> {
+pub async fn dump<'a>(server: impl Into<Endpoint<'a>>, org: &str, bucket: &str) -> Vec<FluxRecord> {
     let csv = query_in(
         server,
         org,
