@@ -147,6 +147,15 @@ pub async fn list(client: &Client, bucket: &str, prefix: &str) -> Result<Vec<(St
     }
 }
 
+/// An object's size (`HeadObject`); `None` when there is no such object.
+pub async fn size(client: &Client, bucket: &str, key: &str) -> Result<Option<u64>, S3Error> {
+    match client.head_object().bucket(bucket).key(key).send().await {
+        Ok(head) => Ok(Some(head.content_length().unwrap_or(0).max(0) as u64)),
+        Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => Ok(None),
+        Err(e) => Err(s3_error("HeadObject", bucket, key, &e)),
+    }
+}
+
 /// Reads an object from byte `offset` on, as a stream.
 pub async fn get(client: &Client, bucket: &str, key: &str, offset: u64) -> Result<ByteStream, S3Error> {
     let mut req = client.get_object().bucket(bucket).key(key);

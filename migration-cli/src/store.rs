@@ -225,13 +225,11 @@ impl Store {
                 let path = p.join(name);
                 Ok(tokio::fs::metadata(&path).await.map_err(|e| io(&path, e))?.len())
             }
-            Store::S3 { client, bucket, prefix } => {
-                let files = s3::list(client, bucket, prefix).await?;
-                files
-                    .into_iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, s)| s)
-                    .ok_or_else(|| StoreError::Missing(format!("s3://{bucket}/{}", self.key(name))))
+            Store::S3 { client, bucket, .. } => {
+                let key = self.key(name);
+                s3::size(client, bucket, &key)
+                    .await?
+                    .ok_or_else(|| StoreError::Missing(format!("s3://{bucket}/{key}")))
             }
         }
     }
