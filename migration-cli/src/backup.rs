@@ -31,7 +31,7 @@ use crate::manifest::{
     BucketManifest, COMPRESSION_GZIP, COMPRESSION_NONE, FileEntry, MANIFEST_VERSION, Manifest,
 };
 use crate::progress::Progress;
-use crate::store::{Store, StoreError};
+use crate::store::{FileWriter, Store, StoreError};
 
 /// `influx backup`'s base-name format (Go layout `20060102T150405Z`).
 const BASE_FORMAT: &[FormatItem<'static>] = format_description!("[year][month][day]T[hour][minute][second]Z");
@@ -171,31 +171,16 @@ async fn download_metadata(
             Some(which @ ("kv" | "sql")) => {
                 let name =
                     if which == "kv" { format!("{base}.bolt{ext}") } else { format!("{base}.sqlite{ext}") };
-                let mut w = store.writer(&name).await?;
-                let mut gz = if gzip { Some(Gzip::new(6)) } else { None };
+                let mut file = BackupFile::create(store, &name, gzip).await?;
                 let result: Result<(), BackupError> = async {
                     while let Some(chunk) = md.chunk().await? {
                         bar.inc(chunk.len() as u64);
-                        match &mut gz {
-                            Some(g) => {
-                                let out = g.push(&chunk).map_err(|e| BackupError::Manifest(e.to_string()))?;
-                                w.write(&out).await?;
-                            }
-                            None => w.write(&chunk).await?,
-                        }
-                    }
-                    if let Some(g) = gz.take() {
-                        let tail = g.finish().map_err(|e| BackupError::Manifest(e.to_string()))?;
-                        w.write(&tail).await?;
+                        file.write(&chunk).await?;
                     }
                     Ok(())
                 }
                 .await;
-                if let Err(e) = result {
-                    w.abort().await;
-                    return Err(e);
-                }
-                let size = w.finish().await? as i64;
+                let size = file.finish_after(result).await?;
                 let compression = if gzip { COMPRESSION_GZIP } else { COMPRESSION_NONE };
                 let entry = FileEntry { file_name: name, size, compression };
                 if which == "kv" {
@@ -232,6 +217,50 @@ async fn download_metadata(
     Ok((kv, sql, buckets))
 }
 
+/// A file of the backup being written, gzip'd here (level 6, as `influx backup`) when the bytes
+/// arrive uncompressed but must be stored compressed.
+struct BackupFile {
+    writer: FileWriter,
+    gzip: Option<Gzip>,
+}
+
+impl BackupFile {
+    async fn create(store: &Store, name: &str, compress: bool) -> Result<BackupFile, BackupError> {
+        Ok(BackupFile { writer: store.writer(name).await?, gzip: compress.then(|| Gzip::new(6)) })
+    }
+
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), BackupError> {
+        match &mut self.gzip {
+            Some(g) => {
+                let out = g.push(chunk).map_err(|e| BackupError::Manifest(e.to_string()))?;
+                self.writer.write(&out).await?;
+            }
+            None => self.writer.write(chunk).await?,
+        }
+        Ok(())
+    }
+
+    /// Completes the file when `copied` is `Ok` and returns its size; otherwise gives it up
+    /// (an S3 upload is aborted) and returns the error.
+    async fn finish_after(mut self, copied: Result<(), BackupError>) -> Result<i64, BackupError> {
+        let tail = match (copied, self.gzip.take()) {
+            (Err(e), _) => Err(e),
+            (Ok(()), None) => Ok(None),
+            (Ok(()), Some(g)) => g.finish().map(Some).map_err(|e| BackupError::Manifest(e.to_string())),
+        };
+        let tail_written = match tail {
+            Ok(Some(t)) => self.writer.write(&t).await.map_err(BackupError::from),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = tail_written {
+            self.writer.abort().await;
+            return Err(e);
+        }
+        Ok(self.writer.finish().await? as i64)
+    }
+}
+
 /// Downloads one shard to `<base>.<id>.tar.gz` (`gzip`) or `<base>.<id>.tar`, retrying transient
 /// failures from the start. `None` when the shard no longer exists.
 async fn download_shard(
@@ -254,32 +283,17 @@ async fn download_shard(
             // file of a gzip backup is gzip'd, as influx backup does.
             let stored_gzip = gzip || dl.gzip;
             name = if stored_gzip { format!("{base}.{id}.tar.gz") } else { format!("{base}.{id}.tar") };
-            let mut w = store.writer(&name).await?;
-            let mut gz = if stored_gzip && !dl.gzip { Some(Gzip::new(6)) } else { None };
+            let mut file = BackupFile::create(store, &name, stored_gzip && !dl.gzip).await?;
             let copied: Result<(), BackupError> = async {
                 while let Some(chunk) = dl.body.next().await {
                     let chunk = chunk?;
                     bar.inc(chunk.len() as u64);
-                    match &mut gz {
-                        None => w.write(&chunk).await?,
-                        Some(g) => {
-                            let out = g.push(&chunk).map_err(|e| BackupError::Manifest(e.to_string()))?;
-                            w.write(&out).await?
-                        }
-                    }
-                }
-                if let Some(g) = gz.take() {
-                    let tail = g.finish().map_err(|e| BackupError::Manifest(e.to_string()))?;
-                    w.write(&tail).await?;
+                    file.write(&chunk).await?;
                 }
                 Ok(())
             }
             .await;
-            if let Err(e) = copied {
-                w.abort().await;
-                return Err(e);
-            }
-            let size = w.finish().await? as i64;
+            let size = file.finish_after(copied).await?;
             let compression = if stored_gzip { COMPRESSION_GZIP } else { COMPRESSION_NONE };
             Ok(Some(FileEntry { file_name: name.clone(), size, compression }))
         }
