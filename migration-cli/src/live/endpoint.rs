@@ -31,8 +31,6 @@ use crate::live::output::Output;
 pub enum EndpointError {
     #[error("{call} on secret {id}: {reason}")]
     Call { call: &'static str, id: String, reason: String },
-    #[error("secret {id} has no SecretString")]
-    Empty { id: String },
     #[error(transparent)]
     Shape(#[from] shared::secret::SecretError),
     #[error(
@@ -136,7 +134,8 @@ pub async fn read(
         id: id.to_string(),
         reason: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
     })?;
-    let text = out.secret_string().ok_or_else(|| EndpointError::Empty { id: id.to_string() })?;
+    let text =
+        out.secret_string().ok_or_else(|| shared::secret::SecretError::Empty { id: id.to_string() })?;
     let secret = EndpointSecret::parse(id, text)?;
     // Parsed once more as plain JSON so that fields this program does not know survive a switch.
     // EndpointSecret::parse succeeded, so this cannot fail on the same text.

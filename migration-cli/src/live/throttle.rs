@@ -28,11 +28,25 @@ pub enum Direction {
     Release,
 }
 
+impl Direction {
+    fn command(self) -> &'static str {
+        match self {
+            Direction::Hold => "throttle",
+            Direction::Release => "unthrottle",
+        }
+    }
+
+    /// Whether the writer is where this direction takes it.
+    fn reached(self, state: Throttle) -> bool {
+        match self {
+            Direction::Hold => state == Throttle::Throttled,
+            Direction::Release => state == Throttle::Unthrottled,
+        }
+    }
+}
+
 pub async fn run(args: ThrottleArgs, direction: Direction) -> anyhow::Result<Exit> {
-    let command = match direction {
-        Direction::Hold => "throttle",
-        Direction::Release => "unthrottle",
-    };
+    let command = direction.command();
     let mut out = Output::new(command, args.common.json);
     let aws = Aws::connect(&args.common.aws).await;
     let dep = Deployment::resolve(&args.common.aws, &aws).await?;
@@ -40,11 +54,8 @@ pub async fn run(args: ThrottleArgs, direction: Direction) -> anyhow::Result<Exi
 
     let before = concurrency::current(&aws.lambda, function).await?;
     out.check("destination writer", Verdict::Info, format!("{function} is {}", before.describe()));
-    let wanted_done = match direction {
-        Direction::Hold => before == Throttle::Throttled,
-        Direction::Release => before == Throttle::Unthrottled,
-    };
-    if wanted_done {
+    let already = direction.reached(before);
+    if already {
         out.note(format!("{function} is already {command}d; nothing to change"));
     } else {
         match direction {
@@ -63,11 +74,7 @@ pub async fn run(args: ThrottleArgs, direction: Direction) -> anyhow::Result<Exi
         }
     }
     let after = concurrency::current(&aws.lambda, function).await?;
-    let confirmed = match direction {
-        Direction::Hold => after.is_throttled(),
-        Direction::Release => after == Throttle::Unthrottled,
-    };
-    if !confirmed {
+    if !direction.reached(after) {
         anyhow::bail!(
             "after {command}, {function} is {}; run `influx-migration status` and retry",
             after.describe()
@@ -139,7 +146,7 @@ pub async fn run(args: ThrottleArgs, direction: Direction) -> anyhow::Result<Exi
         "function": function,
         "before": before,
         "after": after,
-        "changed": !wanted_done,
+        "changed": !already,
         "retention_hours": retention_hours,
         "mappings": mappings,
         "alarm": alarm_json,
