@@ -10,6 +10,12 @@
 //!
 //! Each mapping publishes its lag to the JSON file the CLI reads with `--lag-source file:<path>`:
 //! `{"functions": {"<name>": {"iterator_age_ms", "updated_at", "pending_records"}}}`.
+//!
+//! The lag is what IteratorAge would say on AWS, never better: a shard is idle only when a read
+//! found nothing after its checkpoint; while an invocation fails (a crashed function, a timeout,
+//! an error payload, a partial batch failure) its records wait and the age grows from the oldest
+//! of them ([`crate::poller::ShardProgress`]). `pending_records` is published only when counted
+//! (0 when every shard is caught up).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,7 +27,7 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 
 use crate::lambda::Invoker;
-use crate::poller::{Delivery, ShardPoller, StartPosition};
+use crate::poller::{Delivery, ShardPoller, ShardProgress, StartPosition};
 
 /// What a mapping is doing, for reports and tests.
 #[derive(Debug, Clone, Default)]
@@ -41,8 +47,12 @@ pub struct MappingState {
     /// (seconds since the mapping started, iterator age in ms), one entry per loop.
     pub history: Vec<(f64, u64)>,
     pub last_error: Option<String>,
-    /// Loops that found the shard empty while the function could run: caught up.
+    /// Loops that found every shard empty while the function could run: caught up.
     pub idle_loops: u64,
+    /// Idle loops in a row, up to now (0 after any loop that was not idle).
+    pub consecutive_idle_loops: u64,
+    /// Failed invocations (whole or partial) in a row, up to now.
+    pub consecutive_failures: u64,
     /// When the mapping started (the origin of `history`'s times).
     pub started: Option<std::time::Instant>,
 }
@@ -208,7 +218,7 @@ async fn run(
         let throttled = is_throttled(&lambda, &function).await.unwrap_or(false);
         if !config.enabled || throttled {
             // Nothing runs; the records wait. Report how old the oldest waiting one is.
-            let (mut oldest_age, mut pending) = (0u64, 0u64);
+            let (mut oldest_age, mut pending, mut unreadable) = (0u64, 0u64, false);
             for p in &pollers {
                 let mut probe = ShardPoller::new(
                     kinesis.clone(),
@@ -219,17 +229,22 @@ async fn run(
                     10_000,
                 );
                 probe.clone_position_from(p);
-                if let Ok(batch) = probe.read_batch().await {
-                    pending += batch.len() as u64;
-                    if let Some(first) = batch.first() {
-                        oldest_age = oldest_age.max(age_ms(first.arrival));
+                match probe.read_batch().await {
+                    Ok(batch) => {
+                        pending += batch.len() as u64;
+                        if let Some(first) = batch.first() {
+                            oldest_age = oldest_age.max(age_ms(first.arrival));
+                        }
                     }
+                    // Not counted: the count published must not pretend the shard is empty.
+                    Err(_) => unreadable = true,
                 }
             }
-            lag.publish(&function, oldest_age, Some(pending));
+            lag.publish(&function, oldest_age, (!unreadable).then_some(pending));
             set(&|s| {
                 s.enabled = config.enabled;
                 s.throttled = throttled;
+                s.consecutive_idle_loops = 0;
                 s.iterator_age_ms = oldest_age;
                 s.pending_records = pending;
                 s.history.push((started.elapsed().as_secs_f64(), oldest_age));
@@ -237,64 +252,103 @@ async fn run(
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         }
-        let mut idle = true;
+        let mut failed = false;
+        let mut last_error = None;
         for p in pollers.iter_mut() {
             match p.poll(&invoker).await {
                 Ok(Delivery::Empty) => {}
-                Ok(Delivery::Done { iterator_age_ms, .. }) => {
-                    idle = false;
-                    set(&|s| {
-                        s.batches += 1;
-                        s.iterator_age_ms = iterator_age_ms;
-                    });
-                }
+                Ok(Delivery::Done { .. }) => set(&|s| s.batches += 1),
                 Ok(Delivery::Partial { .. }) => {
-                    idle = false;
+                    failed = true;
                     set(&|s| {
                         s.batches += 1;
                         s.partial_failures += 1;
                     });
-                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 Ok(Delivery::FunctionError(e)) => {
-                    set(&|s| {
-                        s.function_errors += 1;
-                        s.last_error = Some(e.clone());
-                    });
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    failed = true;
+                    set(&|s| s.function_errors += 1);
+                    last_error = Some(e);
                 }
                 Err(e) => {
-                    set(&|s| s.last_error = Some(e.clone()));
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    failed = true;
+                    last_error = Some(e);
                 }
             }
         }
+        let progress: Vec<ShardProgress> = pollers.iter().map(|p| p.progress).collect();
+        let (idle, age) = summarize(&progress, now_secs());
         let acknowledged: u64 = pollers.iter().map(|p| p.acknowledged).sum();
-        let age = if idle { 0 } else { pollers.iter().map(|p| p.iterator_age_ms).max().unwrap_or(0) };
-        lag.publish(&function, age, if idle { Some(0) } else { None });
+        lag.publish(&function, age, idle.then_some(0));
         set(&|s| {
             s.enabled = true;
             s.throttled = false;
-            s.last_error = None;
+            if let Some(e) = &last_error {
+                s.last_error = Some(e.clone());
+            } else if !failed {
+                s.last_error = None;
+            }
+            s.consecutive_failures = if failed { s.consecutive_failures + 1 } else { 0 };
             if idle {
                 s.idle_loops += 1;
+                s.consecutive_idle_loops += 1;
+                s.pending_records = 0;
+            } else {
+                s.consecutive_idle_loops = 0;
             }
             s.acknowledged = acknowledged;
             s.iterator_age_ms = age;
-            s.pending_records = if idle { 0 } else { s.pending_records };
             s.history.push((started.elapsed().as_secs_f64(), age));
         });
-        if idle {
+        if failed {
+            // Lambda backs off before it retries a failed batch.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        } else if idle {
             // The mapping's batching window.
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
 }
 
+/// The mapping's view of its shards after one loop: idle only when every shard's read found
+/// nothing (no shards at all is not idle), and the IteratorAge of the furthest-behind shard.
+fn summarize(shards: &[ShardProgress], now: f64) -> (bool, u64) {
+    let idle = !shards.is_empty() && shards.iter().all(ShardProgress::is_caught_up);
+    let age = shards.iter().map(|s| s.iterator_age_ms(now)).max().unwrap_or(0);
+    (idle, age)
+}
+
+fn now_secs() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
 fn age_ms(arrival_secs: f64) -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
-    ((now - arrival_secs) * 1000.0).max(0.0) as u64
+    ((now_secs() - arrival_secs) * 1000.0).max(0.0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loop_whose_invocations_all_failed_is_not_idle_and_its_lag_grows() {
+        // Regression: every poll failing (a dead function answering nothing) was counted as an
+        // idle loop, published as lag 0 and pending 0.
+        let failing = [
+            ShardProgress::Waiting { oldest_arrival: 100.0 },
+            ShardProgress::Waiting { oldest_arrival: 130.0 },
+        ];
+        assert_eq!(summarize(&failing, 160.0), (false, 60_000));
+        assert_eq!(summarize(&failing, 220.0), (false, 120_000));
+    }
+
+    #[test]
+    fn idle_needs_every_shard_caught_up() {
+        assert_eq!(summarize(&[ShardProgress::CaughtUp, ShardProgress::CaughtUp], 1.0), (true, 0));
+        let one_behind = [ShardProgress::CaughtUp, ShardProgress::Delivered { iterator_age_ms: 700 }];
+        assert_eq!(summarize(&one_behind, 1.0), (false, 700));
+        let one_unread = [ShardProgress::CaughtUp, ShardProgress::Unknown];
+        assert_eq!(summarize(&one_unread, 1.0), (false, 0), "a shard not read is not caught up");
+        assert_eq!(summarize(&[], 1.0), (false, 0), "no shard listed yet is not idle");
+    }
 }

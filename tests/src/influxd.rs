@@ -154,6 +154,11 @@ impl Influxd {
         self.process.log_tail(8000)
     }
 
+    /// The server's log file (it lives as long as `self`).
+    pub fn log_path(&self) -> &std::path::Path {
+        self.process.log_path()
+    }
+
     /// Kills the server now (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         self.process.kill();

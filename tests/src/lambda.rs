@@ -6,9 +6,22 @@
 //! Tests then invoke it with event JSON through `POST /2015-03-31/functions/{name}/invocations`.
 //! Several binary processes on one runtime API poll the same queue, which is how a test gets
 //! concurrent instances of one function.
+//!
+//! Two things Lambda does that `cargo lambda watch` alone does not, so the local stack behaves as
+//! AWS does when a function idles or dies (`../shared/docs/test-bed-notes.md`, "idle runtimes die"):
+//! - **An idle function never dies of idleness.** `cargo lambda watch --timeout N` answers a
+//!   runtime's `/next` long poll after N seconds with no request id when nothing was invoked, and
+//!   `lambda_runtime` panics on that; so the runtime API is started without `--timeout` (its
+//!   `/next` then waits as long as Lambda's does) and the function timeout is enforced where
+//!   Lambda enforces it for the caller: an invocation with no answer within the timeout fails.
+//! - **A crashed or exited instance is replaced**, as Lambda replaces an execution environment:
+//!   a supervisor restarts it (its log continues in the same file, after a line saying why), and
+//!   the invocation that was in flight fails at the timeout, so an event source mapping retries it.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -21,17 +34,104 @@ use crate::process::ChildGuard;
 #[derive(Debug)]
 pub struct LambdaRuntime {
     watch: ChildGuard,
-    instances: std::sync::Mutex<Vec<ChildGuard>>,
-    dir: tempfile::TempDir,
+    instances: Arc<Instances>,
+    supervisor: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
     /// The function's name (what it sees in `AWS_LAMBDA_FUNCTION_NAME`).
     pub name: String,
     /// The binary's name: cargo lambda watch only takes invocations named after a workspace
     /// binary, so the runtime queue and the invoke URL use it.
     route: String,
-    binary: PathBuf,
-    env: Vec<(String, String)>,
     pub port: u16,
     http: reqwest::Client,
+}
+
+/// The running instances of one function and how to start another.
+#[derive(Debug)]
+struct Instances {
+    slots: Mutex<Vec<Instance>>,
+    launch: Launch,
+    /// One line per replaced instance: which, and how the one before it ended.
+    replaced: Mutex<Vec<String>>,
+}
+
+/// One execution environment: a process of the function binary.
+#[derive(Debug)]
+struct Instance {
+    process: ChildGuard,
+    started: Instant,
+}
+
+/// What starts an instance.
+#[derive(Debug, Clone)]
+struct Launch {
+    name: String,
+    binary: PathBuf,
+    env: Vec<(String, String)>,
+    runtime_api: String,
+    log_dir: PathBuf,
+}
+
+/// How often the supervisor looks for exited instances.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(100);
+/// A replacement is started at most this often per instance (a function that exits at start
+/// would otherwise spin); Lambda too waits before a new environment after an init failure.
+const REPLACE_AT_MOST_EVERY: Duration = Duration::from_millis(500);
+
+impl Launch {
+    fn log_path(&self, index: usize) -> PathBuf {
+        self.log_dir.join(format!("{}-{index}.log", self.name))
+    }
+
+    fn start(&self, index: usize) -> std::io::Result<Instance> {
+        let mut cmd = Command::new(&self.binary);
+        cmd.env("AWS_LAMBDA_RUNTIME_API", &self.runtime_api)
+            .env("AWS_LAMBDA_FUNCTION_NAME", &self.name)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let process = ChildGuard::spawn(&self.name, cmd, &self.log_path(index))?;
+        Ok(Instance { process, started: Instant::now() })
+    }
+}
+
+impl Instances {
+    fn lock(&self) -> MutexGuard<'_, Vec<Instance>> {
+        self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Replaces every instance that has exited (at most once per [`REPLACE_AT_MOST_EVERY`]).
+    fn replace_exited(&self) {
+        let mut slots = self.lock();
+        for (index, slot) in slots.iter_mut().enumerate() {
+            let Some(status) = slot.process.exited() else { continue };
+            if slot.started.elapsed() < REPLACE_AT_MOST_EVERY {
+                continue;
+            }
+            let why = format!("instance {index} of {} exited ({status}); replaced", self.launch.name);
+            // The log goes on in the same file, after a line that says what happened.
+            if let Ok(mut f) =
+                std::fs::File::options().create(true).append(true).open(self.launch.log_path(index))
+            {
+                let _ = writeln!(f, "=== local stack: {why} ===");
+            }
+            match self.launch.start(index) {
+                Ok(fresh) => {
+                    *slot = fresh;
+                    self.replaced.lock().unwrap_or_else(|p| p.into_inner()).push(why);
+                }
+                Err(e) => {
+                    // Tried again at the next look; the slot keeps its exited process meanwhile.
+                    slot.started = Instant::now();
+                    eprintln!("local stack: could not replace instance {index} of {}: {e}", self.launch.name);
+                }
+            }
+        }
+    }
 }
 
 /// Invokes a function from any task; cheap to clone.
@@ -129,8 +229,9 @@ impl LambdaRuntime {
             cmd.current_dir(TestBed::repo_root())
                 .env("PATH", path)
                 .args(["lambda", "watch", "--only-lambda-apis", "--ignore-changes", "--quiet"])
-                .args(["--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()])
-                .args(["--timeout", &timeout.as_secs().max(1).to_string()]);
+                .args(["--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()]);
+            // No `--timeout`: with one, an idle runtime's `/next` is answered empty and the
+            // function process panics (see the module docs). The timeout is the client's below.
             let mut watch = ChildGuard::spawn("cargo-lambda-watch", cmd, &dir.path().join("watch.log"))
                 .expect("spawn cargo lambda watch");
             // The runtime API answers once it is listening.
@@ -154,20 +255,42 @@ impl LambdaRuntime {
                 break (watch, port);
             }
         };
-        let http = reqwest::Client::builder()
-            .timeout(timeout + Duration::from_secs(5))
-            .build()
-            .expect("http client");
+        // The function timeout, as the caller of a Lambda function sees it: no answer in time
+        // is a failed invocation.
+        let http = reqwest::Client::builder().timeout(timeout).build().expect("http client");
         let route =
             binary.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| name.to_string());
+        let instances = Arc::new(Instances {
+            slots: Mutex::new(Vec::new()),
+            launch: Launch {
+                name: name.to_string(),
+                binary,
+                env: env.to_vec(),
+                // cargo lambda watch serves one runtime queue per function name at /.rt/<name>.
+                runtime_api: format!("http://127.0.0.1:{port}/.rt/{route}"),
+                log_dir: dir.path().to_path_buf(),
+            },
+            replaced: Mutex::new(Vec::new()),
+        });
+        let supervisor = {
+            let instances = Arc::downgrade(&instances);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(SUPERVISE_EVERY).await;
+                    match instances.upgrade() {
+                        Some(i) => i.replace_exited(),
+                        None => return,
+                    }
+                }
+            })
+        };
         let runtime = LambdaRuntime {
             watch,
-            instances: std::sync::Mutex::new(Vec::new()),
-            dir,
+            instances,
+            supervisor,
+            _dir: dir,
             name: name.to_string(),
             route,
-            binary,
-            env: env.to_vec(),
             port,
             http,
         };
@@ -177,58 +300,65 @@ impl LambdaRuntime {
 
     /// Starts one more instance of the function on the same runtime API.
     pub fn add_instance(&self) {
-        let index = self.lock().len();
-        let mut cmd = Command::new(&self.binary);
-        // cargo lambda watch serves one runtime queue per function name at /.rt/<name>.
-        cmd.env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{}/.rt/{}", self.port, self.route))
-            .env("AWS_LAMBDA_FUNCTION_NAME", &self.name)
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
-            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        let log = self.dir.path().join(format!("{}-{index}.log", self.name));
-        let guard = ChildGuard::spawn(&self.name, cmd, &log).expect("spawn function binary");
-        self.lock().push(guard);
+        let mut slots = self.lock();
+        let index = slots.len();
+        let instance = self.instances.launch.start(index).expect("spawn function binary");
+        slots.push(instance);
     }
 
-    /// Kills instance `index` (SIGKILL), as a crashed or timed-out Lambda would be.
+    /// Kills instance `index` (SIGKILL), as a crash would; the supervisor replaces it, as Lambda
+    /// replaces an execution environment, and the invocation it had in flight fails.
     pub fn kill_instance(&self, index: usize) {
         if let Some(i) = self.lock().get_mut(index) {
-            i.kill();
+            i.process.kill();
         }
     }
 
     /// Kills every instance and starts one fresh one (a cold start).
     pub fn restart(&self) {
-        {
-            let mut instances = self.lock();
-            for i in instances.iter_mut() {
-                i.kill();
-            }
-            instances.clear();
+        let mut slots = self.lock();
+        for i in slots.iter_mut() {
+            i.process.kill();
         }
-        self.add_instance();
+        slots.clear();
+        let instance = self.instances.launch.start(0).expect("spawn function binary");
+        slots.push(instance);
+    }
+
+    /// One line per instance the supervisor replaced, saying how the one before it ended.
+    pub fn replacements(&self) -> Vec<String> {
+        self.instances.replaced.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The log files of the instances and of the runtime API (they live as long as `self`).
+    pub fn log_paths(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> =
+            self.lock().iter().map(|i| i.process.log_path().to_path_buf()).collect();
+        paths.push(self.watch.log_path().to_path_buf());
+        paths
     }
 
     /// Invokes the function with `event` and returns the response payload. Panics with the logs
-    /// when every instance of the function has exited (a crashed function never answers).
+    /// when the function keeps crashing meanwhile (a crashed instance never answers; three
+    /// replaced instances during one invocation is a function that cannot run), or when no
+    /// answer comes within the timeout.
     pub async fn invoke(&self, event: &Value) -> Invocation {
         let url = format!("http://127.0.0.1:{}/2015-03-31/functions/{}/invocations", self.port, self.route);
         let request = self.http.post(url).json(event).send();
         tokio::pin!(request);
+        let replaced_before = self.replacements().len();
         let resp = loop {
             tokio::select! {
                 r = &mut request => break r,
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                    let all_dead = {
-                        let mut instances = self.lock();
-                        !instances.is_empty() && instances.iter_mut().all(|i| i.exited().is_some())
-                    };
-                    if all_dead {
-                        panic!("every instance of {} has exited; logs:\n{}", self.name, self.logs());
+                    let replaced = self.replacements();
+                    if replaced.len() >= replaced_before + 3 {
+                        panic!(
+                            "{} keeps crashing ({}); logs:\n{}",
+                            self.name,
+                            replaced[replaced_before..].join("; "),
+                            self.logs()
+                        );
                     }
                 }
             }
@@ -248,15 +378,16 @@ impl LambdaRuntime {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ChildGuard>> {
-        self.instances.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Vec<Instance>> {
+        self.instances.lock()
     }
 
     /// The function instances' logs and the runtime API's log, for assertion messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();
         for i in self.lock().iter() {
-            out.push_str(&format!("--- {} (pid {}):\n{}\n", i.name(), i.pid(), i.log_tail(6000)));
+            let p = &i.process;
+            out.push_str(&format!("--- {} (pid {}):\n{}\n", p.name(), p.pid(), p.log_tail(6000)));
         }
         out.push_str(&format!("--- cargo lambda watch:\n{}\n", self.watch.log_tail(2000)));
         out
@@ -266,8 +397,17 @@ impl LambdaRuntime {
     pub fn function_log(&self) -> String {
         self.lock()
             .iter()
-            .map(|i| String::from_utf8_lossy(&std::fs::read(i.log_path()).unwrap_or_default()).into_owned())
+            .map(|i| {
+                String::from_utf8_lossy(&std::fs::read(i.process.log_path()).unwrap_or_default()).into_owned()
+            })
             .collect::<Vec<_>>()
             .join("\n")
+    }
+}
+
+impl Drop for LambdaRuntime {
+    fn drop(&mut self) {
+        // The supervisor must not replace instances while they are being killed.
+        self.supervisor.abort();
     }
 }

@@ -116,4 +116,9 @@ impl Moto {
     pub fn log_tail(&self) -> String {
         self.process.log_tail(4000)
     }
+
+    /// moto's log file (it lives as long as `self`).
+    pub fn log_path(&self) -> &std::path::Path {
+        self.process.log_path()
+    }
 }

@@ -47,6 +47,40 @@ pub enum Delivery {
     FunctionError(String),
 }
 
+/// Where a shard stands after its last poll: what its IteratorAge is and whether it is caught up.
+///
+/// On AWS, IteratorAge is the age of the last record of the batch the mapping hands the function,
+/// emitted with every invocation, failed ones included: while a batch keeps failing it keeps
+/// growing. A shard is caught up only when a read finds nothing after its checkpoint; a failed
+/// invocation, a failed read or a shard not read yet is never "idle".
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ShardProgress {
+    /// Not read yet, or the last read of the stream failed: nothing is known.
+    Unknown,
+    /// The last read found nothing after the checkpoint.
+    CaughtUp,
+    /// The function took the last batch; the age of its last record when it was delivered.
+    Delivered { iterator_age_ms: u64 },
+    /// Records wait that the function has not processed (its last invocation failed, whole or in
+    /// part); when the oldest of them arrived, in seconds since the epoch.
+    Waiting { oldest_arrival: f64 },
+}
+
+impl ShardProgress {
+    /// The IteratorAge at `now` (seconds since the epoch): it grows while records wait.
+    pub fn iterator_age_ms(&self, now: f64) -> u64 {
+        match *self {
+            ShardProgress::Unknown | ShardProgress::CaughtUp => 0,
+            ShardProgress::Delivered { iterator_age_ms } => iterator_age_ms,
+            ShardProgress::Waiting { oldest_arrival } => ((now - oldest_arrival) * 1000.0).max(0.0) as u64,
+        }
+    }
+
+    pub fn is_caught_up(&self) -> bool {
+        *self == ShardProgress::CaughtUp
+    }
+}
+
 /// One shard's event source mapping.
 #[derive(Debug)]
 pub struct ShardPoller {
@@ -62,6 +96,8 @@ pub struct ShardPoller {
     /// Age of the last record of the last batch the function finished, in ms (CloudWatch's
     /// IteratorAge).
     pub iterator_age_ms: u64,
+    /// Where the shard stands after the last poll.
+    pub progress: ShardProgress,
 }
 
 /// Milliseconds since the epoch.
@@ -88,6 +124,7 @@ impl ShardPoller {
             batch_size,
             acknowledged: 0,
             iterator_age_ms: 0,
+            progress: ShardProgress::Unknown,
         }
     }
 
@@ -173,22 +210,46 @@ impl ShardPoller {
         Ok(batch)
     }
 
-    /// Reads a batch and delivers it to the function; moves the checkpoint as Lambda would.
+    /// Reads a batch and delivers it to the function; moves the checkpoint as Lambda would, and
+    /// records where the shard stands ([`ShardPoller::progress`]).
     pub async fn poll(&mut self, invoker: &Invoker) -> Result<Delivery, String> {
-        let batch = self.read_batch().await?;
+        let batch = match self.read_batch().await {
+            Ok(b) => b,
+            Err(e) => {
+                // A stream that cannot be read says nothing about what waits in it.
+                if !matches!(self.progress, ShardProgress::Waiting { .. }) {
+                    self.progress = ShardProgress::Unknown;
+                }
+                return Err(e);
+            }
+        };
+        let delivery = self.deliver(invoker, &batch).await;
+        self.progress = match &delivery {
+            Delivery::Empty => ShardProgress::CaughtUp,
+            Delivery::Done { iterator_age_ms, .. } => {
+                ShardProgress::Delivered { iterator_age_ms: *iterator_age_ms }
+            }
+            Delivery::Partial { done, .. } => ShardProgress::Waiting { oldest_arrival: batch[*done].arrival },
+            Delivery::FunctionError(_) => ShardProgress::Waiting { oldest_arrival: batch[0].arrival },
+        };
+        Ok(delivery)
+    }
+
+    /// Delivers `batch` (empty: nothing to do) and moves the checkpoint.
+    async fn deliver(&mut self, invoker: &Invoker, batch: &[StreamRecord]) -> Delivery {
         if batch.is_empty() {
-            return Ok(Delivery::Empty);
+            return Delivery::Empty;
         }
-        let event = kinesis_event(&self.stream_arn, &batch);
+        let event = kinesis_event(&self.stream_arn, batch);
         let answer = match invoker.invoke(&event).await {
             Ok(a) => a,
-            Err(e) => return Ok(Delivery::FunctionError(e)),
+            Err(e) => return Delivery::FunctionError(e),
         };
         if answer.status != 200
             || answer.payload.get("errorType").is_some()
             || answer.payload.get("errorMessage").is_some()
         {
-            return Ok(Delivery::FunctionError(format!("status {}: {}", answer.status, answer.payload)));
+            return Delivery::FunctionError(format!("status {}: {}", answer.status, answer.payload));
         }
         let failures: Vec<Option<String>> = answer
             .payload
@@ -205,7 +266,7 @@ impl ShardPoller {
             self.position = Position::After(last.sequence_number.clone());
             self.acknowledged += batch.len() as u64;
             self.iterator_age_ms = ((now_secs() - last.arrival) * 1000.0).max(0.0) as u64;
-            return Ok(Delivery::Done { records: batch.len(), iterator_age_ms: self.iterator_age_ms });
+            return Delivery::Done { records: batch.len(), iterator_age_ms: self.iterator_age_ms };
         }
         // The lowest reported sequence number, if every identifier names a record of the batch.
         let lowest = failures
@@ -221,9 +282,9 @@ impl ShardPoller {
                 }
                 self.acknowledged += done as u64;
                 self.position = Position::At(retry_from.clone());
-                Ok(Delivery::Partial { records: batch.len(), done, retry_from })
+                Delivery::Partial { records: batch.len(), done, retry_from }
             }
-            None => Ok(Delivery::FunctionError(format!("malformed batchItemFailures: {}", answer.payload))),
+            None => Delivery::FunctionError(format!("malformed batchItemFailures: {}", answer.payload)),
         }
     }
 
@@ -250,5 +311,28 @@ impl ShardPoller {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiting_shard_ages_from_its_oldest_unprocessed_record() {
+        let waiting = ShardProgress::Waiting { oldest_arrival: 1_000.0 };
+        assert_eq!(waiting.iterator_age_ms(1_000.5), 500);
+        assert_eq!(waiting.iterator_age_ms(1_030.0), 30_000, "it keeps growing while the batch fails");
+        assert!(!waiting.is_caught_up());
+    }
+
+    #[test]
+    fn only_a_read_that_found_nothing_is_caught_up() {
+        assert!(ShardProgress::CaughtUp.is_caught_up());
+        assert_eq!(ShardProgress::CaughtUp.iterator_age_ms(5.0), 0);
+        assert!(!ShardProgress::Unknown.is_caught_up(), "a shard never read, or unreadable, is not idle");
+        let delivered = ShardProgress::Delivered { iterator_age_ms: 1_200 };
+        assert!(!delivered.is_caught_up());
+        assert_eq!(delivered.iterator_age_ms(1e9), 1_200, "the age when the batch was handed over");
     }
 }

@@ -13,6 +13,8 @@ use std::process::{Child, Command, Stdio};
 #[derive(Debug)]
 pub struct ChildGuard {
     child: Option<Child>,
+    /// How the child ended, once it was killed and reaped.
+    ended: Option<std::process::ExitStatus>,
     name: String,
     log: PathBuf,
 }
@@ -34,7 +36,7 @@ impl ChildGuard {
             });
         }
         let child = command.spawn()?;
-        Ok(ChildGuard { child: Some(child), name: name.to_string(), log: log.to_path_buf() })
+        Ok(ChildGuard { child: Some(child), ended: None, name: name.to_string(), log: log.to_path_buf() })
     }
 
     /// The child's PID (also its process group ID).
@@ -42,9 +44,12 @@ impl ChildGuard {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
-    /// Whether the child has exited, with its status if so.
+    /// Whether the child has exited (by itself or by [`ChildGuard::kill`]), with its status if so.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().ok().flatten(),
+            None => self.ended,
+        }
     }
 
     /// The last `max` bytes of the child's log, for error messages.
@@ -68,7 +73,7 @@ impl ChildGuard {
                 libc::kill(-pgid, libc::SIGKILL);
             }
             let _ = child.kill();
-            let _ = child.wait();
+            self.ended = child.wait().ok();
         }
     }
 

@@ -273,8 +273,9 @@ async fn inject_catch_up_faults(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Killed, as a crash would: the local stack replaces the instance (as Lambda replaces an
+    // execution environment) and the mapping retries the batch whose invocation failed.
     stack.destination_writer.kill_instance(0);
-    stack.destination_writer.add_instance();
     let stats = proxy.stats();
     report.notes.push(format!(
         "faults: {} answers 503, {} connections reset, 1 write held while its writer was killed mid-batch",

@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::bed::TestBed;
-use crate::esm::{LagFile, LocalMapping};
+use crate::esm::{LagFile, LocalMapping, MappingState};
 use crate::gateway::LocalGateway;
 use crate::lambda::{LambdaRuntime, stage_bootstraps, workspace_binary};
 use crate::{FaultProxy, Influxd, Moto};
@@ -35,11 +35,28 @@ pub struct StackOptions {
     pub secret_ttl_secs: u64,
     /// Where logs, the lag file and the staged bootstraps go (a temp dir when None).
     pub work_dir: Option<PathBuf>,
+    /// The stream writers' function timeout: an invocation with no answer by then fails and the
+    /// mapping retries its batch. 300 s as deployed; 20 s by default here, so that a killed
+    /// instance (whose invocation never answers) costs a test 20 s.
+    pub stream_writer_timeout: Duration,
+    /// Settings of the destination stream writer that replace (or add to) what the deploy gave
+    /// it, e.g. a broken one to make it fail at every start.
+    pub destination_writer_env: Vec<(String, String)>,
+    /// Onboard the destination with the source's operator token (and the same org and bucket
+    /// names), as a full seeding leaves it, for tests that replay without seeding first.
+    pub destination_shares_source_token: bool,
 }
 
 impl Default for StackOptions {
     fn default() -> Self {
-        StackOptions { prefix: "local-live".into(), secret_ttl_secs: 2, work_dir: None }
+        StackOptions {
+            prefix: "local-live".into(),
+            secret_ttl_secs: 2,
+            work_dir: None,
+            stream_writer_timeout: Duration::from_secs(20),
+            destination_writer_env: Vec::new(),
+            destination_shares_source_token: false,
+        }
     }
 }
 
@@ -110,7 +127,11 @@ impl LocalStack {
 
         progress("starting the source and destination influxd 2.7.12");
         let source = Influxd::start_named("source").await;
-        let destination = Influxd::start_named("destination").await;
+        let destination = if options.destination_shares_source_token {
+            Influxd::start_with_token("destination", &source.token).await
+        } else {
+            Influxd::start_named("destination").await
+        };
         let destination_proxy = FaultProxy::start(&destination.url).await;
         progress("starting moto (AWS APIs)");
         let moto = Moto::start().await;
@@ -188,8 +209,7 @@ impl LocalStack {
             e
         };
         // Timeouts as deployed (infra/deploy.sh): 29 s for the gateway's functions; the stream
-        // writers get 20 s here instead of 300 s, so that a killed instance (whose invocation
-        // never answers) costs a test 20 s before the mapping retries the batch.
+        // writers' is `options.stream_writer_timeout`.
         let gw_timeout = Duration::from_secs(29);
         let writer = LambdaRuntime::start_named_binary(
             &outputs.kinesis_writer,
@@ -212,7 +232,7 @@ impl LocalStack {
                 ("WRITE_TIMEOUT_SECONDS", "10"),
             ])
         };
-        let sw_timeout = Duration::from_secs(20);
+        let sw_timeout = options.stream_writer_timeout;
         let source_writer = LambdaRuntime::start_named_binary(
             &outputs.source_writer,
             "stream-writer",
@@ -220,10 +240,12 @@ impl LocalStack {
             sw_timeout,
         )
         .await;
+        let mut destination_env = writer_env("destination");
+        destination_env.extend(options.destination_writer_env.iter().cloned());
         let destination_writer = LambdaRuntime::start_named_binary(
             &outputs.destination_writer,
             "stream-writer",
-            &writer_env("destination"),
+            &destination_env,
             sw_timeout,
         )
         .await;
@@ -267,6 +289,29 @@ impl LocalStack {
             destination_token: std::sync::Mutex::new(String::new()),
             _temp: temp,
         })
+    }
+
+    /// Every process's log file, named for what ran: the databases, moto, the deploy, the
+    /// functions (each instance, and its runtime API).
+    pub fn log_files(&self) -> Vec<(String, PathBuf)> {
+        let mut files = vec![
+            ("source-influxd".to_string(), self.source.log_path().to_path_buf()),
+            ("destination-influxd".to_string(), self.destination.log_path().to_path_buf()),
+            ("moto".to_string(), self.moto.log_path().to_path_buf()),
+            ("deploy".to_string(), self.work_dir.join("deploy.log")),
+        ];
+        for (role, runtime) in [
+            ("kinesis-writer", &self.writer),
+            ("query-router", &self.router),
+            ("source-writer", &self.source_writer),
+            ("destination-writer", &self.destination_writer),
+        ] {
+            for path in runtime.log_paths() {
+                let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+                files.push((format!("{role}/{file}"), path));
+            }
+        }
+        files
     }
 
     /// `influx-migration` with the environment an operator of this stack would have: AWS through
@@ -342,7 +387,8 @@ impl LocalStack {
         }
     }
 
-    /// Waits until a mapping has found its stream empty three loops in a row after this call.
+    /// Waits until a mapping has found every shard empty in its last three loops, all after this
+    /// call (a loop whose invocation or read failed is never empty).
     pub async fn wait_idle(mapping: &LocalMapping, timeout: Duration) -> Result<(), String> {
         let deadline = std::time::Instant::now() + timeout;
         let start_loops = mapping.state().idle_loops;
@@ -352,12 +398,17 @@ impl LocalStack {
                 && s.enabled
                 && s.iterator_age_ms == 0
                 && s.pending_records == 0
+                && s.consecutive_idle_loops >= 3
                 && s.idle_loops >= start_loops + 3
             {
                 return Ok(());
             }
             if std::time::Instant::now() > deadline {
-                return Err(format!("the destination writer did not catch up within {timeout:?}: {s:?}"));
+                let MappingState { function, iterator_age_ms, last_error, consecutive_failures, .. } = s;
+                return Err(format!(
+                    "{function} did not drain within {timeout:?}: IteratorAge {iterator_age_ms} ms, \
+                     {consecutive_failures} failed invocation(s) in a row, last error {last_error:?}"
+                ));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }

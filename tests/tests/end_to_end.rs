@@ -16,7 +16,7 @@ use testbed::stack::{LocalStack, StackOptions};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_migration_under_faults_loses_no_acknowledged_write_and_no_read() {
     let stack = LocalStack::start(
-        StackOptions { prefix: "e2e-live".into(), secret_ttl_secs: 2, work_dir: None },
+        StackOptions { prefix: "e2e-live".into(), secret_ttl_secs: 2, ..StackOptions::default() },
         |m| eprintln!("stack: {m}"),
     )
     .await

@@ -1,0 +1,227 @@
+//! The local stack behaves as AWS does when a function idles, crashes or keeps failing, and never
+//! reports progress it did not see. Each test is named after what broke on main:
+//!
+//! - the destination writer idle (throttled) longer than its function timeout died: `cargo lambda
+//!   watch --timeout` answered its `/next` poll empty and `lambda_runtime` panicked; then every
+//!   invocation failed, and the local event source mapping called the shard idle, lag 0;
+//! - an instance killed mid-batch was never replaced (the scenario started a new one by hand);
+//! - a destination writer that keeps crashing showed lag 0, and `cutover` passed.
+//!
+//! Short function timeouts (3 s) keep these tests to seconds; what they show does not depend on
+//! the length. The destination is onboarded with the source's token, as a full seeding leaves it,
+//! so the records replay without a seeding first.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use testbed::stack::{LocalStack, StackOptions};
+
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+async fn stack(prefix: &str, destination_writer_env: &[(&str, &str)]) -> LocalStack {
+    LocalStack::start(
+        StackOptions {
+            prefix: prefix.into(),
+            stream_writer_timeout: TIMEOUT,
+            destination_shares_source_token: true,
+            destination_writer_env: destination_writer_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..StackOptions::default()
+        },
+        |m| eprintln!("stack: {m}"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the local stack did not start: {e}"))
+}
+
+/// Writes `n` points `probe,phase=<phase> seq=<i>i,v=<value>` through the gateway, one request,
+/// and returns seq -> value as acknowledged.
+async fn write_through_gateway(stack: &LocalStack, phase: &str, n: u64) -> BTreeMap<String, String> {
+    let base = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
+    let mut body = String::new();
+    let mut written = BTreeMap::new();
+    for i in 0..n {
+        let value = format!("{}.25", i * 7 + 1);
+        body.push_str(&format!("probe,phase={phase} seq={i}i,v={value} {}\n", base + i as i64));
+        written.insert(i.to_string(), value);
+    }
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v2/write", stack.gateway.url))
+        .query(&[("org", stack.source.org.as_str()), ("bucket", stack.source.bucket.as_str())])
+        .header("Authorization", format!("Token {}", stack.source.token))
+        .body(body)
+        .send()
+        .await
+        .expect("write through the gateway");
+    let status = resp.status().as_u16();
+    assert_eq!(status, 204, "the gateway acknowledged the write: {}", resp.text().await.unwrap_or_default());
+    written
+}
+
+/// seq -> v of the phase's points in `db`.
+async fn points(stack: &LocalStack, db: &testbed::Influxd, phase: &str) -> BTreeMap<String, String> {
+    let flux = format!(
+        "from(bucket: \"{}\") |> range(start: 0) |> filter(fn: (r) => r._measurement == \"probe\" and r.phase == \"{phase}\") |> pivot(rowKey: [\"_time\"], columnKey: [\"_field\"], valueColumn: \"_value\")",
+        stack.source.bucket
+    );
+    db.query_as(&flux, &stack.source.token)
+        .await
+        .iter()
+        .map(|r| (r.get("seq").unwrap_or("").to_string(), r.get("v").unwrap_or("").to_string()))
+        .collect()
+}
+
+/// Compares value by value; the message names what differs.
+fn assert_same(what: &str, acked: &BTreeMap<String, String>, got: &BTreeMap<String, String>, logs: &str) {
+    let missing: Vec<&String> = acked.keys().filter(|k| !got.contains_key(*k)).collect();
+    let wrong: Vec<&String> =
+        acked.iter().filter(|(k, v)| got.get(*k).is_some_and(|g| g != *v)).map(|(k, _)| k).collect();
+    assert!(
+        missing.is_empty() && wrong.is_empty(),
+        "{what}: {} of {} acknowledged points missing, {} with other values (first missing: {:?}); logs:\n{logs}",
+        missing.len(),
+        acked.len(),
+        wrong.len(),
+        missing.iter().take(5).collect::<Vec<_>>()
+    );
+}
+
+/// Waits for the destination writer to apply everything in the stream: caught up, then drained.
+async fn catch_up_and_drain(stack: &LocalStack) {
+    stack
+        .wait_for_catch_up(Duration::from_secs(2), Duration::from_secs(2), Duration::from_secs(90))
+        .await
+        .unwrap_or_else(|e| panic!("{e}; logs:\n{}", stack.destination_writer.logs()));
+    LocalStack::wait_idle(&stack.destination_mapping, Duration::from_secs(90))
+        .await
+        .unwrap_or_else(|e| panic!("{e}; logs:\n{}", stack.destination_writer.logs()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_writer_idle_past_its_timeout_then_killed_mid_batch_loses_nothing() {
+    let stack = stack("idle-live", &[]).await;
+
+    // The demo's sequence: the destination writer stays throttled (as deployed) while clients
+    // write, for three times its function timeout, then is unthrottled.
+    let before = write_through_gateway(&stack, "while-throttled", 200).await;
+    tokio::time::sleep(TIMEOUT * 3).await;
+    let (code, out, err) = stack.live(&["unthrottle"]).await;
+    assert_eq!(code, 0, "unthrottle: {out}{err}");
+    catch_up_and_drain(&stack).await;
+    let logs = stack.destination_writer.logs();
+    assert_same(
+        "idle past the timeout",
+        &before,
+        &points(&stack, &stack.destination, "while-throttled").await,
+        &logs,
+    );
+    assert!(!logs.contains("panicked"), "an idle function never dies of idleness; its log:\n{logs}");
+
+    // An instance killed while a write of its batch is held at the destination: replaced, the
+    // batch retried, nothing lost.
+    let proxy = &stack.destination_proxy;
+    let stalled_before = proxy.stats().stalled;
+    let errors_before = stack.destination_mapping.state().function_errors;
+    proxy.stall_next(1, TIMEOUT * 3);
+    let mid_batch = write_through_gateway(&stack, "killed-mid-batch", 300).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxy.stats().stalled == stalled_before {
+        assert!(Instant::now() < deadline, "the destination writer sent no write within 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stack.destination_writer.kill_instance(0);
+    catch_up_and_drain(&stack).await;
+    let logs = stack.destination_writer.logs();
+    assert_same(
+        "killed mid-batch",
+        &mid_batch,
+        &points(&stack, &stack.destination, "killed-mid-batch").await,
+        &logs,
+    );
+    let replaced = stack.destination_writer.replacements();
+    assert_eq!(replaced.len(), 1, "the killed instance was replaced once: {replaced:?}");
+    assert!(replaced[0].contains("signal: 9"), "{replaced:?}");
+    assert!(
+        stack.destination_mapping.state().function_errors > errors_before,
+        "the invocation in flight failed and its batch was retried"
+    );
+    // The source got everything too.
+    for (phase, acked) in [("while-throttled", &before), ("killed-mid-batch", &mid_batch)] {
+        assert_same(phase, acked, &points(&stack, &stack.source, phase).await, &stack.source_writer.logs());
+    }
+}
+
+/// The destination writer's lag entry in the lag file.
+fn lag_entry(stack: &LocalStack, function: &str) -> Option<(u64, Option<u64>)> {
+    let text = std::fs::read_to_string(&stack.lag_file).ok()?;
+    let doc: Value = serde_json::from_str(&text).ok()?;
+    let f = &doc["functions"][function];
+    Some((f["iterator_age_ms"].as_u64()?, f["pending_records"].as_u64()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_writer_that_keeps_crashing_shows_growing_lag_and_cutover_refuses() {
+    // A setting it cannot start with: every instance exits at start, every invocation fails.
+    let stack = stack("crash-live", &[("TARGET", "both")]).await;
+    let function = stack.outputs.destination_writer.clone();
+    let acked = write_through_gateway(&stack, "crash-loop", 100).await;
+    let (code, out, err) = stack.live(&["unthrottle"]).await;
+    assert_eq!(code, 0, "unthrottle: {out}{err}");
+
+    // The lag grows from the oldest waiting record, and nothing says the shard is empty.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        if let Some((age, pending)) = lag_entry(&stack, &function) {
+            assert_ne!(pending, Some(0), "records wait: never 0 pending (ages so far {seen:?})");
+            seen.push(age);
+            if age >= 3 * TIMEOUT.as_millis() as u64 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the lag never grew past 9 s: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let state = stack.destination_mapping.state();
+    assert_eq!(state.consecutive_idle_loops, 0, "{state:?}");
+    assert!(state.function_errors > 0 && state.last_error.is_some(), "{state:?}");
+    assert!(
+        stack.destination_writer.replacements().len() >= 2,
+        "each crashed instance was replaced: {:?}",
+        stack.destination_writer.replacements()
+    );
+    // The harness's own waits do not pass either.
+    let caught_up =
+        stack.wait_for_catch_up(Duration::from_secs(2), Duration::from_secs(1), Duration::from_secs(5)).await;
+    assert!(caught_up.is_err(), "a crashing writer is not caught up");
+    assert!(LocalStack::wait_idle(&stack.destination_mapping, Duration::from_secs(5)).await.is_err());
+
+    // `status` shows the lag; `cutover` refuses on it and changes nothing.
+    let (code, out, err) = stack.live(&["status", "--json"]).await;
+    let doc: Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("status --json ({code}): {e}\n{out}\n{err}"));
+    let age = doc["destination_writer"]["lag"]["iterator_age_ms"].as_u64();
+    assert!(age.is_some_and(|a| a >= 3 * TIMEOUT.as_millis() as u64), "status shows the growing lag: {out}");
+    let (code, out, err) = stack.live(&["cutover", "--max-lag-seconds", "5"]).await;
+    assert_eq!(code, 4, "cutover refuses while the destination writer is failing:\n{out}\n{err}");
+    assert!(out.contains("destination lag"), "{out}");
+    let (_, status_out, _) = stack.live(&["status", "--json"]).await;
+    let doc: Value = serde_json::from_str(&status_out).expect("status --json");
+    assert_eq!(
+        doc["read_endpoint"]["read"].as_str(),
+        Some("source"),
+        "reads stay on the source: {status_out}"
+    );
+
+    // Nothing was lost: the points wait in the stream, and the source has them.
+    assert_same(
+        "at the source",
+        &acked,
+        &points(&stack, &stack.source, "crash-loop").await,
+        &stack.source_writer.logs(),
+    );
+    assert!(points(&stack, &stack.destination, "crash-loop").await.is_empty());
+}
