@@ -5,7 +5,8 @@
 //!    it (otherwise the destination is not receiving the writes clients make now);
 //! 2. its lag is known and under `--max-lag-seconds` (an unknown lag, e.g. no IteratorAge
 //!    datapoint, refuses: it may be anything);
-//! 3. `verify` passes over the window (same flags as `verify`).
+//! 3. `verify` passes over the window (same flags as `verify`), which ends where both writers
+//!    have replayed the stream (their lag readings), not a fixed time before now.
 //!
 //! Any failure refuses with exit 4 and changes nothing; `--force` turns every refusal into a loud
 //! `FORCED` and goes on. The switch itself is [`crate::live::endpoint::switch_reads`] (a new secret
@@ -26,7 +27,7 @@ use crate::live::deployment::{Aws, Deployment};
 use crate::live::endpoint::{self, Switched};
 use crate::live::lag::{AnyLag, LagReading, LagSource, human_duration};
 use crate::live::output::{Output, Verdict};
-use crate::live::verify::{WindowArgs, compare_databases};
+use crate::live::verify::{ReplayBound, WindowArgs, compare_databases};
 use crate::live::{CommonArgs, mapping};
 
 #[derive(Debug, Args)]
@@ -119,15 +120,23 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
         failed_checks.push(format!("destination lag: {detail}"));
     }
 
-    // 3. The data agrees. Skipped when an earlier check already refused (it would only cost
-    // time: a writer that is held or behind cannot have all the data).
+    // 3. The data agrees, up to where both writers have replayed the stream (never a fixed
+    // settle window, which can end before the seeding's snapshot and so compare only what the
+    // snapshot copied). Skipped when an earlier check already refused (it would only cost time:
+    // a writer that is held or behind cannot have all the data).
     let refused_so_far = !failed_checks.is_empty() && !force;
     let mut verify_json = Value::Null;
     if refused_so_far {
         out.check("verify", Verdict::Unknown, "skipped: an earlier check refused");
     } else {
+        let source_lag = match dep.source_function.as_deref() {
+            Some(f) => lag_source.read(f).await.ok(),
+            None => None,
+        };
+        let bound = ReplayBound::from_readings(&lag, source_lag.as_ref());
         let (report, _) =
-            compare_databases(&mut out, &args.influx, &args.window, Some(&current.secret)).await?;
+            compare_databases(&mut out, &args.influx, &args.window, Some(&current.secret), bound.as_ref())
+                .await?;
         let clean = report.is_clean();
         let detail = if clean {
             format!("{} bucket(s) agree ({})", report.buckets.len(), report.window)

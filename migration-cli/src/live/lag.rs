@@ -125,6 +125,15 @@ impl LagReading {
         }
     }
 
+    /// How far the writer has replayed the stream, as its lag tells: records that reached the
+    /// stream before this time have been applied (the reading's time less its IteratorAge, the
+    /// age of the last record it handed on; a failing writer's age keeps growing from its oldest
+    /// waiting record). `None` when the lag is unknown.
+    pub fn applied_until(&self) -> Option<OffsetDateTime> {
+        let at = OffsetDateTime::parse(self.observed_at.as_deref()?, &Rfc3339).ok()?;
+        Some(at - self.age()?)
+    }
+
     /// `12.3 s behind (at ...)` or `unknown (why)`.
     pub fn describe(&self) -> String {
         match (self.age(), &self.unknown_because) {

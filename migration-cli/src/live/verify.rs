@@ -5,9 +5,13 @@
 //! compared one at a time and each result is printed as it arrives, so a long verification shows
 //! progress; the full table and the verdict follow.
 //!
-//! The window's end defaults to a little before now (`--settle-seconds`, 60): points written in
-//! the last moments may still be on their way to the destination through the stream, and would
-//! show as differences that are only lag.
+//! The window's end, without `--stop`, is where both stream writers have replayed the stream
+//! ([`ReplayBound`], from their lag less [`REPLAY_MARGIN`]) when the deployment is known: the
+//! comparison then covers every point the writers say they have applied, however recent, and
+//! never ends before the seeding's snapshot while the writers are keeping up. A writer whose lag
+//! is unknown gives no bound; then the end is `--settle-seconds` (60) before now, and `verify`
+//! says so. Points written in the last moments may still be on their way through the stream and
+//! would otherwise show as differences that are only lag.
 
 use std::time::Duration;
 
@@ -22,9 +26,56 @@ use crate::live::CommonArgs;
 use crate::live::databases::{self, Databases, InfluxArgs};
 use crate::live::deployment::{Aws, Deployment};
 use crate::live::endpoint::{self, CurrentSecret};
-use crate::live::lag::rfc3339;
+use crate::live::lag::{AnyLag, LagReading, LagSource, rfc3339};
 use crate::live::output::{Output, Verdict};
 use crate::verify::{self as counts, BucketPair, TimeWindow, VerifyReport};
+
+/// Points stamped up to this long before they reach the stream: the gateway stamps a line at
+/// receive time and puts it moments later; clients' own timestamps come from their clocks.
+pub const REPLAY_MARGIN: Duration = Duration::from_secs(5);
+
+/// Where the stream writers have replayed the stream up to, from their lag readings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayBound {
+    /// Points up to this time have been applied at both ends.
+    pub until: OffsetDateTime,
+    /// Which readings gave it, for the operator.
+    pub because: String,
+}
+
+impl ReplayBound {
+    /// The bound the readings give: the earliest of their [`LagReading::applied_until`] less
+    /// [`REPLAY_MARGIN`]. `None` unless the destination writer's lag is known; an unknown
+    /// source writer's lag is left out (its gaps show as differences, never as a pass).
+    pub fn from_readings(destination: &LagReading, source: Option<&LagReading>) -> Option<ReplayBound> {
+        let mut until = destination.applied_until()?;
+        let mut because = vec![format!("destination writer {}", destination.describe())];
+        if let Some(s) = source
+            && let Some(t) = s.applied_until()
+        {
+            until = until.min(t);
+            because.push(format!("source writer {}", s.describe()));
+        }
+        Some(ReplayBound {
+            until: until - REPLAY_MARGIN,
+            because: format!("{}; less {} s margin", because.join("; "), REPLAY_MARGIN.as_secs()),
+        })
+    }
+}
+
+/// Reads both writers' lag and the bound they give (see [`ReplayBound::from_readings`]).
+pub async fn replay_bound(
+    lag: &AnyLag,
+    destination_function: &str,
+    source_function: Option<&str>,
+) -> Option<ReplayBound> {
+    let destination = lag.read(destination_function).await.ok()?;
+    let source = match source_function {
+        Some(f) => lag.read(f).await.ok(),
+        None => None,
+    };
+    ReplayBound::from_readings(&destination, source.as_ref())
+}
 
 /// The time window flags (shared with `cutover`).
 #[derive(Debug, Clone, Args)]
@@ -32,20 +83,28 @@ pub struct WindowArgs {
     /// Start of the window, RFC3339 (default: the earliest time InfluxDB stores).
     #[arg(long, value_name = "RFC3339")]
     pub start: Option<String>,
-    /// End of the window, RFC3339 (default: now minus --settle-seconds).
+    /// End of the window, RFC3339 (default: where both stream writers have replayed the stream,
+    /// from their lag; without a known lag, now minus --settle-seconds).
     #[arg(long, value_name = "RFC3339")]
     pub stop: Option<String>,
-    /// Without --stop, leave out the last this many seconds (points still in flight).
+    /// Without --stop and without a known writer lag, leave out the last this many seconds
+    /// (points still in flight).
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub settle_seconds: u64,
 }
 
 impl WindowArgs {
-    pub fn window(&self, now: OffsetDateTime) -> anyhow::Result<TimeWindow> {
+    /// The window: `--start`/`--stop` as given; without `--stop`, the end is `replayed` when
+    /// known (never after now), else `--settle-seconds` before now.
+    pub fn window(&self, now: OffsetDateTime, replayed: Option<&ReplayBound>) -> anyhow::Result<TimeWindow> {
         let mut w = TimeWindow::parse(self.start.as_deref(), self.stop.as_deref())?;
         if w.stop.is_none() {
-            // Whole seconds: the window is printed, and nanoseconds there only distract.
-            let stop = now - Duration::from_secs(self.settle_seconds);
+            let stop = match replayed {
+                Some(b) => b.until.min(now),
+                None => now - Duration::from_secs(self.settle_seconds),
+            };
+            // Whole seconds, rounded down: the window is printed, and nanoseconds there only
+            // distract.
             w.stop = Some(stop.replace_nanosecond(0).unwrap_or(stop));
         }
         if let (Some(a), Some(b)) = (w.start, w.stop)
@@ -67,15 +126,26 @@ pub struct VerifyArgs {
     pub window: WindowArgs,
 }
 
-/// The endpoint secret when the deployment names one (it gives addresses and mappings).
-async fn secret_if_named(common: &CommonArgs) -> anyhow::Result<Option<CurrentSecret>> {
+/// What a named deployment gives `verify`: the endpoint secret (addresses and mappings) and,
+/// when the writers' lag is known, where they have replayed the stream.
+async fn deployment_if_named(
+    common: &CommonArgs,
+) -> anyhow::Result<Option<(CurrentSecret, Option<ReplayBound>)>> {
     if common.aws.stack.is_none() && common.aws.secret_id.is_none() {
         return Ok(None);
     }
     let aws = Aws::connect(&common.aws).await;
     let dep = Deployment::resolve(&common.aws, &aws).await?;
     let id = dep.secret_id()?.to_string();
-    Ok(Some(endpoint::read(&aws.secrets, &id).await?))
+    let secret = endpoint::read(&aws.secrets, &id).await?;
+    let bound = match dep.destination_function.as_deref() {
+        Some(f) => {
+            let lag = AnyLag::new(&common.aws.lag_source, aws.cloudwatch.clone());
+            replay_bound(&lag, f, dep.source_function.as_deref()).await
+        }
+        None => None,
+    };
+    Ok(Some((secret, bound)))
 }
 
 /// The comparison `verify` and `cutover` make: both databases (addresses and mappings from the
@@ -84,12 +154,25 @@ async fn secret_if_named(common: &CommonArgs) -> anyhow::Result<Option<CurrentSe
 pub async fn compare_databases(
     out: &mut Output,
     influx: &InfluxArgs,
-    window: &WindowArgs,
+    window_args: &WindowArgs,
     secret: Option<&EndpointSecret>,
+    replayed: Option<&ReplayBound>,
 ) -> anyhow::Result<(VerifyReport, Vec<String>)> {
     let dbs = Databases::connect(influx, secret)?;
-    let window = window.window(OffsetDateTime::now_utc())?;
+    let window = window_args.window(OffsetDateTime::now_utc(), replayed)?;
     out.note(format!("comparing {} with {} ({})", dbs.src.host(), dbs.dst.host(), window.describe()));
+    if window_args.stop.is_none() {
+        match replayed {
+            Some(b) => {
+                out.note(format!("the window ends where the stream writers have replayed: {}", b.because))
+            }
+            None if secret.is_some() => out.note(format!(
+                "the writers' lag is unknown: the window ends {} s before now (--settle-seconds)",
+                window_args.settle_seconds
+            )),
+            None => {}
+        }
+    }
     let mappings = secret.map(|s| s.mappings.clone()).unwrap_or_default();
     let pairs = databases::bucket_pairs(&dbs.src, &mappings, &influx.buckets).await?;
     for s in &pairs.skipped {
@@ -148,9 +231,10 @@ async fn compare_streamed(
 
 pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     let mut out = Output::new("verify", args.common.json);
-    let named = secret_if_named(&args.common).await?;
-    let secret = named.as_ref().map(|s| &s.secret);
-    let (report, skipped) = compare_databases(&mut out, &args.influx, &args.window, secret).await?;
+    let named = deployment_if_named(&args.common).await?;
+    let secret = named.as_ref().map(|(s, _)| &s.secret);
+    let bound = named.as_ref().and_then(|(_, b)| b.as_ref());
+    let (report, skipped) = compare_databases(&mut out, &args.influx, &args.window, secret, bound).await?;
     let exit = if report.is_clean() { Exit::Success } else { Exit::Differences };
     Ok(out.finish(exit, json!({"report": report.to_json(), "skipped": skipped})))
 }
@@ -165,19 +249,64 @@ mod tests {
     }
 
     #[test]
-    fn the_default_window_ends_a_settle_time_before_now() {
+    fn without_a_known_lag_the_window_ends_a_settle_time_before_now() {
         let now = datetime!(2026-11-25 10:00:00.123456 UTC);
-        let w = args(Some("2026-11-25T00:00:00Z"), None).window(now).unwrap();
+        let w = args(Some("2026-11-25T00:00:00Z"), None).window(now, None).unwrap();
         assert_eq!(w.stop, Some(datetime!(2026-11-25 09:59:00 UTC)));
         assert_eq!(w.start, Some(datetime!(2026-11-25 00:00:00 UTC)));
-        let explicit = args(None, Some("2026-11-24T00:00:00Z")).window(now).unwrap();
+        let explicit = args(None, Some("2026-11-24T00:00:00Z")).window(now, None).unwrap();
         assert_eq!(explicit.stop, Some(datetime!(2026-11-24 00:00:00 UTC)));
+    }
+
+    fn reading(age_ms: Option<u64>, at: &str) -> LagReading {
+        LagReading {
+            function: "w".into(),
+            source: "file:lag.json".into(),
+            iterator_age_ms: age_ms,
+            observed_at: Some(at.into()),
+            pending_records: None,
+            unknown_because: age_ms.is_none().then(|| "no datapoint".to_string()),
+        }
+    }
+
+    #[test]
+    fn the_window_ends_where_the_writers_have_replayed_not_a_settle_time_before_now() {
+        // Regression: a settle window of 60 s ended before the seeding's snapshot, so verify
+        // compared only what the snapshot had copied and passed with the writer dead.
+        let now = datetime!(2026-11-25 10:00:00.5 UTC);
+        let dest = reading(Some(2_000), "2026-11-25T10:00:00Z");
+        let bound = ReplayBound::from_readings(&dest, None).unwrap();
+        assert_eq!(bound.until, datetime!(2026-11-25 09:59:53 UTC), "10:00:00 less 2 s lag less the margin");
+        let w = args(None, None).window(now, Some(&bound)).unwrap();
+        assert_eq!(w.stop, Some(datetime!(2026-11-25 09:59:53 UTC)));
+    }
+
+    #[test]
+    fn a_writer_that_keeps_failing_holds_the_window_at_what_it_applied() {
+        // Its IteratorAge grows from the oldest record it has not applied: the bound stays there.
+        let dest = reading(Some(300_000), "2026-11-25T10:00:00Z");
+        let source = reading(Some(1_000), "2026-11-25T10:00:00Z");
+        let bound = ReplayBound::from_readings(&dest, Some(&source)).unwrap();
+        assert_eq!(bound.until, datetime!(2026-11-25 09:54:55 UTC));
+        // And the slower of the two writers decides.
+        let bound = ReplayBound::from_readings(&source, Some(&dest)).unwrap();
+        assert_eq!(bound.until, datetime!(2026-11-25 09:54:55 UTC));
+        assert!(bound.because.contains("destination writer") && bound.because.contains("source writer"));
+    }
+
+    #[test]
+    fn an_unknown_destination_lag_gives_no_bound_and_an_unknown_source_lag_is_left_out() {
+        let unknown = reading(None, "2026-11-25T10:00:00Z");
+        let known = reading(Some(0), "2026-11-25T10:00:00Z");
+        assert_eq!(ReplayBound::from_readings(&unknown, Some(&known)), None);
+        let b = ReplayBound::from_readings(&known, Some(&unknown)).unwrap();
+        assert_eq!(b.until, datetime!(2026-11-25 09:59:55 UTC));
     }
 
     #[test]
     fn an_empty_window_is_refused_with_both_ends_named() {
         let now = datetime!(2026-11-25 10:00:00 UTC);
-        let e = args(Some("2026-11-26T00:00:00Z"), None).window(now).unwrap_err().to_string();
+        let e = args(Some("2026-11-26T00:00:00Z"), None).window(now, None).unwrap_err().to_string();
         assert!(e.contains("2026-11-26T00:00:00Z") && e.contains("2026-11-25T09:59:00Z"), "{e}");
     }
 }
