@@ -20,6 +20,7 @@ pub mod flux;
 pub mod gateway;
 pub mod influxd;
 pub mod lambda;
+pub mod logs;
 pub mod moto;
 pub mod poller;
 pub mod ports;

@@ -5,12 +5,14 @@
 //! the event source mappings; loads the source; runs clients through the gateway for the whole
 //! migration; seeds with `influx-migration --full`, unthrottles, waits for the lag to reach zero,
 //! verifies and cuts over; then reports what clients were told against what the destination
-//! holds. Ctrl-C stops every process it started.
+//! holds. Every process's log is kept under `<output>/logs`; a failing run prints the first error
+//! in each. Ctrl-C stops every process it started.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use testbed::logs::{self, KeptLog};
 use testbed::report::{sparkline, svg_chart};
 use testbed::scenario::{self, ScenarioOptions};
 use testbed::stack::{LocalStack, StackOptions};
@@ -61,9 +63,15 @@ async fn main() -> std::process::ExitCode {
         eprintln!("error: cannot create {}: {e}", work.display());
         return std::process::ExitCode::FAILURE;
     }
+    let logs_dir = output.join("logs");
     let run = async {
         let stack = LocalStack::start(
-            StackOptions { prefix: "demo-live".into(), secret_ttl_secs: 5, work_dir: Some(work.clone()) },
+            StackOptions {
+                prefix: "demo-live".into(),
+                secret_ttl_secs: 5,
+                work_dir: Some(work.clone()),
+                ..StackOptions::default()
+            },
             |m| say(started, m),
         )
         .await?;
@@ -82,11 +90,26 @@ async fn main() -> std::process::ExitCode {
             after_cutover: Duration::from_secs(12),
             ..ScenarioOptions::default()
         };
-        let report = scenario::run(&stack, &options, &|m| say(started, m)).await?;
-        Ok::<_, String>(report)
+        let outcome = scenario::run(&stack, &options, &|m| say(started, m)).await;
+        // The processes' logs outlive the stack, whatever the outcome.
+        let kept = match logs::keep(&stack.log_files(), &logs_dir) {
+            Ok(k) => k,
+            Err(e) => {
+                say(started, &format!("could not keep the logs under {}: {e}", logs_dir.display()));
+                Vec::new()
+            }
+        };
+        Ok::<_, String>((outcome, kept))
     };
-    let outcome = tokio::select! {
-        r = run => r,
+    let (outcome, kept) = tokio::select! {
+        r = run => match r {
+            Ok(done) => done,
+            Err(e) => {
+                eprintln!("error: the local stack did not start: {e}");
+                eprintln!("logs of every process are under {}", work.display());
+                return std::process::ExitCode::FAILURE;
+            }
+        },
         _ = tokio::signal::ctrl_c() => {
             say(started, "interrupted: stopping every process this demo started");
             return std::process::ExitCode::from(130);
@@ -111,12 +134,33 @@ async fn main() -> std::process::ExitCode {
                 &format!("report: {}; lag chart: {}", output.join("report.txt").display(), chart.display()),
             );
             say(started, &format!("lag: {}", sparkline(&report.lag, 60)));
-            if report.is_clean() { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE }
+            if report.is_clean() {
+                say(started, &format!("the processes' logs: {}", logs_dir.display()));
+                std::process::ExitCode::SUCCESS
+            } else {
+                print_errors(&logs_dir, &kept);
+                std::process::ExitCode::FAILURE
+            }
         }
         Err(e) => {
             eprintln!("error: the demo failed: {e}");
-            eprintln!("logs of every process are under {}", work.display());
+            print_errors(&logs_dir, &kept);
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Where the logs are, and the first error in each that has one.
+fn print_errors(dir: &Path, kept: &[KeptLog]) {
+    eprintln!("the processes' logs are under {}; the first error in each:", dir.display());
+    let mut any = false;
+    for log in kept {
+        if let Some(e) = &log.first_error {
+            any = true;
+            eprintln!("  {}: {e}", log.path.display());
+        }
+    }
+    if !any {
+        eprintln!("  (no log has an error line)");
     }
 }
