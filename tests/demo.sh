@@ -5,7 +5,8 @@
 #
 # 1. tests/testbed/install.sh — influxd 2.7.12, the influx CLI, moto, cfn-lint, cargo-lambda and
 #    the AWS CLI (cached per user; seconds when already installed);
-# 2. cargo build of the functions, the migration CLI and the local stack;
+# 2. cargo build of the whole workspace, exactly as tests/run.sh builds it (so running one after
+#    the other rebuilds nothing: `--bins` alone resolves features differently and rebuilt the AWS SDK);
 # 3. `local-stack demo`: source and destination influxd, moto with the live path deployed by
 #    infra/deploy.sh, the functions behind the Lambda runtime API, clients writing and reading
 #    through a local gateway, the seeding, the catch-up, the cutover, and a report
@@ -19,8 +20,8 @@ echo "==> [1/3] test bed"
 "$here/testbed/install.sh"
 
 echo
-echo "==> [2/3] build (cargo build --workspace --bins)"
-cargo build --workspace --bins
+echo "==> [2/3] build (cargo build --workspace --all-targets, as tests/run.sh: either one after the other builds nothing)"
+cargo build --workspace --all-targets
 
 echo
 echo "==> [3/3] live migration demo"
