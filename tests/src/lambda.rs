@@ -8,7 +8,7 @@
 //! concurrent instances of one function.
 //!
 //! Two things Lambda does that `cargo lambda watch` alone does not, so the local stack behaves as
-//! AWS does when a function idles or dies (`../shared/docs/test-bed-notes.md`, "idle runtimes die"):
+//! AWS does when a function idles or dies (measured with cargo-lambda 1.9.2; docs/design.md, "Test bed"):
 //! - **An idle function never dies of idleness.** `cargo lambda watch --timeout N` answers a
 //!   runtime's `/next` long poll after N seconds with no request id when nothing was invoked, and
 //!   `lambda_runtime` panics on that; so the runtime API is started without `--timeout` (its
