@@ -6,7 +6,8 @@
 //! | answer | class | action |
 //! |---|---|---|
 //! | 2xx | done | checkpoint |
-//! | 400, 422 | the data is bad | dead-letter the record with the answer; continue |
+//! | 400 `invalid`, 422 `unprocessable entity` (influxd's error body) | the data is bad | dead-letter the record with the answer; continue |
+//! | 400, 422 with any other body (a proxy, a TLS port spoken to in plain HTTP) | configuration | retry, never drop; log the hint |
 //! | 413 | too big | split at line boundaries and resend |
 //! | 401, 403, 404 | configuration | retry, never drop; log loudly |
 //! | 408, 429, 5xx, timeout, connection error | transient | retry with backoff, honouring `Retry-After` |
@@ -21,7 +22,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 
 use crate::envelope::{Api, WriteParams};
-use crate::influx_error::message_of;
+use crate::influx_error::{ErrorCode, message_of};
 use crate::sensitive::Sensitive;
 
 /// Why a client could not be built.
@@ -97,7 +98,17 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> WriteAction {
     let reason = || message_of(body);
     match status {
         200..=299 => WriteAction::Done,
-        400 | 422 => WriteAction::DeadLetter { status, reason: reason() },
+        400 | 422 if is_refused_data(status, body) => WriteAction::DeadLetter { status, reason: reason() },
+        400 | 422 => WriteAction::Retry {
+            class: RetryClass::Configuration,
+            status: Some(status),
+            reason: format!(
+                "the database answered {status} without an InfluxDB error body for a write ({}): check the \
+                 endpoint's URL scheme (http or https) and port, and any proxy in front of it",
+                snippet(body)
+            ),
+            retry_after: retry_after(headers),
+        },
         413 => WriteAction::Split,
         401 | 403 | 404 => WriteAction::Retry {
             class: RetryClass::Configuration,
@@ -111,6 +122,38 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> WriteAction {
             reason: reason(),
             retry_after: retry_after(headers),
         },
+    }
+}
+
+/// Whether a 400/422 is influxd refusing the data of a write: its error JSON with the code a
+/// write gets for bad line protocol (400 `invalid`) or a partial write (422 `unprocessable
+/// entity`) and a message. Anything else (a proxy's page, a TLS port answering plain HTTP, an
+/// empty body) says nothing about the data.
+fn is_refused_data(status: u16, body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct ErrorBody {
+        code: String,
+        message: String,
+    }
+    let Ok(e) = serde_json::from_slice::<ErrorBody>(body) else { return false };
+    let code = match status {
+        400 => ErrorCode::Invalid,
+        _ => ErrorCode::UnprocessableEntity,
+    };
+    e.code == code.as_str() && !e.message.trim().is_empty()
+}
+
+/// The start of a body that is not InfluxDB's, for a log line.
+fn snippet(body: &[u8]) -> String {
+    const MAX: usize = 120;
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return "empty body".into();
+    }
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{:?}…", &text[..cut]),
+        None => format!("{text:?}"),
     }
 }
 
@@ -239,9 +282,17 @@ mod tests {
     fn failure_class_table() {
         let none = HeaderMap::new();
         let body = br#"{"code":"x","message":"why"}"#;
+        let invalid = br#"{"code":"invalid","message":"why"}"#;
+        let partial = br#"{"code":"unprocessable entity","message":"why"}"#;
         assert_eq!(classify(204, &none, b""), WriteAction::Done);
-        assert_eq!(classify(400, &none, body), WriteAction::DeadLetter { status: 400, reason: "why".into() });
-        assert_eq!(classify(422, &none, body), WriteAction::DeadLetter { status: 422, reason: "why".into() });
+        assert_eq!(
+            classify(400, &none, invalid),
+            WriteAction::DeadLetter { status: 400, reason: "why".into() }
+        );
+        assert_eq!(
+            classify(422, &none, partial),
+            WriteAction::DeadLetter { status: 422, reason: "why".into() }
+        );
         assert_eq!(classify(413, &none, body), WriteAction::Split);
         for s in [401, 403, 404] {
             assert!(
@@ -254,6 +305,38 @@ mod tests {
                 matches!(classify(s, &none, body), WriteAction::Retry { class: RetryClass::Transient, status: Some(x), .. } if x == s),
                 "{s}"
             );
+        }
+    }
+
+    #[test]
+    fn a_400_is_bad_data_only_with_influxds_error_body_for_a_write() {
+        // Regression: every 400/422 was dead-lettered, so an `http://` URL in front of a TLS
+        // server, or a proxy answering 400, moved the whole stream into dead-letter storage.
+        let none = HeaderMap::new();
+        let parse = br#"{"code":"invalid","message":"unable to parse 'm v=': missing field value"}"#;
+        assert!(matches!(classify(400, &none, parse), WriteAction::DeadLetter { status: 400, .. }));
+        let partial = br#"{"code":"unprocessable entity","message":"failure writing points to database: partial write: field type conflict"}"#;
+        assert!(matches!(classify(422, &none, partial), WriteAction::DeadLetter { status: 422, .. }));
+        let not_influx: [(u16, &[u8]); 6] = [
+            (400, b"Client sent an HTTP request to an HTTPS server.\n"),
+            (400, b""),
+            (400, b"<html><body><h1>400 Bad Request</h1></body></html>"),
+            (400, br#"{"message":"Bad Request"}"#),
+            (400, br#"{"code":"unauthorized","message":"unauthorized access"}"#),
+            (422, br#"{"code":"conflict","message":"bucket with name b already exists"}"#),
+        ];
+        for (status, body) in not_influx {
+            match classify(status, &none, body) {
+                WriteAction::Retry { class: RetryClass::Configuration, status: Some(s), reason, .. } => {
+                    assert_eq!(s, status);
+                    assert!(
+                        reason.contains("without an InfluxDB error body for a write")
+                            && reason.contains("URL scheme"),
+                        "{reason}"
+                    );
+                }
+                other => panic!("{status} {:?}: {other:?}", String::from_utf8_lossy(body)),
+            }
         }
     }
 

@@ -3,7 +3,9 @@
 //! Faults: added latency on every request; the next N requests answered 503 with `Retry-After`
 //! (InfluxDB's error shape); every request answered 503 for a while; the next N connections reset
 //! (TCP RST before any response); the next N requests stalled (held without an answer, then the
-//! connection dropped). Everything else is forwarded byte for byte.
+//! connection dropped); every request answered with a given status and a plain-text body until
+//! healed (a load balancer or proxy in front of the database, not InfluxDB). Everything else is
+//! forwarded byte for byte.
 //!
 //! The proxy closes each connection after one response, so a per-connection fault is a
 //! per-request fault even for clients that pool connections.
@@ -34,6 +36,7 @@ struct Faults {
     stall_next: AtomicU64,
     stall_ms: AtomicU64,
     fail_until: Mutex<Option<Instant>>,
+    answer_plain: Mutex<Option<(u16, String)>>,
     seen: AtomicU64,
     forwarded: AtomicU64,
     failed: AtomicU64,
@@ -135,6 +138,12 @@ impl FaultProxy {
         self.faults.stall_next.store(n, Ordering::SeqCst);
     }
 
+    /// Answers every request with `status` and `body` as plain text (not InfluxDB's error shape)
+    /// until [`FaultProxy::heal`].
+    pub fn answer_plain(&self, status: u16, body: &str) {
+        *self.faults.answer_plain.lock().expect("fault lock") = Some((status, body.to_string()));
+    }
+
     /// Clears every fault.
     pub fn heal(&self) {
         self.faults.latency_ms.store(0, Ordering::SeqCst);
@@ -142,6 +151,7 @@ impl FaultProxy {
         self.faults.reset_next.store(0, Ordering::SeqCst);
         self.faults.stall_next.store(0, Ordering::SeqCst);
         *self.faults.fail_until.lock().expect("fault lock") = None;
+        *self.faults.answer_plain.lock().expect("fault lock") = None;
     }
 
     /// Counters of what the proxy did.
@@ -187,6 +197,17 @@ async fn handle(
         faults.stalled.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(faults.stall_ms.load(Ordering::SeqCst))).await;
         return Err(Stalled);
+    }
+    let plain = faults.answer_plain.lock().expect("fault lock").clone();
+    if let Some((status, body)) = plain {
+        faults.failed.fetch_add(1, Ordering::SeqCst);
+        let _ = req.into_body().collect().await;
+        let resp = Response::builder()
+            .status(status)
+            .header("Content-Type", "text/html")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap_or_else(|_| bad_gateway("building the plain answer"));
+        return Ok(resp);
     }
     let in_window = faults.fail_until.lock().expect("fault lock").is_some_and(|until| Instant::now() < until);
     if in_window || take(&faults.fail_next) {

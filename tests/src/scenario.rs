@@ -290,19 +290,7 @@ fn dead_letter_kind(key: &str) -> String {
 }
 
 async fn dead_letters(stack: &LocalStack) -> Result<Vec<String>, String> {
-    let s3 = stack.moto.s3().await;
-    let out = s3
-        .list_objects_v2()
-        .bucket(&stack.outputs.dead_letter_bucket)
-        .send()
-        .await
-        .map_err(|e| format!("list dead letters: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))?;
-    Ok(out
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(str::to_string))
-        .filter(|k| k.starts_with("dead-letters/"))
-        .collect())
+    Ok(stack.dead_letter_keys().await?.into_iter().filter(|k| k.starts_with("dead-letters/")).collect())
 }
 
 /// Waits until both writers have nothing left.

@@ -314,6 +314,18 @@ impl LocalStack {
         files
     }
 
+    /// The keys of every object in the dead-letter bucket.
+    pub async fn dead_letter_keys(&self) -> Result<Vec<String>, String> {
+        let s3 = self.moto.s3().await;
+        let out = s3
+            .list_objects_v2()
+            .bucket(&self.outputs.dead_letter_bucket)
+            .send()
+            .await
+            .map_err(|e| format!("list dead letters: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))?;
+        Ok(out.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect())
+    }
+
     /// `influx-migration` with the environment an operator of this stack would have: AWS through
     /// moto, the core stack's name, the local lag file, both tokens.
     pub fn cli(&self) -> tokio::process::Command {

@@ -225,3 +225,44 @@ async fn a_destination_writer_that_keeps_crashing_shows_growing_lag_and_cutover_
     );
     assert!(points(&stack, &stack.destination, "crash-loop").await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_proxy_answering_400_in_plain_text_stalls_and_dead_letters_nothing() {
+    // Regression: any 400 was "bad data", so a proxy (or an http:// URL in front of a TLS port)
+    // answering 400 moved every record into dead-letter storage and the catch-up looked done.
+    let stack = stack("proxy400-live", &[]).await;
+    let function = stack.outputs.destination_writer.clone();
+    let (code, out, err) = stack.live(&["unthrottle"]).await;
+    assert_eq!(code, 0, "unthrottle: {out}{err}");
+    stack.destination_proxy.answer_plain(400, "<html><body><h1>400 Bad Request</h1></body></html>");
+    let acked = write_through_gateway(&stack, "behind-a-400-proxy", 100).await;
+
+    // The writer stalls visibly: its lag grows and its log says what to check.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if lag_entry(&stack, &function).is_some_and(|(age, _)| age >= 2 * TIMEOUT.as_millis() as u64) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the writer never stalled: lag {:?}, dead letters {:?}",
+            lag_entry(&stack, &function),
+            stack.dead_letter_keys().await
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let log = stack.destination_writer.function_log();
+    assert!(log.contains("without an InfluxDB error body for a write"), "the hint is logged:\n{log}");
+    assert_eq!(stack.dead_letter_keys().await.unwrap(), Vec::<String>::new(), "nothing dead-lettered");
+
+    // Fixed (the proxy answers as it should): the writer resumes and nothing was lost.
+    stack.destination_proxy.heal();
+    catch_up_and_drain(&stack).await;
+    assert_same(
+        "behind a 400 proxy",
+        &acked,
+        &points(&stack, &stack.destination, "behind-a-400-proxy").await,
+        &stack.destination_writer.logs(),
+    );
+    assert_eq!(stack.dead_letter_keys().await.unwrap(), Vec::<String>::new(), "nothing dead-lettered");
+}
