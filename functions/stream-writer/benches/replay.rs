@@ -115,7 +115,13 @@ async fn stream_writer(
             .map(|(i, r): (usize, &KinesisEventRecord)| Item::from_event(i, r))
             .collect();
         let steps = plan(&items, Role::Source, &Mappings::default(), 10 * 1024 * 1024);
-        let replayer = Replayer::new(http, endpoint, dead, Instant::now() + Duration::from_secs(60));
+        let replayer = Replayer::new(
+            http,
+            endpoint,
+            dead,
+            Instant::now() + Duration::from_secs(60),
+            Duration::from_secs(30),
+        );
         replayer.run(&items, &steps).await.expect("replay");
     }
     start.elapsed()

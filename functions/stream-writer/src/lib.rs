@@ -99,7 +99,8 @@ pub async fn handle(deps: &Deps, event: &KinesisEvent, deadline: Instant) -> Kin
     };
     let endpoint = secret.endpoint(deps.config.target);
     let steps = batch::plan(&items, deps.config.target, &secret.mappings, deps.config.max_write_bytes);
-    let replayer = Replayer::new(&deps.http, endpoint, &deps.dead_letters, deadline);
+    let replayer =
+        Replayer::new(&deps.http, endpoint, &deps.dead_letters, deadline, deps.config.write_timeout);
     let outcome = replayer.run(&items, &steps).await;
     let stats = replayer.stats();
     match outcome {

@@ -11,6 +11,11 @@
 //! - 401 / 403 / 404 (configuration) and 429 / 5xx / timeouts (transient): retried with
 //!   backoff, honouring `Retry-After`, until the invocation's deadline; then the batch stops at
 //!   that record and Lambda retries from there. Nothing is ever dropped.
+//!
+//! The deadline is checked before every write, not only after a failure: a write starts only
+//! with at least [`MIN_WRITE_TIME`] left, and its timeout is the time left (or the client's
+//! write timeout, when shorter). A database that hangs therefore gets the batch handed back as
+//! `batchItemFailures` before the invocation times out.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,6 +31,9 @@ use shared::sensitive::Sensitive;
 
 use crate::batch::{Item, Step, WriteGroup};
 use crate::dead_letter::{DeadLetter, DeadLetters};
+
+/// The least time left before the deadline for a write to start.
+pub const MIN_WRITE_TIME: Duration = Duration::from_millis(250);
 
 /// Where a batch stopped: the first record not durably written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +56,8 @@ pub struct Replayer<'a> {
     endpoint: &'a Endpoint,
     dead_letters: &'a DeadLetters,
     deadline: Instant,
+    /// One write's timeout, as configured (`WRITE_TIMEOUT_SECONDS`); shortened to the time left.
+    write_timeout: Duration,
     writes: AtomicUsize,
     dead_lettered: AtomicUsize,
     skipped: AtomicUsize,
@@ -68,12 +78,14 @@ impl<'a> Replayer<'a> {
         endpoint: &'a Endpoint,
         dead_letters: &'a DeadLetters,
         deadline: Instant,
+        write_timeout: Duration,
     ) -> Self {
         Replayer {
             http,
             endpoint,
             dead_letters,
             deadline,
+            write_timeout,
             writes: AtomicUsize::new(0),
             dead_lettered: AtomicUsize::new(0),
             skipped: AtomicUsize::new(0),
@@ -190,6 +202,16 @@ impl<'a> Replayer<'a> {
     async fn send(&self, target: &Target<'_>, gzip_body: Bytes, index: usize) -> Result<WriteAction, Stop> {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         loop {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left < MIN_WRITE_TIME {
+                return Err(Stop {
+                    at: index,
+                    reason: format!(
+                        "the invocation's deadline is {} ms away: no write started, the batch is handed back",
+                        left.as_millis()
+                    ),
+                });
+            }
             let req = write_request(
                 self.http,
                 self.endpoint.base(),
@@ -197,7 +219,8 @@ impl<'a> Replayer<'a> {
                 target.params,
                 target.authorization,
                 gzip_body.clone(),
-            );
+            )
+            .timeout(left.min(self.write_timeout));
             let action = send_write(req).await;
             self.writes.fetch_add(1, Ordering::Relaxed);
             let WriteAction::Retry { class, status, reason, retry_after } = action else { return Ok(action) };
