@@ -4,8 +4,8 @@
 //! (InfluxDB's error shape); every request answered 503 for a while; the next N connections reset
 //! (TCP RST before any response); the next N requests stalled (held without an answer, then the
 //! connection dropped); every request answered with a given status and a plain-text body until
-//! healed (a load balancer or proxy in front of the database, not InfluxDB). Everything else is
-//! forwarded byte for byte.
+//! healed (a load balancer or proxy in front of the database, not InfluxDB); request bodies over a
+//! size answered 413, as a proxy's body limit does. Everything else is forwarded byte for byte.
 //!
 //! The proxy closes each connection after one response, so a per-connection fault is a
 //! per-request fault even for clients that pool connections.
@@ -37,6 +37,8 @@ struct Faults {
     stall_ms: AtomicU64,
     fail_until: Mutex<Option<Instant>>,
     answer_plain: Mutex<Option<(u16, String)>>,
+    max_body: AtomicU64,
+    too_large: AtomicU64,
     seen: AtomicU64,
     forwarded: AtomicU64,
     failed: AtomicU64,
@@ -65,6 +67,8 @@ pub struct ProxyStats {
     pub failed: u64,
     pub reset: u64,
     pub stalled: u64,
+    /// Requests answered 413 by the body limit.
+    pub too_large: u64,
 }
 
 impl FaultProxy {
@@ -144,6 +148,12 @@ impl FaultProxy {
         *self.faults.answer_plain.lock().expect("fault lock") = Some((status, body.to_string()));
     }
 
+    /// Answers 413 (a proxy's plain page) to every request whose body is larger than `max_bytes`
+    /// as sent (compressed bodies count compressed), until [`FaultProxy::heal`].
+    pub fn limit_body(&self, max_bytes: u64) {
+        self.faults.max_body.store(max_bytes, Ordering::SeqCst);
+    }
+
     /// Clears every fault.
     pub fn heal(&self) {
         self.faults.latency_ms.store(0, Ordering::SeqCst);
@@ -152,6 +162,7 @@ impl FaultProxy {
         self.faults.stall_next.store(0, Ordering::SeqCst);
         *self.faults.fail_until.lock().expect("fault lock") = None;
         *self.faults.answer_plain.lock().expect("fault lock") = None;
+        self.faults.max_body.store(0, Ordering::SeqCst);
     }
 
     /// Counters of what the proxy did.
@@ -163,6 +174,7 @@ impl FaultProxy {
             failed: f.failed.load(Ordering::SeqCst),
             reset: f.reset.load(Ordering::SeqCst),
             stalled: f.stalled.load(Ordering::SeqCst),
+            too_large: f.too_large.load(Ordering::SeqCst),
         }
     }
 }
@@ -224,21 +236,32 @@ async fn handle(
             .expect("static response");
         return Ok(resp);
     }
-    Ok(forward(req, &client, &upstream, &faults).await)
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return Ok(bad_gateway(&format!("reading the request body: {e}"))),
+    };
+    let max_body = faults.max_body.load(Ordering::SeqCst);
+    if max_body > 0 && body.len() as u64 > max_body {
+        faults.too_large.fetch_add(1, Ordering::SeqCst);
+        let page = "<html><head><title>413 Request Entity Too Large</title></head></html>";
+        return Ok(Response::builder()
+            .status(413)
+            .header("Content-Type", "text/html")
+            .body(Full::new(Bytes::from_static(page.as_bytes())))
+            .unwrap_or_else(|_| bad_gateway("building the 413")));
+    }
+    Ok(forward(parts, body, &client, &upstream, &faults).await)
 }
 
 async fn forward(
-    req: Request<Incoming>,
+    parts: http::request::Parts,
+    body: Bytes,
     client: &reqwest::Client,
     upstream: &str,
     faults: &Faults,
 ) -> Response<Full<Bytes>> {
-    let (parts, body) = req.into_parts();
     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let body = match body.collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => return bad_gateway(&format!("reading the request body: {e}")),
-    };
     let mut out = client.request(parts.method.clone(), format!("{upstream}{path}"));
     for (name, value) in &parts.headers {
         if !matches!(name.as_str(), "host" | "connection" | "content-length" | "transfer-encoding") {

@@ -9,68 +9,29 @@
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
-use base64::Engine;
-use serde_json::json;
-use shared::envelope::{Api, Chunker, Header, MAX_RECORD_BYTES, WriteParams};
 use shared::influx_client::{ClientOptions, http_client};
 use shared::secret::{Endpoint, Mappings, Role};
-use shared::sensitive::Sensitive;
+use stream_writer::Replayer;
 use stream_writer::batch::{Item, plan};
-use stream_writer::{DeadLetters, Replayer};
 use testbed::{FaultProxy, Influxd};
 
 /// A client whose own write timeout is far longer than any deadline here.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(600);
 
+mod support;
+
 /// A Kinesis event of `n` records, one point each, for `db`.
 fn event(db: &Influxd, n: usize) -> KinesisEvent {
-    let records: Vec<_> = (0..n)
+    let records: Vec<Vec<u8>> = (0..n)
         .map(|i| {
-            let header = Header {
-                api: Api::V2,
-                params: WriteParams {
-                    org: Some(db.org.clone()),
-                    bucket: Some(db.bucket.clone()),
-                    ..Default::default()
-                },
-                authorization: Some(Sensitive::new(db.auth())),
-                received_at_ns: 0,
-                content_type: None,
-                request_id: format!("deadline-{i}"),
-                chunk: 0,
-                chunks: 0,
-                lines: 0,
-                raw_bytes: 0,
-            };
-            let mut c = Chunker::new(header, MAX_RECORD_BYTES, 8).expect("chunker");
-            c.push_line(format!("deadline v={i} {}", 1_700_000_000_000_000_000i64 + i as i64).as_bytes(), b"")
-                .expect("line");
-            let data = c.finish().expect("finish").remove(0).to_vec();
-            let seq = format!("{:056}", i + 1);
-            json!({
-                "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": "k", "sequenceNumber": seq,
-                    "data": base64::engine::general_purpose::STANDARD.encode(data), "approximateArrivalTimestamp": 1.7e9},
-                "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventID": format!("shardId-000000000000:{seq}"),
-                "eventName": "aws:kinesis:record", "invokeIdentityArn": "arn:aws:iam::123456789012:role/r",
-                "awsRegion": "us-east-1", "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/s"
-            })
+            support::record(
+                db,
+                &[format!("deadline v={i} {}", 1_700_000_000_000_000_000i64 + i as i64)],
+                &db.token,
+            )
         })
         .collect();
-    serde_json::from_value(json!({ "Records": records })).expect("a Kinesis event")
-}
-
-/// Dead-letter storage that is never reached here (no record is bad data).
-fn unused_dead_letters() -> DeadLetters {
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version_latest()
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .build();
-    DeadLetters::new(
-        aws_sdk_s3::Client::from_conf(conf),
-        "unused".into(),
-        "dead-letters/".into(),
-        Role::Source,
-    )
+    support::event(&records)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,7 +42,7 @@ async fn a_database_that_holds_a_write_gets_the_batch_back_before_the_deadline()
     let http =
         http_client(&ClientOptions { timeout: WRITE_TIMEOUT, ..ClientOptions::default() }).expect("client");
     let endpoint = Endpoint { url: proxy.url.clone(), skip_verify: false };
-    let dead = unused_dead_letters();
+    let dead = support::unused_dead_letters();
     let event = event(&db, 3);
     let items: Vec<Item<'_>> =
         event.records.iter().enumerate().map(|(i, r)| Item::from_event(i, r)).collect();
@@ -106,7 +67,7 @@ async fn no_write_starts_when_the_deadline_leaves_no_time_for_it() {
     let http =
         http_client(&ClientOptions { timeout: WRITE_TIMEOUT, ..ClientOptions::default() }).expect("client");
     let endpoint = Endpoint { url: proxy.url.clone(), skip_verify: false };
-    let dead = unused_dead_letters();
+    let dead = support::unused_dead_letters();
     let event = event(&db, 2);
     let items: Vec<Item<'_>> =
         event.records.iter().enumerate().map(|(i, r)| Item::from_event(i, r)).collect();
