@@ -168,26 +168,54 @@ pub struct Record<'a> {
     pub gzip_body: &'a [u8],
 }
 
-impl<'a> Record<'a> {
-    /// Reads a record; never panics, whatever the bytes.
-    pub fn decode(data: &'a [u8]) -> Result<Record<'a>, EnvelopeError> {
+/// A record's frame, read without interpreting its header: what is kept of a record whose
+/// header cannot be read (its body, and where the header was).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    pub version: u8,
+    /// The header's bytes (JSON in this format version; may hold a credential).
+    pub header: &'a [u8],
+    /// The compressed body.
+    pub body: &'a [u8],
+}
+
+impl<'a> Frame<'a> {
+    /// Splits a record into version, header and body: the magic and the header length must
+    /// hold; the version and the header's content are not checked.
+    pub fn split(data: &'a [u8]) -> Result<Frame<'a>, EnvelopeError> {
         if data.len() < PREFIX_LEN {
             return Err(EnvelopeError::Truncated { len: data.len() });
         }
         if &data[0..3] != MAGIC {
             return Err(EnvelopeError::BadMagic);
         }
-        if data[3] != FORMAT_VERSION {
-            return Err(EnvelopeError::UnsupportedVersion(data[3]));
-        }
         let header_len = u32::from_be_bytes([data[4], data[5], data[6], data[7]]) as usize;
         let end = PREFIX_LEN
             .checked_add(header_len)
             .filter(|e| *e <= data.len())
             .ok_or(EnvelopeError::HeaderOutOfBounds { header: header_len, len: data.len() })?;
-        let header: Header =
-            serde_json::from_slice(&data[PREFIX_LEN..end]).map_err(EnvelopeError::BadHeader)?;
-        Ok(Record { header, gzip_body: &data[end..] })
+        Ok(Frame { version: data[3], header: &data[PREFIX_LEN..end], body: &data[end..] })
+    }
+}
+
+impl<'a> Record<'a> {
+    /// Reads a record; never panics, whatever the bytes.
+    pub fn decode(data: &'a [u8]) -> Result<Record<'a>, EnvelopeError> {
+        let frame = Frame::split(data)?;
+        if frame.version != FORMAT_VERSION {
+            return Err(EnvelopeError::UnsupportedVersion(frame.version));
+        }
+        let header: Header = serde_json::from_slice(frame.header).map_err(EnvelopeError::BadHeader)?;
+        Ok(Record { header, gzip_body: frame.body })
+    }
+
+    /// Whether the body is valid gzip, checked by decompressing it to nowhere (no allocation):
+    /// a body a database cannot read must be set aside, not retried forever (influxd answers 500
+    /// to a corrupt gzip stream).
+    pub fn check_body(&self) -> Result<(), EnvelopeError> {
+        std::io::copy(&mut MultiGzDecoder::new(self.gzip_body), &mut std::io::sink())
+            .map(|_| ())
+            .map_err(EnvelopeError::BadBody)
     }
 
     /// The body's line protocol, uncompressed.

@@ -51,10 +51,17 @@ pub struct WriteGroup {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     Write(WriteGroup),
-    /// A record that is not a readable stream record: kept aside, whole.
+    /// A record that is not a readable stream record, or whose body is not valid gzip: kept
+    /// aside with its data (never its credential).
     Unreadable {
         index: usize,
         error: String,
+    },
+    /// A record of a format version newer than this writer reads: the writer is older than the
+    /// gateway. Retried (the batch stops here), never set aside.
+    Newer {
+        index: usize,
+        version: u8,
     },
     /// A write to a bucket outside this migration (destination only): nothing to do.
     Skip {
@@ -70,11 +77,19 @@ pub fn plan(items: &[Item<'_>], target: Role, mappings: &Mappings, max_write_byt
     for item in items {
         let record = match &item.decoded {
             Ok(r) => r,
+            Err(EnvelopeError::UnsupportedVersion(version)) => {
+                steps.push(Step::Newer { index: item.index, version: *version });
+                continue;
+            }
             Err(e) => {
                 steps.push(Step::Unreadable { index: item.index, error: e.to_string() });
                 continue;
             }
         };
+        if let Err(e) = record.check_body() {
+            steps.push(Step::Unreadable { index: item.index, error: e.to_string() });
+            continue;
+        }
         let h = &record.header;
         let (params, authorization) = match target {
             Role::Source => (h.params.clone(), h.authorization.clone()),
@@ -162,6 +177,7 @@ mod tests {
             .map(|s| match s {
                 Step::Write(g) => format!("w{:?}", g.items),
                 Step::Unreadable { index, .. } => format!("u{index}"),
+                Step::Newer { index, .. } => format!("n{index}"),
                 Step::Skip { index } => format!("s{index}"),
             })
             .collect();

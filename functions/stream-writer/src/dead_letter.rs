@@ -3,12 +3,18 @@
 //! One S3 object per record, at `<prefix><target>/<shard>/<sequence number>.json`: the same
 //! record always lands at the same key, so a retried batch overwrites rather than duplicates.
 //! The object holds what an operator needs to understand and replay the record — the database's
-//! answer, where it came from in the stream, the write's API and parameters, and the line
-//! protocol itself — but never the client's credential.
+//! answer, where it came from in the stream, the write's API and parameters, and the data
+//! itself — but never the client's credential:
+//! - a readable record: its line protocol (or, when its body is not valid gzip, the body as it
+//!   was, base64) and its parameters; the credential is not stored;
+//! - a record whose header cannot be read: the header as JSON without `authorization` when it is
+//!   JSON at all, and the body as it was;
+//! - bytes that are not a stream record: kept base64, with every `Token`/`Bearer`/`Basic`
+//!   credential in them blanked.
 
 use base64::Engine;
 use serde::Serialize;
-use shared::envelope::{Api, WriteParams};
+use shared::envelope::{Api, Frame, WriteParams};
 use shared::secret::{Endpoint, Role};
 
 use crate::batch::Item;
@@ -39,9 +45,15 @@ pub struct DeadLetter {
     pub received_at_ns: Option<i64>,
     pub chunk: Option<u32>,
     pub chunks: Option<u32>,
-    /// The record's line protocol (when the record could be read).
+    /// The record's line protocol (when the record and its body could be read).
     pub line_protocol: Option<String>,
-    /// The raw record, base64 (only when it could not be read as a stream record).
+    /// The record's compressed body as it was, base64, when it could not be read as line
+    /// protocol (not valid gzip, or the header around it unreadable).
+    pub body_gzip_base64: Option<String>,
+    /// The header of a record whose header did not read as this format's, without its
+    /// credential (when it is JSON at all).
+    pub header_without_credential: Option<serde_json::Value>,
+    /// Bytes that are not a stream record at all, base64, credentials blanked.
     pub unreadable_record_base64: Option<String>,
 }
 
@@ -70,27 +82,67 @@ impl DeadLetter {
             chunk: None,
             chunks: None,
             line_protocol: None,
+            body_gzip_base64: None,
+            header_without_credential: None,
             unreadable_record_base64: None,
         };
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
         match &item.decoded {
             Ok(r) => {
                 letter.request_id = Some(r.header.request_id.clone());
                 letter.received_at_ns = Some(r.header.received_at_ns);
                 letter.chunk = Some(r.header.chunk);
                 letter.chunks = Some(r.header.chunks);
-                letter.line_protocol = r.body().ok().map(|b| String::from_utf8_lossy(&b).into_owned());
+                match r.body() {
+                    Ok(b) => letter.line_protocol = Some(String::from_utf8_lossy(&b).into_owned()),
+                    Err(_) => letter.body_gzip_base64 = Some(b64(r.gzip_body)),
+                }
                 if letter.api.is_none() {
                     letter.api = Some(r.header.api);
                     letter.params = Some(r.header.params.clone());
                 }
             }
-            Err(_) => {
-                letter.unreadable_record_base64 =
-                    Some(base64::engine::general_purpose::STANDARD.encode(item.data));
-            }
+            Err(_) => match Frame::split(item.data) {
+                Ok(frame) => {
+                    letter.header_without_credential = header_without_credential(frame.header);
+                    letter.body_gzip_base64 = Some(b64(frame.body));
+                }
+                Err(_) => letter.unreadable_record_base64 = Some(b64(&blank_credentials(item.data))),
+            },
         }
         letter
     }
+}
+
+/// A header's JSON without its `authorization` field; `None` when it is not a JSON object.
+fn header_without_credential(header: &[u8]) -> Option<serde_json::Value> {
+    let mut v: serde_json::Value = serde_json::from_slice(header).ok()?;
+    v.as_object_mut()?.remove("authorization");
+    Some(v)
+}
+
+/// `bytes` with the credential after every `Token `, `Bearer ` or `Basic ` (any case) blanked
+/// with `*`: what an Authorization header's value looks like, wherever it stands.
+fn blank_credentials(bytes: &[u8]) -> Vec<u8> {
+    const SCHEMES: [&[u8]; 3] = [b"token ", b"bearer ", b"basic "];
+    let mut out = bytes.to_vec();
+    let mut i = 0;
+    while i < out.len() {
+        let scheme =
+            SCHEMES.iter().find(|s| out.len() - i >= s.len() && out[i..i + s.len()].eq_ignore_ascii_case(s));
+        match scheme {
+            Some(s) => {
+                i += s.len();
+                while i < out.len() && !out[i].is_ascii_whitespace() && !matches!(out[i], b'"' | b',' | b'}')
+                {
+                    out[i] = b'*';
+                    i += 1;
+                }
+            }
+            None => i += 1,
+        }
+    }
+    out
 }
 
 /// Why a dead letter could not be stored.
@@ -144,5 +196,26 @@ impl DeadLetters {
                 reason: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
             })?;
         Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_blanked_wherever_they_stand() {
+        let raw = br#"garbage {"authorization":"Token s3cr3t-TOKEN=="} Bearer abc.def, basic dXNlcjpw more"#;
+        let out = String::from_utf8(blank_credentials(raw)).unwrap();
+        assert!(!out.contains("s3cr3t") && !out.contains("abc.def") && !out.contains("dXNlcjpw"), "{out}");
+        assert!(out.contains("\"Token ***") && out.contains("Bearer ***") && out.ends_with(" more"), "{out}");
+    }
+
+    #[test]
+    fn a_header_keeps_everything_but_its_credential() {
+        let h =
+            header_without_credential(br#"{"api":"v2","authorization":"Token t","request_id":"r"}"#).unwrap();
+        assert_eq!(h, serde_json::json!({"api": "v2", "request_id": "r"}));
+        assert_eq!(header_without_credential(b"{not json"), None);
     }
 }

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use shared::envelope::{Api, WriteParams, gzip};
+use shared::envelope::{Api, FORMAT_VERSION, WriteParams, gzip};
 use shared::influx_client::{Backoff, RetryClass, WriteAction, send_write, write_request};
 use shared::line_protocol::split_lines;
 use shared::secret::Endpoint;
@@ -111,6 +111,20 @@ impl<'a> Replayer<'a> {
                     let item = &items[*index];
                     self.dead_letter(item, None, format!("not a readable stream record: {error}"), None)
                         .await?;
+                }
+                Step::Newer { index, version } => {
+                    let item = &items[*index];
+                    let reason = format!(
+                        "stream record format version {version} is newer than this stream writer reads \
+                         ({FORMAT_VERSION}): deploy the stream writer of the same release as the \
+                         kinesis-writer; the record is retried, never dropped"
+                    );
+                    tracing::error!(
+                        shard = item.shard_id,
+                        sequence_number = item.sequence_number,
+                        "{reason}"
+                    );
+                    return Err(Stop { at: *index, reason });
                 }
                 Step::Write(group) => self.write_group(items, group, &group.items).await?,
             }
@@ -201,16 +215,20 @@ impl<'a> Replayer<'a> {
     /// returns `Retry`: when time runs out it stops the batch at `index`.
     async fn send(&self, target: &Target<'_>, gzip_body: Bytes, index: usize) -> Result<WriteAction, Stop> {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        // The last failure, "<status> from <host>: <reason>", for the stop's reason.
+        let mut last_failure: Option<String> = None;
         loop {
             let left = self.deadline.saturating_duration_since(Instant::now());
             if left < MIN_WRITE_TIME {
-                return Err(Stop {
-                    at: index,
-                    reason: format!(
-                        "the invocation's deadline is {} ms away: no write started, the batch is handed back",
-                        left.as_millis()
-                    ),
-                });
+                let near = format!(
+                    "the invocation's deadline is {} ms away: no write started, the batch is handed back",
+                    left.as_millis()
+                );
+                let reason = match last_failure {
+                    Some(f) => format!("{f} ({near})"),
+                    None => near,
+                };
+                return Err(Stop { at: index, reason });
             }
             let req = write_request(
                 self.http,
@@ -235,10 +253,12 @@ impl<'a> Replayer<'a> {
                     tracing::warn!(endpoint = %host, status, reason = %reason, wait_ms = wait.as_millis() as u64, "write failed; retrying")
                 }
             }
+            let status = status.map(|s| s.to_string()).unwrap_or_else(|| "no answer".into());
+            let failure = format!("{status} from {host}: {reason}");
             if Instant::now() + wait >= self.deadline {
-                let status = status.map(|s| s.to_string()).unwrap_or_else(|| "no answer".into());
-                return Err(Stop { at: index, reason: format!("{status} from {host}: {reason}") });
+                return Err(Stop { at: index, reason: failure });
             }
+            last_failure = Some(failure);
             tokio::time::sleep(wait).await;
         }
     }
