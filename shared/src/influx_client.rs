@@ -65,6 +65,43 @@ pub fn http_client(opts: &ClientOptions) -> Result<reqwest::Client, ClientError>
         .build()?)
 }
 
+/// The clients for the endpoints of the endpoint secret: one that verifies TLS, and one that
+/// accepts any certificate, built on first use, for an endpoint whose `skip_verify` the secret
+/// sets. Every component that talks to an endpoint picks its client here, so the secret's
+/// setting holds for the writers, the admission check and the router alike.
+#[derive(Debug)]
+pub struct EndpointClients {
+    options: ClientOptions,
+    verified: reqwest::Client,
+    unverified: std::sync::OnceLock<Result<reqwest::Client, String>>,
+}
+
+impl EndpointClients {
+    /// Builds the verifying client (`options.skip_verify` is ignored: the endpoint decides).
+    pub fn new(options: ClientOptions) -> Result<EndpointClients, ClientError> {
+        let options = ClientOptions { skip_verify: false, ..options };
+        Ok(EndpointClients {
+            verified: http_client(&options)?,
+            options,
+            unverified: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The client for an endpoint: TLS verified unless `skip_verify`.
+    pub fn get(&self, skip_verify: bool) -> Result<&reqwest::Client, &str> {
+        if !skip_verify {
+            return Ok(&self.verified);
+        }
+        self.unverified
+            .get_or_init(|| {
+                http_client(&ClientOptions { skip_verify: true, ..self.options.clone() })
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
+}
+
 /// The class of a failed write that is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryClass {

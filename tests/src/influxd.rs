@@ -58,10 +58,21 @@ impl Influxd {
     /// As [`Influxd::start_named`], onboarded with a chosen operator token (two servers sharing a
     /// token stand for a source and a destination after a full migration).
     pub async fn start_with_token(name: &str, token: &str) -> Influxd {
+        Self::start_with(name, token, false).await
+    }
+
+    /// As [`Influxd::start_with_token`], serving HTTPS only, with a self-signed certificate for
+    /// 127.0.0.1 made by `openssl` (its `url` is `https://…`; the handle's own requests accept
+    /// that certificate, a client that verifies TLS refuses it).
+    pub async fn start_tls(name: &str, token: &str) -> Influxd {
+        Self::start_with(name, token, true).await
+    }
+
+    async fn start_with(name: &str, token: &str, tls: bool) -> Influxd {
         let bed = TestBed::get();
         let mut last_error = String::new();
         for _attempt in 0..3 {
-            match Self::try_start(bed, name, token).await {
+            match Self::try_start(bed, name, token, tls).await {
                 Ok(server) => return server,
                 Err(e) => last_error = e,
             }
@@ -69,7 +80,7 @@ impl Influxd {
         panic!("could not start {name} (influxd {}): {last_error}", bed.influxd.display());
     }
 
-    async fn try_start(bed: &TestBed, name: &str, token: &str) -> Result<Influxd, String> {
+    async fn try_start(bed: &TestBed, name: &str, token: &str, tls: bool) -> Result<Influxd, String> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("{name}-"))
             .tempdir()
@@ -88,12 +99,38 @@ impl Influxd {
             .arg(format!("--sqlite-path={}", dir.path().join("influxd.sqlite").display()))
             .arg("--log-level=warn")
             .arg("--storage-wal-fsync-delay=0s");
+        if tls {
+            let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+            let out = Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ])
+                .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .output()
+                .map_err(|e| format!("run openssl (Debian package openssl): {e}"))?;
+            if !out.status.success() {
+                return Err(format!("openssl req failed: {}", String::from_utf8_lossy(&out.stderr)));
+            }
+            command.arg(format!("--tls-cert={}", cert.display())).arg(format!("--tls-key={}", key.display()));
+        }
         let log = dir.path().join("influxd.log");
         let mut process =
             ChildGuard::spawn(name, command, &log).map_err(|e| format!("spawn influxd: {e}"))?;
-        let url = format!("http://127.0.0.1:{port}");
+        let url = format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" });
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
+            .danger_accept_invalid_certs(tls)
             .build()
             .map_err(|e| format!("http client: {e}"))?;
 

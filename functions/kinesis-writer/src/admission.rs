@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use shared::envelope::WriteParams;
 use shared::gateway::GatewayResponse;
-use shared::influx_client::{ClientError, ClientOptions, error_chain, http_client};
+use shared::influx_client::{ClientError, ClientOptions, EndpointClients, error_chain};
 use shared::secret::{Role, SecretCache, SecretsManagerSource};
 
 use crate::request::WriteRequest;
@@ -40,7 +40,8 @@ pub enum Verdict {
 /// The admission check and its cache.
 pub struct Admission {
     secret: SecretCache<SecretsManagerSource>,
-    http: reqwest::Client,
+    /// TLS verified unless the secret's `skip_verify` for the source says otherwise.
+    http: EndpointClients,
     ttl: Duration,
     hasher: RandomState,
     admitted: Mutex<HashMap<u64, Instant>>,
@@ -48,8 +49,10 @@ pub struct Admission {
 
 impl Admission {
     pub fn new(secret: SecretCache<SecretsManagerSource>, ttl: Duration) -> Result<Admission, ClientError> {
-        let http =
-            http_client(&ClientOptions { timeout: Duration::from_secs(5), ..ClientOptions::default() })?;
+        let http = EndpointClients::new(ClientOptions {
+            timeout: Duration::from_secs(5),
+            ..ClientOptions::default()
+        })?;
         Ok(Admission { secret, http, ttl, hasher: RandomState::new(), admitted: Mutex::new(HashMap::new()) })
     }
 
@@ -80,10 +83,13 @@ impl Admission {
             Err(e) => return Verdict::Unchecked(e.to_string()),
         };
         let source = secret.endpoint(Role::Source);
+        let http = match self.http.get(source.skip_verify) {
+            Ok(c) => c,
+            Err(e) => return Verdict::Unchecked(format!("building the HTTP client: {e}")),
+        };
         let mut params = write.params.clone();
         params.precision = None;
-        let mut req = self
-            .http
+        let mut req = http
             .post(format!("{}{}", source.base(), write.api.path()))
             .query(&params.query_pairs())
             .body(Bytes::new());

@@ -30,13 +30,12 @@ pub mod route;
 pub mod upstream;
 
 use std::borrow::Cow;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shared::gateway::{GatewayError, GatewayRequest, GatewayResponse, PayloadFormat};
 use shared::headers::influx_authorization;
-use shared::influx_client::{ClientOptions, http_client};
+use shared::influx_client::{ClientOptions, EndpointClients};
 use shared::secret::{Role, SecretCache, SecretSource, SecretsManagerSource};
 
 pub use crate::config::{Config, ConfigError};
@@ -54,9 +53,7 @@ pub struct Deps<S = SecretsManagerSource> {
     config: Config,
     secret: SecretCache<S>,
     limit: ResponseLimit,
-    client: reqwest::Client,
-    /// For an endpoint the secret marks `skip_verify`; built on first use, most routers never need it.
-    unverified: OnceLock<Result<reqwest::Client, String>>,
+    clients: EndpointClients,
 }
 
 impl Deps<SecretsManagerSource> {
@@ -73,12 +70,15 @@ impl Deps<SecretsManagerSource> {
 impl<S: SecretSource> Deps<S> {
     /// The dependencies with the secret read from `source`.
     pub fn with_source(config: Config, source: S) -> Result<Self, shared::influx_client::ClientError> {
-        let client = http_client(&Self::client_options(&config, false))?;
+        let clients = EndpointClients::new(ClientOptions {
+            timeout: config.upstream_timeout,
+            connect_timeout: CONNECT_TIMEOUT.min(config.upstream_timeout),
+            skip_verify: false,
+        })?;
         Ok(Deps {
             secret: SecretCache::new(source, config.secret_ttl),
             limit: ResponseLimit(config.max_response_bytes),
-            client,
-            unverified: OnceLock::new(),
+            clients,
             config,
         })
     }
@@ -87,23 +87,9 @@ impl<S: SecretSource> Deps<S> {
         &self.config
     }
 
-    fn client_options(config: &Config, skip_verify: bool) -> ClientOptions {
-        ClientOptions {
-            timeout: config.upstream_timeout,
-            connect_timeout: CONNECT_TIMEOUT.min(config.upstream_timeout),
-            skip_verify,
-        }
-    }
-
     /// The client for an endpoint; TLS verification stays on unless the secret turns it off.
     fn client(&self, skip_verify: bool) -> Result<&reqwest::Client, &str> {
-        if !skip_verify {
-            return Ok(&self.client);
-        }
-        self.unverified
-            .get_or_init(|| http_client(&Self::client_options(&self.config, true)).map_err(|e| e.to_string()))
-            .as_ref()
-            .map_err(String::as_str)
+        self.clients.get(skip_verify)
     }
 }
 

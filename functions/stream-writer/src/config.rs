@@ -9,7 +9,7 @@
 //! | `DEAD_LETTER_PREFIX` | `dead-letters/` | key prefix in that bucket |
 //! | `MAX_WRITE_BYTES` | 10485760 | most uncompressed line protocol coalesced into one write |
 //! | `WRITE_TIMEOUT_SECONDS` | 30 | one write's timeout |
-//! | `SKIP_VERIFY` | false | accept any TLS certificate from the database (only for a self-signed source) |
+//! | `SKIP_VERIFY` | false | accept any TLS certificate from this writer's database, as the endpoint secret's `skip_verify` for that endpoint does (the secret's setting applies either way) |
 //! | `RETRY_BUDGET_SECONDS` | the invocation's time | how long one invocation retries a failing write before it reports the batch failure and lets Lambda retry |
 
 use std::time::Duration;

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
-use shared::influx_client::{ClientOptions, http_client};
+use shared::influx_client::{ClientOptions, EndpointClients};
 use shared::secret::{SecretCache, SecretsManagerSource};
 
 pub use batch::{Item, Step, WriteGroup};
@@ -36,7 +36,8 @@ pub use replay::{Replayer, Stats, Stop};
 pub struct Deps {
     pub config: Config,
     pub secret: SecretCache<SecretsManagerSource>,
-    pub http: reqwest::Client,
+    /// TLS verified unless the secret's `skip_verify` (or `SKIP_VERIFY`) says otherwise.
+    pub http: EndpointClients,
     pub dead_letters: DeadLetters,
 }
 
@@ -50,10 +51,10 @@ impl Deps {
             SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(aws), config.secret_id.clone()),
             config.secret_ttl,
         );
-        let http = http_client(&ClientOptions {
+        let http = EndpointClients::new(ClientOptions {
             timeout: config.write_timeout,
             connect_timeout: Duration::from_secs(5),
-            skip_verify: config.skip_verify,
+            skip_verify: false,
         })?;
         let dead_letters = DeadLetters::new(
             dead_letter::s3_client(aws),
@@ -98,9 +99,18 @@ pub async fn handle(deps: &Deps, event: &KinesisEvent, deadline: Instant) -> Kin
         }
     };
     let endpoint = secret.endpoint(deps.config.target);
+    // The secret's `skip_verify` for this endpoint; `SKIP_VERIFY` turns it off for this writer's
+    // endpoint too.
+    let http = match deps.http.get(endpoint.skip_verify || deps.config.skip_verify) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(target, error = %e, "cannot build the HTTP client; the whole batch will be retried");
+            response.batch_item_failures.push(failure(first.sequence_number));
+            return response;
+        }
+    };
     let steps = batch::plan(&items, deps.config.target, &secret.mappings, deps.config.max_write_bytes);
-    let replayer =
-        Replayer::new(&deps.http, endpoint, &deps.dead_letters, deadline, deps.config.write_timeout);
+    let replayer = Replayer::new(http, endpoint, &deps.dead_letters, deadline, deps.config.write_timeout);
     let outcome = replayer.run(&items, &steps).await;
     let stats = replayer.stats();
     match outcome {
