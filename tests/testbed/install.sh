@@ -50,9 +50,9 @@ trap 'on_error $LINENO' ERR
 
 # ------------------------------------------------------------------------------------------------
 step "check the machine's tools"
-for tool in go cargo rustc gcc pkg-config python3 git; do
+for tool in go cargo rustc gcc pkg-config python3 git openssl; do
   command -v "$tool" >/dev/null 2>&1 || fail "'$tool' is not on PATH" \
-    "install it (Go >= 1.23, Rust >= 1.94 via rustup, gcc, pkg-config, Python >= 3.9) and run again"
+    "install it (Go >= 1.23, Rust >= 1.94.1 via rustup, gcc, pkg-config, Python >= 3.9, openssl for the TLS tests) and run again"
 done
 note "$(go version)"
 note "$(rustc --version)"
