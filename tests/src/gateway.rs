@@ -4,10 +4,12 @@
 //! It plays the client-side signing proxy too: a client sends `Authorization: Token …` as it
 //! would to InfluxDB, and the request reaches the functions with that header moved to
 //! `X-Original-Authorization` and a SigV4-shaped `Authorization` in its place — what
-//! `aws-sigv4-proxy --duplicate-headers Authorization` does. Routes follow `infra/wiring.yaml`:
-//! `POST /api/v2/write` and `POST /write` go to the kinesis-writer, everything else to the
-//! query-router (which answers unknown paths itself). Every body travels base64-encoded, as with
-//! the API's `BinaryMediaTypes: ["*/*"]`.
+//! `aws-sigv4-proxy --duplicate-headers Authorization` does. Its routes are the deployed API's:
+//! [`ApiRoutes`] is read from the REST API that `infra/wiring.yaml` created (in moto), each
+//! method to the function its integration invokes; a path or method the API lacks gets API
+//! Gateway's own answer (403 `Missing Authentication Token`) and reaches no function, so no test
+//! can pass through a route users cannot reach. Every body travels base64-encoded, as with the
+//! API's `BinaryMediaTypes: ["*/*"]`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -35,17 +37,70 @@ pub struct LocalGateway {
     task: JoinHandle<()>,
 }
 
+/// Which function a route invokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    KinesisWriter,
+    QueryRouter,
+}
+
+/// The deployed API's routes: (method, path) -> function.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiRoutes(std::collections::BTreeMap<(String, String), Target>);
+
+impl ApiRoutes {
+    /// From API Gateway's `GetResources` answer (`items`, each with `path` and its
+    /// `resourceMethods` and their integration URI), given the two functions' names.
+    pub fn from_resources(resources: &Value, writer: &str, router: &str) -> Result<ApiRoutes, String> {
+        let items = resources["items"].as_array().ok_or("GetResources answered no items")?;
+        let mut routes = std::collections::BTreeMap::new();
+        for item in items {
+            let path = item["path"].as_str().ok_or("a resource without a path")?;
+            let Some(methods) = item["resourceMethods"].as_object() else { continue };
+            for (method, m) in methods {
+                let uri = m["methodIntegration"]["uri"].as_str().unwrap_or_default();
+                let invokes =
+                    |f: &str| uri.contains(&format!(":function:{f}/")) || uri.contains(&format!("/{f}/"));
+                let target = if invokes(writer) {
+                    Target::KinesisWriter
+                } else if invokes(router) {
+                    Target::QueryRouter
+                } else {
+                    return Err(format!("{method} {path} invokes neither function: {uri}"));
+                };
+                routes.insert((method.clone(), path.to_string()), target);
+            }
+        }
+        Ok(ApiRoutes(routes))
+    }
+
+    /// The function for a request; API Gateway ignores one trailing slash.
+    pub fn target(&self, method: &str, path: &str) -> Option<Target> {
+        let path = match path.trim_end_matches('/') {
+            "" => "/",
+            p => p,
+        };
+        self.0.get(&(method.to_string(), path.to_string())).copied()
+    }
+
+    /// Every route, as `METHOD /path`.
+    pub fn list(&self) -> Vec<String> {
+        self.0.keys().map(|(m, p)| format!("{m} {p}")).collect()
+    }
+}
+
 struct Routes {
     writer: Invoker,
     router: Invoker,
+    api: ApiRoutes,
 }
 
 impl LocalGateway {
-    /// Starts the gateway on a free loopback port.
-    pub async fn start(writer: Invoker, router: Invoker) -> LocalGateway {
+    /// Starts the gateway on a free loopback port, serving exactly `api`'s routes.
+    pub async fn start(writer: Invoker, router: Invoker, api: ApiRoutes) -> LocalGateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the local gateway");
         let addr: SocketAddr = listener.local_addr().expect("gateway address");
-        let routes = Arc::new(Routes { writer, router });
+        let routes = Arc::new(Routes { writer, router, api });
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
@@ -69,11 +124,6 @@ impl Drop for LocalGateway {
     }
 }
 
-/// Whether a request goes to the kinesis-writer (the write routes of infra/wiring.yaml).
-pub fn is_write_route(method: &str, path: &str) -> bool {
-    method == "POST" && matches!(path.trim_end_matches('/'), "/api/v2/write" | "/write")
-}
-
 impl Routes {
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
@@ -83,6 +133,15 @@ impl Routes {
         };
         let method = parts.method.as_str().to_string();
         let path = parts.uri.path().to_string();
+        let Some(target) = self.api.target(&method, &path) else {
+            // What API Gateway answers for a path or method the REST API does not have.
+            return Response::builder()
+                .status(403)
+                .header("Content-Type", "application/json")
+                .header("x-amzn-ErrorType", "MissingAuthenticationTokenException")
+                .body(Full::new(Bytes::from_static(br#"{"message":"Missing Authentication Token"}"#)))
+                .unwrap_or_else(|_| plain(403, "Missing Authentication Token"));
+        };
         let mut request = HttpRequest { method: method.clone(), path: path.clone(), ..Default::default() };
         if let Some(q) = parts.uri.query() {
             request.query =
@@ -105,9 +164,10 @@ impl Routes {
         }
         request.body = body.to_vec();
         request.base64 = true;
-        let write = is_write_route(&method, &path);
-        let (route, invoker) =
-            if write { ("kinesis-writer", &self.writer) } else { ("query-router", &self.router) };
+        let (route, invoker) = match target {
+            Target::KinesisWriter => ("kinesis-writer", &self.writer),
+            Target::QueryRouter => ("query-router", &self.router),
+        };
         match invoker.invoke(&request.rest_event()).await {
             Ok(inv) if inv.status == 200 && inv.payload.get("statusCode").is_some() => to_http(&inv.payload),
             Ok(inv) => plain(502, &format!("{route} failed: {}", inv.payload)),
@@ -160,4 +220,43 @@ fn plain(status: u16, message: &str) -> Response<Full<Bytes>> {
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body)))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn resources() -> Value {
+        let uri = |f: &str| {
+            format!(
+                "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:{f}/invocations"
+            )
+        };
+        let m = |f: &str| json!({"authorizationType": "AWS_IAM", "methodIntegration": {"type": "AWS_PROXY", "uri": uri(f)}});
+        json!({"items": [
+            {"path": "/"},
+            {"path": "/api/v2/write", "resourceMethods": {"POST": m("p-kinesis-writer")}},
+            {"path": "/query", "resourceMethods": {"GET": m("p-query-router"), "POST": m("p-query-router")}},
+        ]})
+    }
+
+    #[test]
+    fn routes_come_from_the_deployed_methods_and_nothing_else() {
+        let api = ApiRoutes::from_resources(&resources(), "p-kinesis-writer", "p-query-router").unwrap();
+        assert_eq!(api.list(), ["GET /query", "POST /api/v2/write", "POST /query"]);
+        assert_eq!(api.target("POST", "/api/v2/write"), Some(Target::KinesisWriter));
+        assert_eq!(api.target("POST", "/api/v2/write/"), Some(Target::KinesisWriter));
+        assert_eq!(api.target("GET", "/query"), Some(Target::QueryRouter));
+        // Regression: every non-write request went to the router, so tests passed for routes
+        // the deployed API does not have.
+        assert_eq!(api.target("GET", "/api/v2/buckets"), None);
+        assert_eq!(api.target("GET", "/api/v2/write"), None);
+    }
+
+    #[test]
+    fn a_method_invoking_an_unknown_function_is_an_error() {
+        let e = ApiRoutes::from_resources(&resources(), "other-writer", "p-query-router").unwrap_err();
+        assert!(e.contains("POST /api/v2/write"), "{e}");
+    }
 }

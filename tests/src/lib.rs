@@ -28,6 +28,7 @@ pub mod process;
 pub mod report;
 pub mod scenario;
 pub mod stack;
+pub mod template;
 pub mod traffic;
 
 pub use bed::TestBed;

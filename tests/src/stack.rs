@@ -22,7 +22,7 @@ use serde_json::json;
 
 use crate::bed::TestBed;
 use crate::esm::{LagFile, LocalMapping, MappingState};
-use crate::gateway::LocalGateway;
+use crate::gateway::{ApiRoutes, LocalGateway};
 use crate::lambda::{LambdaRuntime, stage_bootstraps, workspace_binary};
 use crate::{FaultProxy, Influxd, Moto};
 
@@ -93,6 +93,28 @@ pub struct LocalStack {
     /// tokens with the source's.
     destination_token: std::sync::Mutex<String>,
     _temp: Option<tempfile::TempDir>,
+}
+
+/// The REST API's routes as the wiring stack deployed them (moto keeps resources and methods).
+async fn deployed_routes(
+    moto: &Moto,
+    cfn: &aws_sdk_cloudformation::Client,
+    prefix: &str,
+    outputs: &StackOutputs,
+) -> Result<ApiRoutes, String> {
+    let wiring = format!("{prefix}-wiring");
+    let stacks = cfn.describe_stacks().stack_name(&wiring).send().await.map_err(|e| {
+        format!("describe_stacks {wiring}: {}", aws_sdk_cloudformation::error::DisplayErrorContext(&e))
+    })?;
+    let api = stacks
+        .stacks()
+        .first()
+        .and_then(|s| s.outputs().iter().find(|o| o.output_key() == Some("RestApiId")))
+        .and_then(|o| o.output_value())
+        .ok_or_else(|| format!("the wiring stack {wiring} has no RestApiId output"))?
+        .to_string();
+    let resources = moto.aws_cli(&["apigateway", "get-resources", "--rest-api-id", &api]);
+    ApiRoutes::from_resources(&resources, &outputs.kinesis_writer, &outputs.query_router)
 }
 
 /// Runs a command, failing with its output when it fails.
@@ -250,8 +272,9 @@ impl LocalStack {
         )
         .await;
 
-        progress("starting the local API gateway and the event source mappings");
-        let gateway = LocalGateway::start(writer.invoker(), router.invoker()).await;
+        progress("starting the local API gateway (the deployed API's routes) and the event source mappings");
+        let api_routes = deployed_routes(&moto, &cfn, &options.prefix, &outputs).await?;
+        let gateway = LocalGateway::start(writer.invoker(), router.invoker(), api_routes).await;
         let lag_file = work_dir.join("lag.json");
         let lag = LagFile::new(lag_file.clone());
         let lambda = aws_sdk_lambda::Client::new(&config);

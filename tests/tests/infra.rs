@@ -29,19 +29,7 @@ fn repo() -> std::path::PathBuf {
     TestBed::repo_root()
 }
 
-/// A template as JSON (cfn-lint's own decoder understands the short intrinsic forms).
-fn decoded(name: &str) -> Value {
-    let out = Command::new(TestBed::get().venv_bin.join("python"))
-        .args([
-            "-c",
-            "import json,sys\nfrom cfnlint.decode import decode\nt,m=decode(sys.argv[1])\nassert not m, m\nprint(json.dumps(t))",
-        ])
-        .arg(repo().join("infra").join(name))
-        .output()
-        .expect("run python");
-    assert!(out.status.success(), "decoding {name}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("template JSON")
-}
+use testbed::template::decoded;
 
 struct Script {
     code: i32,
@@ -574,6 +562,9 @@ fn deploy_creates_every_resource_in_moto_and_a_rerun_keeps_the_operators_changes
         ("/api/v2/query", "POST", "QueryRouter"),
         ("/query", "GET", "QueryRouter"),
         ("/query", "POST", "QueryRouter"),
+        ("/api/v2/buckets", "GET", "QueryRouter"),
+        ("/api/v2/orgs", "GET", "QueryRouter"),
+        ("/api/v2/dbrps", "GET", "QueryRouter"),
         ("/health", "GET", "QueryRouter"),
         ("/ping", "GET", "QueryRouter"),
         ("/ping", "HEAD", "QueryRouter"),
@@ -610,7 +601,10 @@ fn deploy_creates_every_resource_in_moto_and_a_rerun_keeps_the_operators_changes
     assert_eq!(writer, ["/*/POST/api/v2/write", "/*/POST/write"]);
     let mut router = policy("QueryRouter");
     router.sort();
-    assert_eq!(router, ["/*/*/ping", "/*/*/query", "/*/GET/health", "/*/POST/api/v2/query"]);
+    assert_eq!(
+        router,
+        ["/*/*/ping", "/*/*/query", "/*/GET/api/v2/*", "/*/GET/health", "/*/POST/api/v2/query"]
+    );
     assert_eq!(wiring["GatewayPathPrefix"], "/live");
 
     // The secret (moto skips AWS::SecretsManager::Secret): created through Secrets Manager from

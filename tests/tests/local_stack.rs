@@ -265,4 +265,23 @@ async fn a_destination_proxy_answering_400_in_plain_text_stalls_and_dead_letters
         &stack.destination_writer.logs(),
     );
     assert_eq!(stack.dead_letter_keys().await.unwrap(), Vec::<String>::new(), "nothing dead-lettered");
+
+    // The gateway is the deployed API: a listing clients make before they query answers, and a
+    // route the API lacks gets API Gateway's answer and reaches no function.
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        http.get(format!("{}{path}", stack.gateway.url))
+            .query(&[("org", stack.source.org.as_str())])
+            .header("Authorization", format!("Token {}", stack.source.token))
+            .send()
+    };
+    let buckets = get("/api/v2/buckets").await.expect("GET /api/v2/buckets");
+    assert_eq!(buckets.status().as_u16(), 200);
+    let listed: Value = buckets.json().await.expect("the buckets as JSON");
+    let names: Vec<&str> =
+        listed["buckets"].as_array().into_iter().flatten().filter_map(|b| b["name"].as_str()).collect();
+    assert!(names.contains(&stack.source.bucket.as_str()), "{names:?}");
+    let tasks = get("/api/v2/tasks").await.expect("GET /api/v2/tasks");
+    assert_eq!(tasks.status().as_u16(), 403);
+    assert_eq!(tasks.text().await.unwrap_or_default(), r#"{"message":"Missing Authentication Token"}"#);
 }

@@ -51,8 +51,10 @@ impl Route {
     }
 }
 
-/// Every path served, with its route and methods, in the order the 404 message lists them.
-const SERVED: &[(&str, Route, &[&str])] = &[
+/// Every path served, with its route and methods, in the order the 404 message lists them. The
+/// deployed API (`infra/wiring.yaml`) routes exactly these to this function; a test holds the
+/// two together.
+pub const SERVED: &[(&str, Route, &[&str])] = &[
     ("/api/v2/query", Route::FluxQuery, &["POST"]),
     ("/query", Route::InfluxQl, &["GET", "POST"]),
     ("/api/v2/buckets", Route::Buckets, &["GET"]),
