@@ -1,13 +1,12 @@
 //! Stream records and Kinesis events as the gateway and Lambda make them, for the replay tests.
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
-use base64::Engine;
-use serde_json::json;
 use shared::envelope::{Api, Chunker, Header, MAX_RECORD_BYTES, WriteParams};
 use shared::secret::Role;
 use shared::sensitive::Sensitive;
 use stream_writer::DeadLetters;
 use testbed::Influxd;
+use testbed::events::{StreamRecord, kinesis_event};
 
 /// One stream record of `lines` for `db`'s bucket, written with `token`.
 pub fn record(db: &Influxd, lines: &[String], token: &str) -> Vec<u8> {
@@ -43,21 +42,19 @@ pub fn sequence_number(i: usize) -> String {
 
 /// A Kinesis event of `records`, in order, on one shard, as the Lambda runtime hands it over.
 pub fn event(records: &[Vec<u8>]) -> KinesisEvent {
-    let records: Vec<_> = records
+    let records: Vec<StreamRecord> = records
         .iter()
         .enumerate()
-        .map(|(i, data)| {
-            let seq = sequence_number(i);
-            json!({
-                "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": "k", "sequenceNumber": seq,
-                    "data": base64::engine::general_purpose::STANDARD.encode(data), "approximateArrivalTimestamp": 1.7e9},
-                "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventID": format!("shardId-000000000000:{seq}"),
-                "eventName": "aws:kinesis:record", "invokeIdentityArn": "arn:aws:iam::123456789012:role/r",
-                "awsRegion": "us-east-1", "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/s"
-            })
+        .map(|(i, data)| StreamRecord {
+            shard_id: "shardId-000000000000".into(),
+            sequence_number: sequence_number(i),
+            partition_key: "k".into(),
+            data: data.clone(),
+            arrival: 1.7e9,
         })
         .collect();
-    serde_json::from_value(json!({ "Records": records })).expect("a Kinesis event")
+    serde_json::from_value(kinesis_event("arn:aws:kinesis:us-east-1:123456789012:stream/s", &records))
+        .expect("a Kinesis event")
 }
 
 /// Dead-letter storage for tests where no record is bad data (never reached: no network).
