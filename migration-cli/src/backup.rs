@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use indicatif::ProgressBar;
@@ -36,8 +36,11 @@ use crate::store::{FileWriter, Store, StoreError};
 /// `influx backup`'s base-name format (Go layout `20060102T150405Z`).
 const BASE_FORMAT: &[FormatItem<'static>] = format_description!("[year][month][day]T[hour][minute][second]Z");
 
-/// Attempts per shard download before the backup fails.
-const ATTEMPTS: u32 = 5;
+/// How long a shard download keeps retrying transient failures (5xx, 429, connection errors)
+/// before the backup fails. influxd answers 500 to a shard backup while live writes keep its
+/// cache snapshotter busy, for seconds at a time; a seeding that may have run for hours must not
+/// fail on that. A source that is down fails the backup after this long.
+const RETRY_FOR: Duration = Duration::from_secs(120);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -272,6 +275,7 @@ async fn download_shard(
     bar: &ProgressBar,
 ) -> Result<Option<FileEntry>, BackupError> {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+    let mut first_failure: Option<Instant> = None;
     loop {
         let mut name = String::new();
         let attempt: Result<Option<FileEntry>, BackupError> = async {
@@ -299,9 +303,17 @@ async fn download_shard(
         }
         .await;
         match attempt {
-            Err(BackupError::Api(e)) if e.is_transient() && backoff.attempts() + 1 < ATTEMPTS => {
+            Err(BackupError::Api(e))
+                if e.is_transient()
+                    && first_failure.get_or_insert_with(Instant::now).elapsed() < RETRY_FOR =>
+            {
                 let wait = backoff.next_delay(e.retry_after());
-                tracing::warn!("shard {id}: {e}; retrying in {:.1} s", wait.as_secs_f64());
+                let failing_for = first_failure.map_or(0, |t| t.elapsed().as_secs());
+                tracing::warn!(
+                    "shard {id}: {e}; retrying in {:.1} s (failing for {failing_for} s; giving up after {} s)",
+                    wait.as_secs_f64(),
+                    RETRY_FOR.as_secs()
+                );
                 if !name.is_empty() {
                     store.remove(&name).await;
                 }

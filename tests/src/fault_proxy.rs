@@ -5,7 +5,7 @@
 //! (TCP RST before any response); the next N requests stalled (held without an answer, then the
 //! connection dropped); every request answered with a given status and a plain-text body until
 //! healed (a load balancer or proxy in front of the database, not InfluxDB); request bodies over a
-//! size answered 413, as a proxy's body limit does. Everything else is forwarded byte for byte.
+//! size answered 413, as a proxy's body limit does; requests to one path answered 500 for a while. Everything else is forwarded byte for byte.
 //!
 //! The proxy closes each connection after one response, so a per-connection fault is a
 //! per-request fault even for clients that pool connections.
@@ -37,6 +37,7 @@ struct Faults {
     stall_ms: AtomicU64,
     fail_until: Mutex<Option<Instant>>,
     answer_plain: Mutex<Option<(u16, String)>>,
+    fail_path_until: Mutex<Option<(String, Instant)>>,
     max_body: AtomicU64,
     too_large: AtomicU64,
     seen: AtomicU64,
@@ -131,6 +132,14 @@ impl FaultProxy {
         *self.faults.fail_until.lock().expect("fault lock") = Some(Instant::now() + period);
     }
 
+    /// Answers every request whose path starts with `prefix` with 500 in InfluxDB's error shape
+    /// (as influxd does when, say, a shard snapshot fails) for `period` from now; other requests
+    /// pass.
+    pub fn fail_path_for(&self, prefix: &str, period: Duration) {
+        *self.faults.fail_path_until.lock().expect("fault lock") =
+            Some((prefix.to_string(), Instant::now() + period));
+    }
+
     /// Resets the next `n` connections before answering.
     pub fn reset_next(&self, n: u64) {
         self.faults.reset_next.store(n, Ordering::SeqCst);
@@ -162,6 +171,7 @@ impl FaultProxy {
         self.faults.stall_next.store(0, Ordering::SeqCst);
         *self.faults.fail_until.lock().expect("fault lock") = None;
         *self.faults.answer_plain.lock().expect("fault lock") = None;
+        *self.faults.fail_path_until.lock().expect("fault lock") = None;
         self.faults.max_body.store(0, Ordering::SeqCst);
     }
 
@@ -219,6 +229,22 @@ async fn handle(
             .header("Content-Type", "text/html")
             .body(Full::new(Bytes::from(body)))
             .unwrap_or_else(|_| bad_gateway("building the plain answer"));
+        return Ok(resp);
+    }
+    let path_failing =
+        faults.fail_path_until.lock().expect("fault lock").as_ref().is_some_and(|(prefix, until)| {
+            req.uri().path().starts_with(prefix.as_str()) && Instant::now() < *until
+        });
+    if path_failing {
+        faults.failed.fetch_add(1, Ordering::SeqCst);
+        let _ = req.into_body().collect().await;
+        let body = r#"{"code":"internal error","message":"injected by the fault proxy"}"#;
+        let resp = Response::builder()
+            .status(500)
+            .header("Content-Type", "application/json; charset=utf-8")
+            .header("X-Platform-Error-Code", "internal error")
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .expect("static response");
         return Ok(resp);
     }
     let in_window = faults.fail_until.lock().expect("fault lock").is_some_and(|until| Instant::now() < until);

@@ -428,3 +428,42 @@ async fn a_restore_that_fails_halfway_resumes_with_the_printed_command() {
         &dump(&dst, &dst.org, "resumed").await,
     );
 }
+
+/// On main a shard download gave up after five attempts (about 4–8 s): influxd answered 500 to
+/// `GET /api/v2/backup/shards/1` for a few seconds while live writes snapshotted its cache, and a
+/// `--full` seeding failed. A busy source must not fail a seeding that waits a little longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_answering_500_to_shard_backups_for_20_s_does_not_fail_the_seeding() {
+    let (src, dst) = tokio::join!(Influxd::start_named("source"), Influxd::start_named("destination"));
+    seed(&src, &src.bucket, 200).await;
+    let proxy = FaultProxy::start(&src.url).await;
+    proxy.fail_path_for("/api/v2/backup/shards/", Duration::from_secs(20));
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("bk");
+    let run = run(
+        work.path(),
+        &[
+            "--src-host",
+            &proxy.url,
+            "--dest-host",
+            &dst.url,
+            "--src-bucket",
+            &src.bucket,
+            "--dest-bucket",
+            "copied",
+            "--dir-name",
+            dir.to_str().unwrap(),
+        ],
+        &tokens(&src, &dst),
+    )
+    .await;
+    run.expect(0);
+    assert!(proxy.stats().failed >= 6, "the proxy should have failed several downloads: {:?}", proxy.stats());
+    assert!(run.stderr.contains("retrying"), "each retry is said:\n{}", run.stderr);
+    assert_same_points(
+        "source",
+        &dump(&src, &src.org, &src.bucket).await,
+        "destination",
+        &dump(&dst, &dst.org, "copied").await,
+    );
+}
