@@ -22,6 +22,7 @@
 //! - [`deadline`]: the time an invocation has left, read from the runtime's deadline.
 //! - [`sdk`]: the AWS SDK configuration with bounded retries and timeouts.
 //! - [`settings`]: a function's environment variables, read strictly at cold start.
+//! - [`stall`]: what a writer records when a shard cannot move on, and the operator's park rules.
 
 pub mod deadline;
 pub mod envelope;
@@ -35,3 +36,4 @@ pub mod sdk;
 pub mod secret;
 pub mod sensitive;
 pub mod settings;
+pub mod stall;

@@ -10,6 +10,7 @@
 //! | `MAX_WRITE_BYTES` | 10485760 | most uncompressed line protocol coalesced into one write |
 //! | `WRITE_TIMEOUT_SECONDS` | 30 | one write's timeout |
 //! | `SKIP_VERIFY` | false | accept any TLS certificate from this writer's database, as the endpoint secret's `skip_verify` for that endpoint does (the secret's setting applies either way) |
+//! | `STALL_ALERT_SECONDS` | 300 | how long a shard may stay stopped at one record before the writer logs it as stalled (the `StalledSeconds` metric is published at every stop; the alarm has its own threshold) |
 //! | `RETRY_BUDGET_SECONDS` | the invocation's time | how long one invocation retries a failing write before it reports the batch failure and lets Lambda retry |
 
 use std::time::Duration;
@@ -29,6 +30,7 @@ pub struct Config {
     pub write_timeout: Duration,
     pub skip_verify: bool,
     pub retry_budget: Option<Duration>,
+    pub stall_alert: Duration,
 }
 
 impl Config {
@@ -67,6 +69,7 @@ impl Config {
             )?,
             write_timeout: settings.seconds("WRITE_TIMEOUT_SECONDS", Duration::from_secs(30), false)?,
             skip_verify: settings.flag("SKIP_VERIFY")?,
+            stall_alert: settings.seconds("STALL_ALERT_SECONDS", Duration::from_secs(300), true)?,
             retry_budget: match settings.optional("RETRY_BUDGET_SECONDS") {
                 None => None,
                 Some(_) => Some(settings.seconds("RETRY_BUDGET_SECONDS", Duration::ZERO, true)?),

@@ -19,6 +19,7 @@ pub mod batch;
 pub mod config;
 pub mod dead_letter;
 pub mod replay;
+pub mod stall;
 
 use std::time::{Duration, Instant};
 
@@ -30,7 +31,8 @@ use shared::secret::{SecretCache, SecretsManagerSource};
 pub use batch::{Item, Step, WriteGroup};
 pub use config::{Config, ConfigError};
 pub use dead_letter::DeadLetters;
-pub use replay::{Replayer, Stats, Stop};
+pub use replay::{Parking, Replayer, Stats, Stop};
+pub use stall::StallBook;
 
 /// Everything a batch needs, built once per cold start.
 pub struct Deps {
@@ -39,6 +41,7 @@ pub struct Deps {
     /// TLS verified unless the secret's `skip_verify` (or `SKIP_VERIFY`) says otherwise.
     pub http: EndpointClients,
     pub dead_letters: DeadLetters,
+    pub stalls: StallBook,
 }
 
 impl Deps {
@@ -56,13 +59,23 @@ impl Deps {
             connect_timeout: Duration::from_secs(5),
             skip_verify: false,
         })?;
+        let s3 = dead_letter::s3_client(aws);
         let dead_letters = DeadLetters::new(
-            dead_letter::s3_client(aws),
+            s3.clone(),
             config.dead_letter_bucket.clone(),
             config.dead_letter_prefix.clone(),
             config.target,
         );
-        Ok(Deps { config, secret, http, dead_letters })
+        let function_name =
+            std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "stream-writer".into());
+        let stalls = StallBook::new(
+            s3,
+            config.dead_letter_bucket.clone(),
+            config.target,
+            config.stall_alert,
+            function_name,
+        );
+        Ok(Deps { config, secret, http, dead_letters, stalls })
     }
 }
 
@@ -110,17 +123,20 @@ pub async fn handle(deps: &Deps, event: &KinesisEvent, deadline: Instant) -> Kin
         }
     };
     let steps = batch::plan(&items, deps.config.target, &secret.mappings, deps.config.max_write_bytes);
-    let replayer = Replayer::new(http, endpoint, &deps.dead_letters, deadline, deps.config.write_timeout);
+    let replayer = Replayer::new(http, endpoint, &deps.dead_letters, deadline, deps.config.write_timeout)
+        .with_parking(Parking::new(&deps.stalls, first.shard_id));
     let outcome = replayer.run(&items, &steps).await;
     let stats = replayer.stats();
     match outcome {
         Ok(()) => {
+            deps.stalls.progressed(first.shard_id).await;
             tracing::info!(
                 target,
                 endpoint = %endpoint.host(),
                 records = items.len(),
                 writes = stats.writes,
                 dead_lettered = stats.dead_lettered,
+                parked = stats.parked,
                 skipped = stats.skipped,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "batch written"
@@ -138,10 +154,22 @@ pub async fn handle(deps: &Deps, event: &KinesisEvent, deadline: Instant) -> Kin
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "batch stopped; Lambda will retry from the first record not written"
             );
+            deps.stalls.stopped(item, &stop, bucket_of(item)).await;
             response.batch_item_failures.push(failure(item.sequence_number));
         }
     }
     response
+}
+
+/// The bucket (v2) or `db[/rp]` (v1) a record writes to, as the client named it.
+fn bucket_of(item: &Item<'_>) -> Option<String> {
+    let params = &item.decoded.as_ref().ok()?.header.params;
+    match (&params.bucket, &params.db, &params.rp) {
+        (Some(b), _, _) => Some(b.clone()),
+        (None, Some(db), Some(rp)) => Some(format!("{db}/{rp}")),
+        (None, Some(db), None) => Some(db.clone()),
+        _ => None,
+    }
 }
 
 fn failure(sequence_number: &str) -> KinesisBatchItemFailure {

@@ -12,6 +12,11 @@
 //!   backoff, honouring `Retry-After`, until the invocation's deadline; then the batch stops at
 //!   that record and Lambda retries from there. Nothing is ever dropped.
 //!
+//! Parking: when a write fails for a configuration reason and the operator has parked the
+//! shard for that status (`influx-migration park`, a `shared::stall::ParkRule`), the record goes
+//! to dead-letter storage with the operator's note instead of being retried — the same path as
+//! bad data, narrowed to each record of a coalesced write. Nothing else is ever parked.
+//!
 //! The deadline is checked before every write, not only after a failure: a write starts only
 //! with at least [`MIN_WRITE_TIME`] left, and its timeout is the time left (or the client's
 //! write timeout, when shorter). A database that hangs therefore gets the batch handed back as
@@ -28,18 +33,49 @@ use shared::influx_client::{Backoff, RetryClass, WriteAction, send_write, write_
 use shared::line_protocol::split_lines;
 use shared::secret::Endpoint;
 use shared::sensitive::Sensitive;
+use shared::stall::{ParkRule, StallClass};
 
 use crate::batch::{Item, Step, WriteGroup};
 use crate::dead_letter::{DeadLetter, DeadLetters};
+use crate::stall::{StallBook, now_ms};
 
 /// The least time left before the deadline for a write to start.
 pub const MIN_WRITE_TIME: Duration = Duration::from_millis(250);
 
-/// Where a batch stopped: the first record not durably written.
+/// Where a batch stopped: the first record not durably written, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stop {
     pub at: usize,
     pub reason: String,
+    /// Whether the cause needs an operator (configuration) or passes by itself.
+    pub class: StallClass,
+    /// The database's status, when it answered.
+    pub status: Option<u16>,
+}
+
+impl Stop {
+    /// A stop that is not the database's answer (storage, decoding, an internal error).
+    pub fn other(at: usize, reason: impl Into<String>) -> Stop {
+        Stop { at, reason: reason.into(), class: StallClass::Other, status: None }
+    }
+}
+
+/// The operator's park rule for the batch's shard, read once per batch and only when a write
+/// fails for a configuration reason (a batch that goes through reads nothing).
+pub struct Parking<'a> {
+    pub book: &'a StallBook,
+    pub shard_id: &'a str,
+    rule: tokio::sync::OnceCell<Option<ParkRule>>,
+}
+
+impl<'a> Parking<'a> {
+    pub fn new(book: &'a StallBook, shard_id: &'a str) -> Parking<'a> {
+        Parking { book, shard_id, rule: tokio::sync::OnceCell::new() }
+    }
+
+    async fn rule(&self) -> Option<&ParkRule> {
+        self.rule.get_or_init(|| self.book.park_rule(self.shard_id)).await.as_ref()
+    }
 }
 
 /// Counters for the batch's log line.
@@ -48,6 +84,8 @@ pub struct Stats {
     pub writes: usize,
     pub dead_lettered: usize,
     pub skipped: usize,
+    /// Records moved to dead-letter storage by the operator's park rule.
+    pub parked: usize,
 }
 
 /// Sends one batch's writes to one database.
@@ -61,6 +99,8 @@ pub struct Replayer<'a> {
     writes: AtomicUsize,
     dead_lettered: AtomicUsize,
     skipped: AtomicUsize,
+    parked: AtomicUsize,
+    parking: Option<Parking<'a>>,
 }
 
 /// Where a write goes and as whom.
@@ -89,7 +129,15 @@ impl<'a> Replayer<'a> {
             writes: AtomicUsize::new(0),
             dead_lettered: AtomicUsize::new(0),
             skipped: AtomicUsize::new(0),
+            parked: AtomicUsize::new(0),
+            parking: None,
         }
+    }
+
+    /// Honours the operator's park rule for the batch's shard.
+    pub fn with_parking(mut self, parking: Parking<'a>) -> Self {
+        self.parking = Some(parking);
+        self
     }
 
     pub fn stats(&self) -> Stats {
@@ -97,6 +145,7 @@ impl<'a> Replayer<'a> {
             writes: self.writes.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             skipped: self.skipped.load(Ordering::Relaxed),
+            parked: self.parked.load(Ordering::Relaxed),
         }
     }
 
@@ -124,7 +173,7 @@ impl<'a> Replayer<'a> {
                         sequence_number = item.sequence_number,
                         "{reason}"
                     );
-                    return Err(Stop { at: *index, reason });
+                    return Err(Stop { at: *index, reason, class: StallClass::Configuration, status: None });
                 }
                 Step::Write(group) => self.write_group(items, group, &group.items).await?,
             }
@@ -174,16 +223,15 @@ impl<'a> Replayer<'a> {
     async fn split_record(&self, items: &[Item<'_>], target: &Target<'_>, index: usize) -> Result<(), Stop> {
         let item = &items[index];
         let raw = match &item.decoded {
-            Ok(r) => r.body().map_err(|e| Stop {
-                at: index,
-                reason: format!("decompressing a record to split it: {e}"),
-            })?,
-            Err(e) => return Err(Stop { at: index, reason: e.to_string() }),
+            Ok(r) => r
+                .body()
+                .map_err(|e| Stop::other(index, format!("decompressing a record to split it: {e}")))?,
+            Err(e) => return Err(Stop::other(index, e.to_string())),
         };
         let mut pending: Vec<Vec<u8>> = vec![raw];
         while let Some(piece) = pending.pop() {
             let starts: Vec<usize> = split_lines(&piece).map(|l| l.start).collect();
-            let body = gzip(&piece).map_err(|e| Stop { at: index, reason: e.to_string() })?;
+            let body = gzip(&piece).map_err(|e| Stop::other(index, e.to_string()))?;
             match self.send(target, Bytes::from(body), index).await? {
                 WriteAction::Done => {}
                 WriteAction::Split if starts.len() > 1 => {
@@ -215,8 +263,8 @@ impl<'a> Replayer<'a> {
     /// returns `Retry`: when time runs out it stops the batch at `index`.
     async fn send(&self, target: &Target<'_>, gzip_body: Bytes, index: usize) -> Result<WriteAction, Stop> {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-        // The last failure, "<status> from <host>: <reason>", for the stop's reason.
-        let mut last_failure: Option<String> = None;
+        // The last failure, "<status> from <host>: <reason>", its class and status, for the stop.
+        let mut last_failure: Option<(String, StallClass, Option<u16>)> = None;
         loop {
             let left = self.deadline.saturating_duration_since(Instant::now());
             if left < MIN_WRITE_TIME {
@@ -224,11 +272,12 @@ impl<'a> Replayer<'a> {
                     "the invocation's deadline is {} ms away: no write started, the batch is handed back",
                     left.as_millis()
                 );
-                let reason = match last_failure {
-                    Some(f) => format!("{f} ({near})"),
-                    None => near,
-                };
-                return Err(Stop { at: index, reason });
+                return Err(match last_failure {
+                    Some((f, class, status)) => {
+                        Stop { at: index, reason: format!("{f} ({near})"), class, status }
+                    }
+                    None => Stop { at: index, reason: near, class: StallClass::Transient, status: None },
+                });
             }
             let req = write_request(
                 self.http,
@@ -253,12 +302,27 @@ impl<'a> Replayer<'a> {
                     tracing::warn!(endpoint = %host, status, reason = %reason, wait_ms = wait.as_millis() as u64, "write failed; retrying")
                 }
             }
-            let status = status.map(|s| s.to_string()).unwrap_or_else(|| "no answer".into());
-            let failure = format!("{status} from {host}: {reason}");
-            if Instant::now() + wait >= self.deadline {
-                return Err(Stop { at: index, reason: failure });
+            let status_text = status.map(|s| s.to_string()).unwrap_or_else(|| "no answer".into());
+            let failure = format!("{status_text} from {host}: {reason}");
+            if class == RetryClass::Configuration
+                && let Some(parking) = &self.parking
+                && let Some(rule) = parking.rule().await
+                && rule.applies(status, now_ms())
+            {
+                self.parked.fetch_add(1, Ordering::Relaxed);
+                return Ok(WriteAction::DeadLetter {
+                    status: status.unwrap_or(0),
+                    reason: format!("parked by the operator ({}) after: {failure}", rule.note),
+                });
             }
-            last_failure = Some(failure);
+            let class = match class {
+                RetryClass::Configuration => StallClass::Configuration,
+                RetryClass::Transient => StallClass::Transient,
+            };
+            if Instant::now() + wait >= self.deadline {
+                return Err(Stop { at: index, reason: failure, class, status });
+            }
+            last_failure = Some((failure, class, status));
             tokio::time::sleep(wait).await;
         }
     }
@@ -287,10 +351,10 @@ impl<'a> Replayer<'a> {
                 );
                 Ok(())
             }
-            Err(e) => Err(Stop {
-                at: item.index,
-                reason: format!("could not store a refused record in dead-letter storage: {e}"),
-            }),
+            Err(e) => Err(Stop::other(
+                item.index,
+                format!("could not store a refused record in dead-letter storage: {e}"),
+            )),
         }
     }
 }
@@ -298,5 +362,5 @@ impl<'a> Replayer<'a> {
 fn unreachable_retry(index: usize) -> Result<(), Stop> {
     // `send` turns every Retry into a Stop; reaching this would be a bug, and the safe answer is
     // to stop the batch here so the record is retried rather than skipped.
-    Err(Stop { at: index, reason: "internal: a retry escaped the retry loop".into() })
+    Err(Stop::other(index, "internal: a retry escaped the retry loop"))
 }

@@ -41,13 +41,20 @@ pub fn sequence_number(i: usize) -> String {
 }
 
 /// A Kinesis event of `records`, in order, on one shard, as the Lambda runtime hands it over.
+#[allow(dead_code)]
 pub fn event(records: &[Vec<u8>]) -> KinesisEvent {
+    event_from(0, records)
+}
+
+/// [`event`] of records that are the `first`th and following of their shard (a retried batch
+/// starts at the record it stopped at, with that record's sequence number).
+pub fn event_from(first: usize, records: &[Vec<u8>]) -> KinesisEvent {
     let records: Vec<StreamRecord> = records
         .iter()
         .enumerate()
         .map(|(i, data)| StreamRecord {
             shard_id: "shardId-000000000000".into(),
-            sequence_number: sequence_number(i),
+            sequence_number: sequence_number(first + i),
             partition_key: "k".into(),
             data: data.clone(),
             arrival: 1.7e9,

@@ -1,0 +1,224 @@
+//! A shard that cannot move on is recorded where the operator looks (`stalls/` in the
+//! dead-letter bucket), and the operator's park rule moves exactly the records it names into
+//! dead-letter storage — the handler as Lambda runs it, against a real influxd and moto (S3,
+//! Secrets Manager).
+//!
+//! Before these, a revoked token stopped a shard with nothing but a log line per retry: no
+//! record of which shard, since when or why, and no way to set the record aside and resume.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use shared::influx_client::{ClientOptions, EndpointClients};
+use shared::secret::{Role, SecretCache, SecretsManagerSource};
+use shared::settings::Settings;
+use shared::stall::{ParkRule, Stall, StallClass, park_key, stall_key};
+use stream_writer::{Config, DeadLetters, Deps, StallBook, handle};
+use testbed::{Influxd, Moto};
+
+mod support;
+
+const T0: i64 = 1_700_000_000_000_000_000;
+const BUCKET: &str = "dead-letters";
+const SHARD: &str = "shardId-000000000000";
+
+struct Bed {
+    db: Influxd,
+    moto: Moto,
+    s3: aws_sdk_s3::Client,
+    deps: Deps,
+}
+
+impl Bed {
+    async fn start() -> Bed {
+        let (db, moto) = tokio::join!(Influxd::start(), Moto::start());
+        let aws = moto.sdk_config().await;
+        let s3 = moto.s3().await;
+        s3.create_bucket().bucket(BUCKET).send().await.expect("create the dead-letter bucket");
+        let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+        let secret = serde_json::json!({
+            "source": {"url": db.url},
+            "destination": {"url": db.url},
+            "read": "source",
+        });
+        secrets
+            .create_secret()
+            .name("endpoints")
+            .secret_string(secret.to_string())
+            .send()
+            .await
+            .expect("create the endpoint secret");
+        let config = Config::from_settings(&Settings::from_pairs(&[
+            ("TARGET", "destination"),
+            ("SECRET_ID", "endpoints"),
+            ("DEAD_LETTER_BUCKET", BUCKET),
+            ("STALL_ALERT_SECONDS", "0"),
+        ]))
+        .expect("config");
+        let deps = Deps {
+            secret: SecretCache::new(
+                SecretsManagerSource::new(secrets, "endpoints"),
+                Duration::from_secs(60),
+            ),
+            http: EndpointClients::new(ClientOptions::default()).expect("clients"),
+            dead_letters: DeadLetters::new(
+                s3.clone(),
+                BUCKET.into(),
+                "dead-letters/".into(),
+                Role::Destination,
+            ),
+            stalls: StallBook::new(
+                s3.clone(),
+                BUCKET.into(),
+                Role::Destination,
+                config.stall_alert,
+                "test-writer".into(),
+            ),
+            config,
+        };
+        Bed { db, moto, s3, deps }
+    }
+
+    fn good(&self, v: i64) -> Vec<u8> {
+        support::record(&self.db, &[format!("m v={v} {}", T0 + v)], &self.db.token)
+    }
+
+    fn revoked(&self, v: i64) -> Vec<u8> {
+        support::record(&self.db, &[format!("m v={v} {}", T0 + v)], "a-revoked-token")
+    }
+
+    /// Runs the handler on `records`, the `first`th and following of the shard, with `budget`;
+    /// returns the sequence number it stops at.
+    async fn replay(&self, first: usize, records: &[Vec<u8>], budget: Duration) -> Option<String> {
+        let event = support::event_from(first, records);
+        let answer = handle(&self.deps, &event, Instant::now() + budget).await;
+        answer.batch_item_failures.first().and_then(|f| f.item_identifier.clone())
+    }
+
+    async fn object(&self, key: &str) -> Option<Vec<u8>> {
+        let out = self.s3.get_object().bucket(BUCKET).key(key).send().await.ok()?;
+        Some(out.body.collect().await.expect("read").into_bytes().to_vec())
+    }
+
+    async fn stall(&self) -> Option<Stall> {
+        let bytes = self.object(&stall_key(Role::Destination, SHARD)).await?;
+        Some(serde_json::from_slice(&bytes).expect("a stall object is a Stall"))
+    }
+
+    async fn park(&self, status: Option<u16>, expires_in_ms: i64) {
+        let now = stream_writer::stall::now_ms();
+        let rule = ParkRule {
+            target: Role::Destination,
+            shard_id: SHARD.into(),
+            status,
+            parked_at_ms: now,
+            expires_at_ms: now + expires_in_ms,
+            note: "token revoked, ticket 42".into(),
+        };
+        self.s3
+            .put_object()
+            .bucket(BUCKET)
+            .key(park_key(Role::Destination, SHARD))
+            .body(serde_json::to_vec(&rule).unwrap().into())
+            .send()
+            .await
+            .expect("put the park rule");
+    }
+
+    async fn dead_letters(&self) -> Vec<Value> {
+        let list =
+            self.s3.list_objects_v2().bucket(BUCKET).prefix("dead-letters/").send().await.expect("list");
+        let mut out = Vec::new();
+        for key in list.contents().iter().filter_map(|o| o.key()) {
+            out.push(serde_json::from_slice(&self.object(key).await.expect("get")).expect("JSON"));
+        }
+        out
+    }
+
+    async fn values(&self) -> Vec<String> {
+        let flux = format!(
+            "from(bucket: \"{}\") |> range(start: 0) |> filter(fn: (r) => r._measurement == \"m\")",
+            self.db.bucket
+        );
+        self.db.query(&flux).await.iter().map(|r| r.get("_value").unwrap_or("").to_string()).collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_stopped_by_a_revoked_token_is_recorded_since_its_first_failure_and_cleared_when_it_moves_on()
+{
+    let bed = Bed::start().await;
+    let blocked = vec![bed.good(1), bed.revoked(2), bed.good(3)];
+
+    let stop = bed.replay(0, &blocked, Duration::from_secs(2)).await;
+    assert_eq!(
+        stop.as_deref(),
+        Some(support::sequence_number(1).as_str()),
+        "the batch stops at the revoked record"
+    );
+    let first = bed.stall().await.expect("the stall is recorded");
+    assert_eq!(first.shard_id, SHARD);
+    assert_eq!(first.sequence_number, support::sequence_number(1));
+    assert_eq!((first.class, first.status, first.failures), (StallClass::Configuration, Some(401), 1));
+    assert_eq!(first.bucket.as_deref(), Some(bed.db.bucket.as_str()));
+    assert!(first.reason.starts_with("401 from"), "{}", first.reason);
+    assert!(first.arrival_ms.is_some(), "the arrival time gives the expiry headroom");
+    let text = String::from_utf8(bed.object(&stall_key(Role::Destination, SHARD)).await.unwrap()).unwrap();
+    assert!(!text.contains(&bed.db.token) && !text.contains("a-revoked-token"), "no credential in {text}");
+
+    // Lambda retries from the blocking record: same record, same `since`, one more failure.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let stop = bed.replay(1, &blocked[1..], Duration::from_secs(2)).await;
+    assert_eq!(stop.as_deref(), Some(support::sequence_number(1).as_str()));
+    let second = bed.stall().await.expect("still stalled");
+    assert_eq!((second.since_ms, second.failures), (first.since_ms, 2));
+    assert!(second.last_failure_ms > first.last_failure_ms);
+
+    // The token is fixed (here: a good record in its place): the shard moves on and the stall
+    // object goes.
+    assert_eq!(bed.replay(1, &[bed.good(2), bed.good(3)], Duration::from_secs(10)).await, None);
+    assert!(bed.stall().await.is_none(), "a shard that moved on is not stalled");
+    assert_eq!(bed.values().await, vec!["1", "2", "3"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_park_rule_moves_exactly_the_records_failing_with_its_status_into_dead_letters() {
+    let bed = Bed::start().await;
+    let batch = vec![bed.good(1), bed.revoked(2), bed.revoked(3), bed.good(4)];
+
+    // A rule for another status parks nothing: the shard stays stopped.
+    bed.park(Some(403), 60_000).await;
+    assert!(bed.replay(0, &batch, Duration::from_secs(2)).await.is_some(), "a 403 rule must not park a 401");
+    // An expired rule parks nothing either.
+    bed.park(Some(401), -1).await;
+    assert!(
+        bed.replay(1, &batch[1..], Duration::from_secs(2)).await.is_some(),
+        "an expired rule parks nothing"
+    );
+    assert!(bed.dead_letters().await.is_empty());
+
+    // The rule for 401: both revoked records go to dead-letter storage with the operator's
+    // note, the good ones are written, and the batch goes through quickly (no retry until the
+    // deadline).
+    bed.park(Some(401), 60_000).await;
+    let started = Instant::now();
+    assert_eq!(bed.replay(1, &batch[1..], Duration::from_secs(20)).await, None);
+    assert!(started.elapsed() < Duration::from_secs(15), "parking must not wait for the deadline");
+    assert_eq!(bed.values().await, vec!["1", "4"]);
+    let mut letters = bed.dead_letters().await;
+    letters.sort_by_key(|l| l["sequence_number"].as_str().unwrap_or("").to_string());
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    for (letter, v) in letters.iter().zip([2, 3]) {
+        assert_eq!(letter["status"], 401);
+        let reason = letter["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("parked by the operator (token revoked, ticket 42) after: 401"),
+            "{reason}"
+        );
+        assert_eq!(letter["line_protocol"].as_str(), Some(format!("m v={v} {}\n", T0 + v).as_str()));
+        let text = letter.to_string();
+        assert!(!text.contains("a-revoked-token") && !text.contains(&bed.db.token), "{text}");
+    }
+    assert!(bed.stall().await.is_none(), "the shard moved on");
+    drop(bed.moto);
+}
