@@ -28,6 +28,7 @@ Stream and alarms
   --stream-key KEY           alias/aws/kinesis (default) or a customer managed key ARN
   --alarm-topic ARN          SNS topic the alarms notify (default: none)
   --lag-alarm-ms MS          destination writer IteratorAge alarm threshold (default 300000)
+  --stall-alarm-seconds S    a writer stopped at one record this long alarms (default 300)
 
 Functions
   --arch arm64|x86_64        build architecture (default arm64; x86_64 when the arm64 Rust
@@ -63,6 +64,7 @@ RETENTION=""
 STREAM_KEY=""
 ALARM_TOPIC=""
 LAG_ALARM_MS=""
+STALL_ALARM_S=""
 ARCH=""
 SKIP_BUILD=0
 LAMBDA_DIR="$REPO_ROOT/target/lambda"
@@ -88,6 +90,7 @@ while [[ $# -gt 0 ]]; do
     --stream-key) need "$@"; STREAM_KEY="$2"; shift 2 ;;
     --alarm-topic) need "$@"; ALARM_TOPIC="$2"; shift 2 ;;
     --lag-alarm-ms) need "$@"; LAG_ALARM_MS="$2"; shift 2 ;;
+    --stall-alarm-seconds) need "$@"; STALL_ALARM_S="$2"; shift 2 ;;
     --arch) need "$@"; ARCH="$2"; shift 2 ;;
     --skip-build) SKIP_BUILD=1; shift ;;
     --lambda-dir) need "$@"; LAMBDA_DIR="$2"; shift 2 ;;
@@ -146,8 +149,9 @@ fi
 [[ -n "$STREAM_KEY" ]] && core_params+=("StreamEncryptionKey=$STREAM_KEY")
 [[ -n "$ALARM_TOPIC" ]] && core_params+=("AlarmTopicArn=$ALARM_TOPIC")
 [[ -n "$LAG_ALARM_MS" ]] && core_params+=("DestinationLagAlarmMilliseconds=$LAG_ALARM_MS")
+[[ -n "$STALL_ALARM_S" ]] && core_params+=("StallAlarmSeconds=$STALL_ALARM_S")
 deploy_stack "$CORE_STACK" "$INFRA_DIR/core.yaml" \
-  "NamePrefix ShardCount RetentionHours StreamEncryptionKey SourceUrl DestinationUrl DestinationLagAlarmMilliseconds SourceLagAlarmMilliseconds AlarmTopicArn" \
+  "NamePrefix ShardCount RetentionHours StreamEncryptionKey SourceUrl DestinationUrl DestinationLagAlarmMilliseconds SourceLagAlarmMilliseconds StallAlarmSeconds AlarmTopicArn" \
   "${core_params[@]}"
 
 load_outputs "$CORE_STACK"

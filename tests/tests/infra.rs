@@ -119,8 +119,10 @@ fn assert_specific(role: &str, st: &Value) {
                 if let Some(s) = o.get("Fn::Sub").and_then(Value::as_str) {
                     assert!(s.contains("${"), "{role}: Fn::Sub resource {s} names no stack resource");
                     if let Some(i) = s.find('*') {
+                        // Right below the resource, or below a path under it (`.../stalls/x/*`).
+                        let under_path = s[..i].contains("}/") && s[..i].ends_with('/');
                         assert!(
-                            s[..i].ends_with("}/") || s[..i].ends_with(":log-stream:"),
+                            s[..i].ends_with("}/") || under_path || s[..i].ends_with(":log-stream:"),
                             "{role}: wildcard in {s} is not under one named resource"
                         );
                     }
@@ -196,6 +198,8 @@ fn each_role_grants_only_its_functions_actions_on_this_deployments_resources() {
         "secretsmanager:GetSecretValue",
         "s3:PutObject",
         "s3:ListBucket",
+        "s3:GetObject",
+        "s3:DeleteObject",
         "kms:Decrypt",
     ];
     let expected: BTreeMap<&str, Vec<&str>> = [
@@ -229,6 +233,20 @@ fn each_role_grants_only_its_functions_actions_on_this_deployments_resources() {
                     "secretsmanager" => json!({"Ref": "EndpointSecret"}),
                     "kms" => json!({"Ref": "StreamEncryptionKey"}),
                     "s3" if a == "s3:PutObject" => json!({"Fn::Sub": "${DeadLetterBucket.Arn}/*"}),
+                    // A writer reads and deletes only its own target's stall records, and reads
+                    // only its own target's park rules.
+                    "s3" if a == "s3:GetObject" || a == "s3:DeleteObject" => {
+                        let target = if *name == "SourceWriterRole" { "source" } else { "destination" };
+                        let own = [
+                            json!({"Fn::Sub": format!("${{DeadLetterBucket.Arn}}/stalls/{target}/*")}),
+                            json!({"Fn::Sub": format!("${{DeadLetterBucket.Arn}}/parked/{target}/*")}),
+                        ];
+                        assert!(own.contains(resource), "{name}: {a} on {resource}");
+                        if a == "s3:DeleteObject" {
+                            assert_eq!(resource, &own[0], "{name}: deletes only its stall records");
+                        }
+                        continue;
+                    }
                     "s3" => json!({"Fn::GetAtt": ["DeadLetterBucket", "Arn"]}),
                     _ => continue,
                 };
@@ -269,6 +287,31 @@ fn the_templates_carry_what_moto_ignores() {
     let policy = &core["Resources"]["DeadLetterBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
     assert_eq!(policy["Effect"], "Deny");
     assert_eq!(policy["Condition"]["Bool"]["aws:SecureTransport"], "false");
+
+    // The writers' stall metric (the name and dimension the stream-writer publishes) has an
+    // alarm per writer, and the dead-letter alarm counts dead letters only: a stall record must
+    // not page as a dead letter.
+    for (alarm, function) in [
+        ("DestinationStallAlarm", "${NamePrefix}-stream-writer-destination"),
+        ("SourceStallAlarm", "${NamePrefix}-stream-writer-source"),
+    ] {
+        let p = &core["Resources"][alarm]["Properties"];
+        assert_eq!(p["Namespace"], "InfluxLiveMigration", "{alarm}");
+        assert_eq!(p["MetricName"], "StalledSeconds", "{alarm}");
+        assert_eq!(
+            p["Dimensions"],
+            json!([{"Name": "FunctionName", "Value": {"Fn::Sub": function}}]),
+            "{alarm}"
+        );
+        assert_eq!(p["Threshold"], json!({"Ref": "StallAlarmSeconds"}), "{alarm}");
+        assert_eq!(p["TreatMissingData"], "notBreaching", "{alarm}");
+    }
+    let filters = &bucket["Properties"]["MetricsConfigurations"];
+    assert_eq!(
+        filters,
+        &json!([{"Id": "DeadLetters", "Prefix": "dead-letters/"}, {"Id": "OnFailureBatches", "Prefix": "aws/lambda/"}])
+    );
+    assert_eq!(core["Resources"]["DeadLetterAlarm"]["Properties"]["Dimensions"][1]["Value"], "DeadLetters");
 
     let wiring = decoded("wiring.yaml");
     assert_eq!(wiring["Resources"]["Api"]["Properties"]["BinaryMediaTypes"], json!(["*/*"]));
