@@ -247,14 +247,20 @@ impl LocalStack {
             gw_timeout,
         )
         .await;
+        let sw_timeout = options.stream_writer_timeout;
+        // On AWS the runtime hands the function its deadline (start + timeout) and the writer
+        // stops retrying 3 s before it; cargo lambda watch sends no usable deadline, so the
+        // writer is told the same budget. Without it a writer retrying a refused write would
+        // run past the invocation's timeout and its answer would be lost.
+        let budget = sw_timeout.as_secs().saturating_sub(3).max(1).to_string();
         let writer_env = |target: &str| {
             with(&[
                 ("TARGET", target),
                 ("DEAD_LETTER_BUCKET", &outputs.dead_letter_bucket),
                 ("WRITE_TIMEOUT_SECONDS", "10"),
+                ("RETRY_BUDGET_SECONDS", &budget),
             ])
         };
-        let sw_timeout = options.stream_writer_timeout;
         let source_writer = LambdaRuntime::start_named_binary(
             &outputs.source_writer,
             "stream-writer",

@@ -89,6 +89,18 @@ fn assert_same(what: &str, acked: &BTreeMap<String, String>, got: &BTreeMap<Stri
     );
 }
 
+/// The dead letters (not the writers' stall records, which share the bucket).
+async fn dead_letters(stack: &LocalStack) -> Vec<String> {
+    let keys = stack.dead_letter_keys().await.expect("list the dead-letter bucket");
+    keys.into_iter().filter(|k| k.starts_with("dead-letters/")).collect()
+}
+
+/// The destination writer's stall records.
+async fn stall_records(stack: &LocalStack) -> Vec<String> {
+    let keys = stack.dead_letter_keys().await.expect("list the dead-letter bucket");
+    keys.into_iter().filter(|k| k.starts_with("stalls/destination/")).collect()
+}
+
 /// Waits for the destination writer to apply everything in the stream: caught up, then drained.
 async fn catch_up_and_drain(stack: &LocalStack) {
     stack
@@ -253,7 +265,9 @@ async fn a_destination_proxy_answering_400_in_plain_text_stalls_and_dead_letters
     }
     let log = stack.destination_writer.function_log();
     assert!(log.contains("without an InfluxDB error body for a write"), "the hint is logged:\n{log}");
-    assert_eq!(stack.dead_letter_keys().await.unwrap(), Vec::<String>::new(), "nothing dead-lettered");
+    assert_eq!(dead_letters(&stack).await, Vec::<String>::new(), "nothing dead-lettered");
+    let stalls = stall_records(&stack).await;
+    assert_eq!(stalls.len(), 1, "the stall is recorded for status: {stalls:?}");
 
     // Fixed (the proxy answers as it should): the writer resumes and nothing was lost.
     stack.destination_proxy.heal();
@@ -264,7 +278,8 @@ async fn a_destination_proxy_answering_400_in_plain_text_stalls_and_dead_letters
         &points(&stack, &stack.destination, "behind-a-400-proxy").await,
         &stack.destination_writer.logs(),
     );
-    assert_eq!(stack.dead_letter_keys().await.unwrap(), Vec::<String>::new(), "nothing dead-lettered");
+    assert_eq!(dead_letters(&stack).await, Vec::<String>::new(), "nothing dead-lettered");
+    assert_eq!(stall_records(&stack).await, Vec::<String>::new(), "a shard that moved on is not stalled");
 
     // The gateway is the deployed API: a listing clients make before they query answers, and a
     // route the API lacks gets API Gateway's answer and reaches no function.

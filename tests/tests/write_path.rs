@@ -132,8 +132,16 @@ impl WritePath {
         n
     }
 
+    /// The dead letters (the writers' stall records share the bucket under `stalls/`).
     async fn dead_letter_keys(&self) -> Vec<String> {
-        let out = self.s3.list_objects_v2().bucket(DEAD_LETTERS).send().await.expect("list dead letters");
+        let out = self
+            .s3
+            .list_objects_v2()
+            .bucket(DEAD_LETTERS)
+            .prefix("dead-letters/")
+            .send()
+            .await
+            .expect("list dead letters");
         out.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect()
     }
 }

@@ -39,6 +39,13 @@ pub struct AwsArgs {
     /// The destination writer's IteratorAge alarm (default: the stack's DestinationLagAlarmName output).
     #[arg(long, value_name = "NAME")]
     pub lag_alarm: Option<String>,
+    /// The dead-letter bucket, which also holds the writers' stall records and the park rules
+    /// (default: the stack's DeadLetterBucketName output).
+    #[arg(long, value_name = "NAME")]
+    pub dead_letter_bucket: Option<String>,
+    /// The stream writers' DEAD_LETTER_PREFIX.
+    #[arg(long, value_name = "PREFIX", default_value = "dead-letters/")]
+    pub dead_letter_prefix: String,
     /// Where the destination writer's lag (IteratorAge) is read: `cloudwatch`, or `file:<path>`
     /// (the JSON the local stack's poller writes).
     #[arg(long, env = "LIVE_LAG_SOURCE", default_value = "cloudwatch", value_parser = LagSourceSpec::parse)]
@@ -70,6 +77,9 @@ pub struct Aws {
     pub secrets: aws_sdk_secretsmanager::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub cloudformation: aws_sdk_cloudformation::Client,
+    /// Path-style when an endpoint override is set (S3-compatible servers and emulators have no
+    /// per-bucket host names).
+    pub s3: aws_sdk_s3::Client,
 }
 
 impl Aws {
@@ -83,7 +93,13 @@ impl Aws {
             loader = loader.endpoint_url(url);
         }
         let config: SdkConfig = loader.load().await;
+        let overridden = args.endpoint_url.is_some()
+            || ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+                .iter()
+                .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
+        let s3 = aws_sdk_s3::config::Builder::from(&config).force_path_style(overridden).build();
         Aws {
+            s3: aws_sdk_s3::Client::from_conf(s3),
             lambda: aws_sdk_lambda::Client::new(&config),
             kinesis: aws_sdk_kinesis::Client::new(&config),
             secrets: aws_sdk_secretsmanager::Client::new(&config),
@@ -103,6 +119,8 @@ pub struct Deployment {
     pub source_function: Option<String>,
     pub router_function: Option<String>,
     pub lag_alarm: Option<String>,
+    pub dead_letter_bucket: Option<String>,
+    pub dead_letter_prefix: String,
     /// The stack's RetentionHours output (the stream itself is the authority; see `stream`).
     pub retention_hours: Option<u32>,
 }
@@ -132,6 +150,8 @@ impl Deployment {
             source_function: args.source_function.clone().or_else(|| out("SourceWriterFunctionName")),
             router_function: args.router_function.clone().or_else(|| out("QueryRouterFunctionName")),
             lag_alarm: args.lag_alarm.clone().or_else(|| out("DestinationLagAlarmName")),
+            dead_letter_bucket: args.dead_letter_bucket.clone().or_else(|| out("DeadLetterBucketName")),
+            dead_letter_prefix: args.dead_letter_prefix.clone(),
             retention_hours: out("RetentionHours").and_then(|v| v.parse().ok()),
         }
     }
@@ -140,6 +160,12 @@ impl Deployment {
         self.destination_function
             .as_deref()
             .ok_or(DeploymentError::Missing { what: "destination writer", flag: "--destination-function" })
+    }
+
+    pub fn dead_letter_bucket(&self) -> Result<&str, DeploymentError> {
+        self.dead_letter_bucket
+            .as_deref()
+            .ok_or(DeploymentError::Missing { what: "dead-letter bucket", flag: "--dead-letter-bucket" })
     }
 
     pub fn secret_id(&self) -> Result<&str, DeploymentError> {
@@ -199,6 +225,7 @@ mod tests {
             ("QueryRouterFunctionName", "p-query-router"),
             ("DestinationLagAlarmName", "p-destination-writer-lag"),
             ("RetentionHours", "168"),
+            ("DeadLetterBucketName", "p-dead-letters-abc"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -213,6 +240,8 @@ mod tests {
         assert_eq!(d.router_function.as_deref(), Some("p-query-router"));
         assert_eq!(d.lag_alarm.as_deref(), Some("p-destination-writer-lag"));
         assert_eq!(d.retention_hours, Some(168));
+        assert_eq!(d.dead_letter_bucket().unwrap(), "p-dead-letters-abc");
+        assert_eq!(d.dead_letter_prefix, "dead-letters/");
     }
 
     #[test]

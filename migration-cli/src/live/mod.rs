@@ -7,6 +7,8 @@
 //! | `verify` | per bucket and measurement value counts at source and destination; exit 3 on a difference |
 //! | `cutover` | reads to the destination, after checking the writer is unthrottled, caught up and verified |
 //! | `rollback` | reads back to the source |
+//! | `park` | records that stall a shard for a configuration reason go to dead-letter storage, by the operator's rule |
+//! | `redrive` | dead-lettered records written again once their cause is fixed |
 //!
 //! Every command is idempotent (a second run finds the work done and says so), prints each check
 //! and each change, and with `--json` prints one JSON document on stdout instead. Exit codes:
@@ -26,7 +28,10 @@ mod endpoint;
 mod lag;
 mod mapping;
 mod output;
+mod park;
+mod redrive;
 mod rollback;
+mod stalls;
 mod status;
 mod stream;
 mod throttle;
@@ -64,6 +69,12 @@ pub enum LiveCommand {
     Cutover(cutover::CutoverArgs),
     /// Send reads back to the source.
     Rollback(rollback::RollbackArgs),
+    /// Set aside the records that stall a shard: records of that shard failing with that status
+    /// go to dead-letter storage (with your --note) until the rule expires or is released.
+    Park(park::ParkArgs),
+    /// Write dead-lettered records again (all, or by shard, bucket, reason or time) once their
+    /// cause is fixed; each record that lands is moved under redriven/.
+    Redrive(redrive::RedriveArgs),
 }
 
 impl LiveCommand {
@@ -76,6 +87,8 @@ impl LiveCommand {
             LiveCommand::Verify(a) => ("verify", a.common.json),
             LiveCommand::Cutover(a) => ("cutover", a.common.json),
             LiveCommand::Rollback(a) => ("rollback", a.common.json),
+            LiveCommand::Park(a) => ("park", a.common.json),
+            LiveCommand::Redrive(a) => ("redrive", a.common.json),
         }
     }
 }
@@ -91,6 +104,8 @@ pub async fn run(cmd: LiveCommand) -> anyhow::Result<Exit> {
         LiveCommand::Verify(a) => verify::run(a).await,
         LiveCommand::Cutover(a) => cutover::run(a).await,
         LiveCommand::Rollback(a) => rollback::run(a).await,
+        LiveCommand::Park(a) => park::run(a).await,
+        LiveCommand::Redrive(a) => redrive::run(a).await,
     };
     // A script asked for one JSON document: it gets one even when the command failed (the
     // message also goes to stderr, from main).

@@ -5,6 +5,8 @@
 //!   and reports none, the conservative bound of [`crate::live::stream::Expiry::estimate`]);
 //! - each mapping of the two stream writers, with any setting that could drop a record;
 //! - whether the destination writer is throttled, and both writers' lag;
+//! - each stalled shard (a writer stopped at one record): since when, why, the bucket, and how
+//!   long until the record expires from the stream; and each park rule;
 //! - the read endpoint (scheme, host and port only);
 //! - per bucket, the newest point at the source and at the destination (when
 //!   `INFLUX_SRC_TOKEN` and `INFLUX_DEST_TOKEN` are set).
@@ -28,6 +30,7 @@ use crate::live::endpoint;
 use crate::live::lag::{AnyLag, LagReading, LagSource, human_duration, rfc3339};
 use crate::live::mapping::{self, Mapping};
 use crate::live::output::{Output, Verdict};
+use crate::live::stalls;
 use crate::live::stream::{self, ALARM_SHARE, Expiry, StreamState, WARN_SHARE};
 use crate::verify::{self as counts, BucketPair};
 
@@ -182,6 +185,22 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<Exit> {
         ));
     }
 
+    // Stalled shards and park rules.
+    match &dep.dead_letter_bucket {
+        Some(bucket) => {
+            let retention = stream_state.as_ref().map(|s| s.retention_hours).or(dep.retention_hours);
+            match stall_section(&mut out, &aws.s3, bucket, retention).await {
+                Ok(v) => data["stalls"] = v,
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        None => out.check(
+            "stalls",
+            Verdict::Unknown,
+            "no dead-letter bucket named (--stack or --dead-letter-bucket)",
+        ),
+    }
+
     // The read endpoint, and the databases.
     let mut secret = None;
     match &dep.secret_id {
@@ -224,6 +243,51 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<Exit> {
     data["errors"] = json!(errors);
     let exit = if errors.is_empty() { Exit::Success } else { Exit::Failure };
     Ok(out.finish(exit, data))
+}
+
+/// Each stalled shard (since when, why, the bucket, the expiry headroom) and each park rule.
+async fn stall_section(
+    out: &mut Output,
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    retention_hours: Option<u32>,
+) -> Result<Value, stalls::StallError> {
+    let now = stalls::now_ms();
+    let found = stalls::stalls(s3, bucket).await?;
+    let rules = stalls::rules(s3, bucket).await?;
+    if found.is_empty() {
+        out.check("stalls", Verdict::Ok, "no writer is stopped at a record");
+    }
+    let mut shards = Vec::new();
+    for stall in &found {
+        out.check("stall", Verdict::Warn, stalls::describe(stall, retention_hours, now));
+        shards.push(json!({
+            "stall": stall,
+            "stalled_seconds": stall.stalled_ms(now) / 1000,
+            "expiry_headroom_seconds": retention_hours.and_then(|h| stall.expiry_headroom_ms(h, now)).map(|ms| ms / 1000),
+        }));
+    }
+    let mut parked = Vec::new();
+    for rule in &rules {
+        let active = now < rule.expires_at_ms;
+        let status = rule.status.map(|s| s.to_string()).unwrap_or_else(|| "no status".into());
+        out.check(
+            "park rule",
+            if active { Verdict::Warn } else { Verdict::Info },
+            format!(
+                "{} writer, {}: records failing with {status} go to dead-letter storage {} {} ({}); release: influx-migration park --release --target {} --shard {}",
+                rule.target.as_str(),
+                rule.shard_id,
+                if active { "until" } else { "- expired" },
+                stalls::rfc3339_ms(rule.expires_at_ms),
+                rule.note,
+                rule.target.as_str(),
+                rule.shard_id,
+            ),
+        );
+        parked.push(json!({"rule": rule, "active": active}));
+    }
+    Ok(json!({"shards": shards, "park_rules": parked}))
 }
 
 /// Per bucket pair, the newest point at each end.
