@@ -138,11 +138,31 @@ impl WriteParams {
     }
 }
 
+/// Where a write lands at the source, as influxd resolves it: the org (by `org`, `orgID`, or
+/// for v1 the only org) and the bucket (by name or ID, or for v1 through the DBRP mapping of
+/// `db` and `rp`, the default one when `rp` is absent), with IDs and names. The gateway sets it
+/// when the source answers its questions; the destination writer's mappings match on it,
+/// whatever the client called the bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Target {
+    pub org_id: String,
+    pub org: String,
+    pub bucket_id: String,
+    pub bucket: String,
+    /// v1: the retention policy of the DBRP mapping the write resolved through.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rp: Option<String>,
+}
+
 /// The record header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
     pub api: Api,
     pub params: WriteParams,
+    /// The canonical target, when the gateway could resolve it (absent in records of older
+    /// gateways: readers ignore fields they do not know, so this needs no new format version).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub target: Option<Target>,
     /// The client's `Authorization` value (already restored from `X-Original-Authorization`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub authorization: Option<Sensitive>,
@@ -480,6 +500,7 @@ mod tests {
                 precision: Some("ns".into()),
                 ..Default::default()
             },
+            target: None,
             authorization: Some(Sensitive::new("Token secret")),
             received_at_ns: 1_700_000_000_123_456_789,
             content_type: Some("text/plain; charset=utf-8".into()),

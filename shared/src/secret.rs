@@ -9,6 +9,7 @@
 //!   "read": "source",
 //!   "mappings": {
 //!     "buckets": { "telegraf": "telegraf", "app/autogen": "app" },
+//!     "unmapped": "source-only",
 //!     "orgs":    { "old-org": "new-org" },
 //!     "tokens":  { "<source token>": "<destination token>" }
 //!   }
@@ -22,8 +23,12 @@
 //! - `mappings` (optional), for a live migration of only some buckets, or when names or tokens
 //!   differ between the two databases; applied only on the way to the destination:
 //!   - `buckets`: when present and not empty, only writes to these buckets (v2 `bucket`, or v1
-//!     `db` / `db/rp`) are replayed to the destination, renamed to the value; other writes reach
-//!     only the source;
+//!     `db` / `db/rp`) are replayed to the destination, renamed to the value;
+//!   - `unmapped` (required with `buckets`; there is no silent default): what happens to a write
+//!     to any other bucket. `"source-only"`: it reaches only the source, and the destination
+//!     writer counts it (`source_only` in its batch log line); `"fail"`: a configuration error —
+//!     the destination writer stops at the record (a stall `status` shows) until the mapping is
+//!     added or the operator parks the shard;
 //!   - `orgs`: `org` / `orgID` values renamed;
 //!   - `tokens`: a client's source token replaced by the destination token.
 //!
@@ -44,7 +49,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::envelope::{Api, WriteParams};
+use crate::envelope::{Api, Target, WriteParams};
 use crate::sensitive::Sensitive;
 
 /// The default cache time.
@@ -108,11 +113,24 @@ impl Role {
     }
 }
 
+/// What happens to a write whose bucket is not in `mappings.buckets`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unmapped {
+    /// The source gets it, the destination does not; the destination writer counts it.
+    SourceOnly,
+    /// A configuration error: the destination writer stops at the record until the mapping is
+    /// added or the shard is parked.
+    Fail,
+}
+
 /// Renames applied on the way to the destination.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mappings {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub buckets: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmapped: Option<Unmapped>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub orgs: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -124,23 +142,92 @@ pub struct Mappings {
 pub enum Mapped {
     /// Replay with these parameters and this credential.
     Write { params: WriteParams, authorization: Option<Sensitive> },
-    /// The bucket is not part of this migration: the source gets it, the destination does not.
+    /// The bucket is not part of this migration (`"unmapped": "source-only"`): the source gets
+    /// it, the destination does not.
     NotMigrated,
+    /// The bucket is not in the mappings and `"unmapped"` is `"fail"`: the destination must not
+    /// go on past it. `bucket` is what the client named (`bucket`, or `db[/rp]`).
+    Unmapped { bucket: String },
 }
 
 impl Mappings {
     pub fn is_empty(&self) -> bool {
-        self.buckets.is_empty() && self.orgs.is_empty() && self.tokens.is_empty()
+        self.buckets.is_empty() && self.unmapped.is_none() && self.orgs.is_empty() && self.tokens.is_empty()
     }
 
-    /// Applies the mappings to one write.
+    /// What a write to a bucket outside `buckets` becomes.
+    fn outside(&self, bucket: String) -> Mapped {
+        match self.unmapped {
+            Some(Unmapped::Fail) => Mapped::Unmapped { bucket },
+            // `EndpointSecret::parse` refuses `buckets` without `unmapped`; a value built in
+            // code without it keeps the old meaning.
+            Some(Unmapped::SourceOnly) | None => Mapped::NotMigrated,
+        }
+    }
+
+    /// Applies the mappings to one write, by the names the client sent.
     pub fn apply(&self, api: Api, params: &WriteParams, authorization: Option<&Sensitive>) -> Mapped {
+        self.apply_to(api, params, authorization, None)
+    }
+
+    /// Applies the mappings to one write whose canonical target at the source is `target`
+    /// (resolved by the gateway; `None` for a record of an older gateway or a credential that
+    /// cannot read): the bucket list matches the resolved bucket by name or ID (and a v1 write's
+    /// `db/rp` with the retention policy it resolved to, so `db=app` without `rp` matches
+    /// `"app/autogen"` when that is app's default), whatever the client called it. A resolved
+    /// v2 write reaches the destination by names — org (mapped) and bucket — since the source's
+    /// IDs mean nothing there.
+    pub fn apply_to(
+        &self,
+        api: Api,
+        params: &WriteParams,
+        authorization: Option<&Sensitive>,
+        target: Option<&Target>,
+    ) -> Mapped {
+        let authorization = authorization.map(|a| self.map_token(a));
+        let Some(t) = target else { return self.by_client_names(api, params, authorization) };
+        let mut p = params.clone();
+        if !self.buckets.is_empty() {
+            let keys: Vec<String> = match api {
+                Api::V1 => [
+                    t.rp.as_ref().map(|rp| format!("{}/{rp}", p.db.as_deref().unwrap_or_default())),
+                    Some(t.bucket.clone()),
+                    Some(t.bucket_id.clone()),
+                    p.db.clone(),
+                ]
+                .into_iter()
+                .flatten()
+                .collect(),
+                Api::V2 => [Some(t.bucket.clone()), Some(t.bucket_id.clone()), p.bucket.clone()]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            };
+            let Some(to) = keys.iter().find_map(|k| self.buckets.get(k)).cloned() else {
+                return self.outside(t.bucket.clone());
+            };
+            match api {
+                Api::V2 => p.bucket = Some(to),
+                Api::V1 => set_db_rp(&mut p, to),
+            }
+        } else if api == Api::V2 {
+            p.bucket = Some(t.bucket.clone());
+        }
+        if api == Api::V2 {
+            let org = self.orgs.get(&t.org).or_else(|| self.orgs.get(&t.org_id)).cloned();
+            p.org = Some(org.unwrap_or_else(|| t.org.clone()));
+            p.org_id = None;
+        }
+        Mapped::Write { params: p, authorization }
+    }
+
+    fn by_client_names(&self, api: Api, params: &WriteParams, authorization: Option<Sensitive>) -> Mapped {
         let mut p = params.clone();
         if !self.buckets.is_empty() {
             match api {
                 Api::V2 => match p.bucket.as_ref().and_then(|b| self.buckets.get(b)) {
                     Some(to) => p.bucket = Some(to.clone()),
-                    None => return Mapped::NotMigrated,
+                    None => return self.outside(p.bucket.clone().unwrap_or_default()),
                 },
                 Api::V1 => {
                     let db = p.db.clone().unwrap_or_default();
@@ -151,14 +238,8 @@ impl Mappings {
                         .or_else(|| self.buckets.get(&db))
                         .cloned();
                     match hit {
-                        Some(to) => match to.split_once('/') {
-                            Some((d, r)) => {
-                                p.db = Some(d.to_string());
-                                p.rp = Some(r.to_string());
-                            }
-                            None => p.db = Some(to),
-                        },
-                        None => return Mapped::NotMigrated,
+                        Some(to) => set_db_rp(&mut p, to),
+                        None => return self.outside(with_rp.unwrap_or(db)),
                     }
                 }
             }
@@ -169,7 +250,7 @@ impl Mappings {
         if let Some(org) = p.org_id.as_ref().and_then(|o| self.orgs.get(o)) {
             p.org_id = Some(org.clone());
         }
-        Mapped::Write { params: p, authorization: authorization.map(|a| self.map_token(a)) }
+        Mapped::Write { params: p, authorization }
     }
 
     /// The credential with its token replaced when the mappings name it, in every form influxd
@@ -212,6 +293,17 @@ impl Mappings {
     }
 }
 
+/// A v1 mapping's value: `db/rp`, or `db` alone (the destination's default retention policy).
+fn set_db_rp(p: &mut WriteParams, to: String) {
+    match to.split_once('/') {
+        Some((d, r)) => {
+            p.db = Some(d.to_string());
+            p.rp = Some(r.to_string());
+        }
+        None => p.db = Some(to),
+    }
+}
+
 /// The endpoint secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointSecret {
@@ -230,6 +322,15 @@ impl EndpointSecret {
             // serde_json's messages name fields and positions, never the values of strings.
             reason: format!("{} at line {} column {}", classify_json_error(&e), e.line(), e.column()),
         })?;
+        if !secret.mappings.buckets.is_empty() && secret.mappings.unmapped.is_none() {
+            return Err(SecretError::Shape {
+                id: id.to_string(),
+                reason: "mappings.buckets is set, so say what happens to writes to other buckets: \
+                         \"unmapped\": \"source-only\" (they reach only the source, counted) or \"fail\" \
+                         (the destination writer stops at them until a mapping is added)"
+                    .into(),
+            });
+        }
         for (role, ep) in [("source", &secret.source), ("destination", &secret.destination)] {
             if !(ep.url.starts_with("http://") || ep.url.starts_with("https://")) {
                 return Err(SecretError::Shape {
@@ -481,6 +582,91 @@ mod tests {
         }
         let other_token = Sensitive::new("Token unknown");
         assert_eq!(m.map_token(&other_token), other_token);
+    }
+
+    /// On main a write to a bucket outside `mappings.buckets` was skipped at the destination with
+    /// no word said: the secret must say what it wants, and "fail" must never skip.
+    #[test]
+    fn a_bucket_list_without_an_unmapped_policy_is_refused_and_fail_never_skips() {
+        let base = r#"{"source":{"url":"http://s:8086"},"destination":{"url":"http://d:8086"},"read":"source","mappings":{"buckets":{"a":"a"}MORE}}"#;
+        let e = EndpointSecret::parse("id", &base.replace("MORE", "")).unwrap_err().to_string();
+        assert!(e.contains("\"unmapped\": \"source-only\"") && e.contains("\"fail\""), "{e}");
+        let bad = EndpointSecret::parse("id", &base.replace("MORE", r#","unmapped":"drop""#));
+        assert!(bad.is_err(), "an unknown policy is refused");
+
+        let fail = EndpointSecret::parse("id", &base.replace("MORE", r#","unmapped":"fail""#)).unwrap();
+        assert_eq!(fail.mappings.unmapped, Some(Unmapped::Fail));
+        assert_eq!(
+            fail.mappings.apply(Api::V2, &v2("other"), None),
+            Mapped::Unmapped { bucket: "other".into() }
+        );
+        let v1 = WriteParams { db: Some("app".into()), ..Default::default() };
+        assert_eq!(fail.mappings.apply(Api::V1, &v1, None), Mapped::Unmapped { bucket: "app".into() });
+        assert!(matches!(fail.mappings.apply(Api::V2, &v2("a"), None), Mapped::Write { .. }));
+
+        let only =
+            EndpointSecret::parse("id", &base.replace("MORE", r#","unmapped":"source-only""#)).unwrap();
+        assert_eq!(only.mappings.apply(Api::V2, &v2("other"), None), Mapped::NotMigrated);
+        // Without a bucket list every bucket is migrated; no policy is needed.
+        let all = r#"{"source":{"url":"http://s:8086"},"destination":{"url":"http://d:8086"},"read":"source","mappings":{"orgs":{"o":"p"}}}"#;
+        assert!(EndpointSecret::parse("id", all).is_ok());
+    }
+
+    /// On main the mappings matched only the client's words: a v1 write with `db=app` and no
+    /// `rp` missed the documented key `"app/autogen"`, a v2 write by bucket ID missed its name.
+    #[test]
+    fn the_resolved_target_matches_whatever_the_client_called_the_bucket() {
+        let m: Mappings = serde_json::from_str(
+            r#"{"buckets":{"telegraf":"telegraf-new","app/autogen":"app"},"unmapped":"fail","orgs":{"old-org":"new-org"}}"#,
+        )
+        .unwrap();
+        let target = |bucket: &str, rp: Option<&str>| Target {
+            org_id: "0000000000000abc".into(),
+            org: "old-org".into(),
+            bucket_id: "00000000000000b1".into(),
+            bucket: bucket.into(),
+            rp: rp.map(str::to_string),
+        };
+        // v2 by bucket ID and org ID: the destination gets names, mapped.
+        let by_id = WriteParams {
+            org_id: Some("0000000000000abc".into()),
+            bucket: Some("00000000000000b1".into()),
+            precision: Some("s".into()),
+            ..Default::default()
+        };
+        match m.apply_to(Api::V2, &by_id, None, Some(&target("telegraf", None))) {
+            Mapped::Write { params, .. } => {
+                assert_eq!(params.bucket.as_deref(), Some("telegraf-new"));
+                assert_eq!((params.org.as_deref(), params.org_id.as_deref()), (Some("new-org"), None));
+                assert_eq!(params.precision.as_deref(), Some("s"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Without the target (an older gateway) it is not recognised, and "fail" says so.
+        assert!(matches!(m.apply(Api::V2, &by_id, None), Mapped::Unmapped { .. }));
+        // v1 without rp, resolved through app's default DBRP mapping (autogen).
+        let v1 = WriteParams { db: Some("app".into()), ..Default::default() };
+        match m.apply_to(Api::V1, &v1, None, Some(&target("app", Some("autogen")))) {
+            Mapped::Write { params, .. } => {
+                assert_eq!((params.db.as_deref(), params.rp.as_deref()), (Some("app"), None));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(m.apply(Api::V1, &v1, None), Mapped::Unmapped { .. }));
+        // A bucket outside the list, however named, follows "unmapped".
+        assert_eq!(
+            m.apply_to(Api::V2, &v2("0000000000000ccc"), None, Some(&target("other", None))),
+            Mapped::Unmapped { bucket: "other".into() }
+        );
+        // No bucket list: a resolved v2 write still goes by names.
+        let all: Mappings = serde_json::from_str(r#"{"tokens":{"a":"b"}}"#).unwrap();
+        match all.apply_to(Api::V2, &by_id, None, Some(&target("telegraf", None))) {
+            Mapped::Write { params, .. } => {
+                assert_eq!(params.bucket.as_deref(), Some("telegraf"));
+                assert_eq!((params.org.as_deref(), params.org_id.as_deref()), (Some("old-org"), None));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -312,6 +312,7 @@ async fn deliberate_bad_records(stack: &LocalStack, expected: &mut Vec<String>) 
             bucket: Some(stack.source.bucket.clone()),
             ..Default::default()
         },
+        target: None,
         authorization: Some(Sensitive::new(format!("Token {}", stack.source.token))),
         received_at_ns: 0,
         content_type: None,

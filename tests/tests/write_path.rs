@@ -412,6 +412,7 @@ async fn put_raw_record(w: &WritePath, body: &str) {
             bucket: Some(w.source.bucket.clone()),
             ..Default::default()
         },
+        target: None,
         authorization: Some(Sensitive::new(format!("Token {}", w.source.token))),
         received_at_ns: now_ns(),
         content_type: None,

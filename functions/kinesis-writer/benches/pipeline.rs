@@ -127,9 +127,15 @@ fn main() {
     let mut records = 0;
     let full = time(budget, || {
         let (lines, _) = screen(black_box(&write)).unwrap();
-        let p =
-            prepare(&write, &lines, 1_700_000_000_123_456_789, PartitionKeyMode::Random, MAX_RECORD_BYTES)
-                .unwrap();
+        let p = prepare(
+            &write,
+            None,
+            &lines,
+            1_700_000_000_123_456_789,
+            PartitionKeyMode::Random,
+            MAX_RECORD_BYTES,
+        )
+        .unwrap();
         records = p.records.len();
         black_box(p);
     });

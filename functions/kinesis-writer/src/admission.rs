@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use shared::envelope::WriteParams;
+use shared::envelope::{Target, WriteParams};
 use shared::gateway::GatewayResponse;
 use shared::influx_client::{ClientError, ClientOptions, EndpointClients, error_chain};
 use shared::secret::{Role, SecretCache, SecretsManagerSource};
@@ -45,6 +45,8 @@ pub struct Admission {
     ttl: Duration,
     hasher: RandomState,
     admitted: Mutex<HashMap<u64, Instant>>,
+    /// Resolved targets (and failures, so an unresolvable write costs one lookup per TTL).
+    resolved: Mutex<HashMap<u64, (Instant, Option<Target>)>>,
 }
 
 impl Admission {
@@ -53,7 +55,14 @@ impl Admission {
             timeout: Duration::from_secs(5),
             ..ClientOptions::default()
         })?;
-        Ok(Admission { secret, http, ttl, hasher: RandomState::new(), admitted: Mutex::new(HashMap::new()) })
+        Ok(Admission {
+            secret,
+            http,
+            ttl,
+            hasher: RandomState::new(),
+            admitted: Mutex::new(HashMap::new()),
+            resolved: Mutex::new(HashMap::new()),
+        })
     }
 
     fn key(&self, write: &WriteRequest) -> u64 {
@@ -63,6 +72,41 @@ impl Admission {
         (org, org_id, bucket, db, rp).hash(&mut h);
         write.authorization.as_ref().map(|a| a.expose()).hash(&mut h);
         h.finish()
+    }
+
+    /// Where `write` lands at the source (`crate::target`), cached like admissions; `None` when
+    /// the source cannot tell (the credential cannot read, the source is down): the record then
+    /// goes unresolved and the mappings match on what the client sent.
+    pub async fn resolve(&self, write: &WriteRequest) -> Option<Target> {
+        let key = self.key(write);
+        if let Some((until, target)) = self.resolved.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
+            && Instant::now() < *until
+        {
+            return target.clone();
+        }
+        let secret = self.secret.get().await.ok()?;
+        let source = secret.endpoint(Role::Source);
+        let http = self.http.get(source.skip_verify).ok()?;
+        let target = match crate::target::resolve(
+            http,
+            source.base(),
+            write.api,
+            &write.params,
+            write.authorization.as_ref(),
+        )
+        .await
+        {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(reason = %e, api = ?write.api, "could not resolve the write's bucket at the source; it is queued as the client named it");
+                None
+            }
+        };
+        self.resolved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (Instant::now() + self.ttl, target.clone()));
+        target
     }
 
     /// Asks the source whether it would take `write` (cached).

@@ -9,6 +9,8 @@
 //! 3. [`admission::Admission::check`] — an empty write to the source with the same parameters and
 //!    credential (cached): a wrong token, org or bucket is answered now, exactly as influxd answers
 //!    it, instead of entering the stream where it could only be retried forever.
+//!    The admitted write's canonical target (org and bucket, IDs and names, as influxd resolves
+//!    them; [`target`]) is asked the same way and carried in the record for the mappings.
 //! 4. [`records::prepare`] — lines without a timestamp get the receive time in the request's
 //!    precision, and the lines are cut into compressed records within Kinesis' 1 MiB limit.
 //! 5. [`sink::KinesisSink::put_all`] — the records in order (`PutRecord` with
@@ -21,6 +23,7 @@ pub mod config;
 pub mod records;
 pub mod request;
 pub mod sink;
+pub mod target;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -137,9 +140,10 @@ async fn write(
         Err(e) => return (GatewayResponse::error(&e), summary),
     };
     summary.lines = lines.len();
+    let mut target = None;
     if let Some(admission) = &deps.admission {
         match admission.check(&write).await {
-            Verdict::Admitted => {}
+            Verdict::Admitted => target = admission.resolve(&write).await,
             Verdict::Refused(response) => return (response, summary),
             Verdict::Unchecked(why) => {
                 tracing::warn!(reason = %why, "could not check the write against the source; queuing it anyway (the stream keeps it until the source takes it)");
@@ -153,6 +157,7 @@ async fn write(
     }
     let prepared = match records::prepare(
         &write,
+        target,
         &lines,
         received_at_ns,
         deps.config.partition_key_mode,

@@ -8,7 +8,7 @@
 //! shard in order.
 
 use bytes::Bytes;
-use shared::envelope::{Chunker, EnvelopeError, Header, PartitionKeyMode};
+use shared::envelope::{Chunker, EnvelopeError, Header, PartitionKeyMode, Target};
 use shared::influx_error::{ErrorCode, InfluxError};
 use shared::line_protocol::Line;
 
@@ -22,9 +22,10 @@ pub struct Prepared {
 }
 
 /// Stamps and chunks `lines` of `write` into records of at most `max_record` bytes (partition key
-/// included).
+/// included); each record's header carries `target`, the write's resolved target at the source.
 pub fn prepare(
     write: &WriteRequest,
+    target: Option<Target>,
     lines: &[Line<'_>],
     received_at_ns: i64,
     mode: PartitionKeyMode,
@@ -34,6 +35,7 @@ pub fn prepare(
     let header = Header {
         api: write.api,
         params: write.params.clone(),
+        target,
         authorization: write.authorization.clone(),
         received_at_ns,
         content_type: write.content_type.clone(),
@@ -96,8 +98,9 @@ mod tests {
         let body = b"m,t=a f=1i\nm,t=b f=2i 123\nm f=\"a b\"\n";
         let w = write(body, Precision::Milliseconds);
         let lines = validate(&w.body, Precision::Milliseconds).unwrap();
-        let p = prepare(&w, &lines, 1_700_000_000_123_456_789, PartitionKeyMode::Random, MAX_RECORD_BYTES)
-            .unwrap();
+        let p =
+            prepare(&w, None, &lines, 1_700_000_000_123_456_789, PartitionKeyMode::Random, MAX_RECORD_BYTES)
+                .unwrap();
         assert_eq!(p.records.len(), 1);
         let r = Record::decode(&p.records[0]).unwrap();
         assert_eq!(
@@ -118,7 +121,7 @@ mod tests {
         }
         let w = write(&body, Precision::Nanoseconds);
         let lines = validate(&w.body, Precision::Nanoseconds).unwrap();
-        let p = prepare(&w, &lines, 0, PartitionKeyMode::Random, 64 * 1024).unwrap();
+        let p = prepare(&w, None, &lines, 0, PartitionKeyMode::Random, 64 * 1024).unwrap();
         assert!(p.records.len() > 1);
         let mut replayed = Vec::new();
         for r in &p.records {

@@ -81,6 +81,7 @@ mod tests {
                 ("app/autogen".to_string(), "app".to_string()),
                 ("old".to_string(), "new/weekly".to_string()),
             ]),
+            unmapped: Some(shared::secret::Unmapped::SourceOnly),
             orgs: BTreeMap::from([("old-org".to_string(), "new-org".to_string())]),
             tokens: BTreeMap::from([(Sensitive::new("src-tok"), Sensitive::new("dst-tok"))]),
         }

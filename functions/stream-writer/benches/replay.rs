@@ -47,6 +47,7 @@ fn records(db: &Influxd, bucket: &str, round: usize) -> Vec<Vec<u8>> {
                     precision: Some("ns".into()),
                     ..Default::default()
                 },
+                target: None,
                 authorization: Some(Sensitive::new(db.auth())),
                 received_at_ns: 0,
                 content_type: None,

@@ -63,15 +63,24 @@ pub enum Step {
         index: usize,
         version: u8,
     },
-    /// A write to a bucket outside this migration (destination only): nothing to do.
+    /// A write to a bucket outside this migration (destination only, `"unmapped":
+    /// "source-only"`): nothing to do but count it.
     Skip {
         index: usize,
+    },
+    /// A write to a bucket outside the mappings when `"unmapped"` is `"fail"` (destination
+    /// only): a configuration error; the batch stops here until a mapping is added or the
+    /// operator parks the shard.
+    Unmapped {
+        index: usize,
+        bucket: String,
     },
 }
 
 /// Groups the batch into steps, in order. For the destination the secret's mappings rename
-/// buckets, orgs and tokens, and writes to unmapped buckets are skipped when a bucket list is
-/// given; the source always gets every write as the client sent it.
+/// buckets, orgs and tokens; when a bucket list is given, a write to another bucket is skipped
+/// (`"unmapped": "source-only"`) or stops the batch (`"fail"`). The source always gets every
+/// write as the client sent it.
 pub fn plan(items: &[Item<'_>], target: Role, mappings: &Mappings, max_write_bytes: u64) -> Vec<Step> {
     let mut steps: Vec<Step> = Vec::new();
     for item in items {
@@ -93,13 +102,19 @@ pub fn plan(items: &[Item<'_>], target: Role, mappings: &Mappings, max_write_byt
         let h = &record.header;
         let (params, authorization) = match target {
             Role::Source => (h.params.clone(), h.authorization.clone()),
-            Role::Destination => match mappings.apply(h.api, &h.params, h.authorization.as_ref()) {
-                Mapped::Write { params, authorization } => (params, authorization),
-                Mapped::NotMigrated => {
-                    steps.push(Step::Skip { index: item.index });
-                    continue;
+            Role::Destination => {
+                match mappings.apply_to(h.api, &h.params, h.authorization.as_ref(), h.target.as_ref()) {
+                    Mapped::Write { params, authorization } => (params, authorization),
+                    Mapped::NotMigrated => {
+                        steps.push(Step::Skip { index: item.index });
+                        continue;
+                    }
+                    Mapped::Unmapped { bucket } => {
+                        steps.push(Step::Unmapped { index: item.index, bucket });
+                        continue;
+                    }
                 }
-            },
+            }
         };
         if let Some(Step::Write(group)) = steps.last_mut()
             && group.api == h.api
@@ -132,6 +147,7 @@ mod tests {
         let header = Header {
             api: Api::V2,
             params: WriteParams { org: Some("o".into()), bucket: Some(bucket.into()), ..Default::default() },
+            target: None,
             authorization: Some(Sensitive::new(format!("Token {token}"))),
             received_at_ns: 1,
             content_type: None,
@@ -179,6 +195,7 @@ mod tests {
                 Step::Unreadable { index, .. } => format!("u{index}"),
                 Step::Newer { index, .. } => format!("n{index}"),
                 Step::Skip { index } => format!("s{index}"),
+                Step::Unmapped { index, .. } => format!("f{index}"),
             })
             .collect();
         assert_eq!(shape, vec!["w[0, 1]", "w[2]", "u3", "w[4, 5]"]);

@@ -137,7 +137,7 @@ pub async fn handle(deps: &Deps, event: &KinesisEvent, deadline: Instant) -> Kin
                 writes = stats.writes,
                 dead_lettered = stats.dead_lettered,
                 parked = stats.parked,
-                skipped = stats.skipped,
+                source_only = stats.source_only,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "batch written"
             );

@@ -83,7 +83,8 @@ impl<'a> Parking<'a> {
 pub struct Stats {
     pub writes: usize,
     pub dead_lettered: usize,
-    pub skipped: usize,
+    /// Writes to buckets outside the migration (`"unmapped": "source-only"`), not replayed.
+    pub source_only: usize,
     /// Records moved to dead-letter storage by the operator's park rule.
     pub parked: usize,
 }
@@ -98,7 +99,7 @@ pub struct Replayer<'a> {
     write_timeout: Duration,
     writes: AtomicUsize,
     dead_lettered: AtomicUsize,
-    skipped: AtomicUsize,
+    source_only: AtomicUsize,
     parked: AtomicUsize,
     parking: Option<Parking<'a>>,
 }
@@ -128,7 +129,7 @@ impl<'a> Replayer<'a> {
             write_timeout,
             writes: AtomicUsize::new(0),
             dead_lettered: AtomicUsize::new(0),
-            skipped: AtomicUsize::new(0),
+            source_only: AtomicUsize::new(0),
             parked: AtomicUsize::new(0),
             parking: None,
         }
@@ -144,7 +145,7 @@ impl<'a> Replayer<'a> {
         Stats {
             writes: self.writes.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
-            skipped: self.skipped.load(Ordering::Relaxed),
+            source_only: self.source_only.load(Ordering::Relaxed),
             parked: self.parked.load(Ordering::Relaxed),
         }
     }
@@ -154,7 +155,7 @@ impl<'a> Replayer<'a> {
         for step in steps {
             match step {
                 Step::Skip { .. } => {
-                    self.skipped.fetch_add(1, Ordering::Relaxed);
+                    self.source_only.fetch_add(1, Ordering::Relaxed);
                 }
                 Step::Unreadable { index, error } => {
                     let item = &items[*index];
@@ -173,6 +174,25 @@ impl<'a> Replayer<'a> {
                         sequence_number = item.sequence_number,
                         "{reason}"
                     );
+                    return Err(Stop { at: *index, reason, class: StallClass::Configuration, status: None });
+                }
+                Step::Unmapped { index, bucket } => {
+                    let item = &items[*index];
+                    let reason = format!(
+                        "bucket {bucket:?} is not in the endpoint secret's mappings.buckets and \
+                         \"unmapped\" is \"fail\": add a mapping for it (or set \"unmapped\": \
+                         \"source-only\"), or park the shard; the record is retried, never dropped"
+                    );
+                    if let Some(parking) = &self.parking
+                        && let Some(rule) = parking.rule().await
+                        && rule.applies(None, now_ms())
+                    {
+                        self.parked.fetch_add(1, Ordering::Relaxed);
+                        let reason = format!("parked by the operator ({}) after: {reason}", rule.note);
+                        self.dead_letter(item, None, reason, None).await?;
+                        continue;
+                    }
+                    tracing::error!(shard = item.shard_id, sequence_number = item.sequence_number, bucket = %bucket, "{reason}");
                     return Err(Stop { at: *index, reason, class: StallClass::Configuration, status: None });
                 }
                 Step::Write(group) => self.write_group(items, group, &group.items).await?,

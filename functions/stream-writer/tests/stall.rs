@@ -31,6 +31,11 @@ struct Bed {
 
 impl Bed {
     async fn start() -> Bed {
+        Bed::start_with(serde_json::json!({})).await
+    }
+
+    /// With the secret's `mappings`.
+    async fn start_with(mappings: Value) -> Bed {
         let (db, moto) = tokio::join!(Influxd::start(), Moto::start());
         let aws = moto.sdk_config().await;
         let s3 = moto.s3().await;
@@ -40,6 +45,7 @@ impl Bed {
             "source": {"url": db.url},
             "destination": {"url": db.url},
             "read": "source",
+            "mappings": mappings,
         });
         secrets
             .create_secret()
@@ -221,4 +227,31 @@ async fn a_park_rule_moves_exactly_the_records_failing_with_its_status_into_dead
     }
     assert!(bed.stall().await.is_none(), "the shard moved on");
     drop(bed.moto);
+}
+
+/// On main a write to a bucket outside `mappings.buckets` was skipped at the destination without
+/// a word. With `"unmapped": "fail"` the shard stops at it, visibly, until a mapping is added or
+/// the operator parks it; with `"source-only"` it is counted and skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_to_an_unmapped_bucket_stalls_the_shard_when_the_secret_says_fail() {
+    let bed = Bed::start_with(serde_json::json!({"buckets": {"other": "other"}, "unmapped": "fail"})).await;
+    let batch = vec![bed.good(1), bed.good(2)];
+    let stop = bed.replay(0, &batch, Duration::from_secs(2)).await;
+    assert_eq!(
+        stop.as_deref(),
+        Some(support::sequence_number(0).as_str()),
+        "the first record stops the batch"
+    );
+    let stall = bed.stall().await.expect("the stall is recorded");
+    assert_eq!((stall.class, stall.status), (StallClass::Configuration, None));
+    assert!(stall.reason.contains("not in the endpoint secret's mappings.buckets"), "{}", stall.reason);
+    assert_eq!(stall.bucket.as_deref(), Some(bed.db.bucket.as_str()));
+    assert!(bed.values().await.is_empty(), "nothing written past it");
+
+    // The operator parks failures without a status: the records go to dead-letter storage.
+    bed.park(None, 60_000).await;
+    assert_eq!(bed.replay(0, &batch, Duration::from_secs(10)).await, None);
+    let letters = bed.dead_letters().await;
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert!(letters.iter().all(|l| l["reason"].as_str().unwrap_or("").starts_with("parked by the operator")));
 }

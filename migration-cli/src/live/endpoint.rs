@@ -234,7 +234,7 @@ mod tests {
         }
     }
 
-    const TEXT: &str = r#"{"source":{"url":"http://src:8086"},"destination":{"url":"https://dst:8086","skip_verify":true},"read":"source","mappings":{"buckets":{"a":"b"}},"note":"kept"}"#;
+    const TEXT: &str = r#"{"source":{"url":"http://src:8086"},"destination":{"url":"https://dst:8086","skip_verify":true},"read":"source","mappings":{"buckets":{"a":"b"},"unmapped":"source-only"},"note":"kept"}"#;
 
     #[test]
     fn a_switch_changes_read_and_keeps_every_other_field() {

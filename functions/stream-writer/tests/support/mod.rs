@@ -17,6 +17,7 @@ pub fn record(db: &Influxd, lines: &[String], token: &str) -> Vec<u8> {
             bucket: Some(db.bucket.clone()),
             ..Default::default()
         },
+        target: None,
         authorization: Some(Sensitive::new(format!("Token {token}"))),
         received_at_ns: 0,
         content_type: None,
