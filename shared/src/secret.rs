@@ -26,7 +26,7 @@
 //!     `db` / `db/rp`) are replayed to the destination, renamed to the value;
 //!   - `unmapped` (required with `buckets`; there is no silent default): what happens to a write
 //!     to any other bucket. `"source-only"`: it reaches only the source, and the destination
-//!     writer counts it (`source_only` in its batch log line); `"fail"`: a configuration error —
+//!     writer counts it per bucket (`status` and `verify` show the count); `"fail"`: a configuration error —
 //!     the destination writer stops at the record (a stall `status` shows) until the mapping is
 //!     added or the operator parks the shard;
 //!   - `orgs`: `org` / `orgID` values renamed;

@@ -9,6 +9,7 @@
 //! | `stalls/<target>/<shard>.json` | the stream writer, at every batch that stops | [`Stall`]: the blocking record, since when, why, the bucket |
 //! | `parked/<target>/<shard>.json` | `influx-migration park` | [`ParkRule`]: records of that shard failing with that status go to dead-letter storage until the rule expires or is released |
 //! | `redriven/<dead-letter key>` | `influx-migration redrive` | the dead letters that were written again and landed |
+//! | `counts/<target>/source-only/<shard>.json` | the destination writer | [`SourceOnly`]: per bucket, the records it did not replay because `"unmapped"` is `"source-only"` |
 //!
 //! A writer deletes its shard's stall object once a batch of that shard goes through. A park
 //! rule never covers a failure it was not made for: it names the status it parks (a 403 rule
@@ -24,6 +25,23 @@ pub const STALL_PREFIX: &str = "stalls/";
 pub const PARK_PREFIX: &str = "parked/";
 /// Where redriven dead letters are moved.
 pub const REDRIVEN_PREFIX: &str = "redriven/";
+/// Where the writers keep their counts.
+pub const COUNT_PREFIX: &str = "counts/";
+
+/// Per bucket (as the client named it), how many records of one shard the destination writer
+/// left to the source alone because the bucket is outside `mappings.buckets` and `"unmapped"` is
+/// `"source-only"`. At least this many: a batch Lambda retries after a crash may count twice.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceOnly {
+    pub shard_id: String,
+    pub by_bucket: std::collections::BTreeMap<String, u64>,
+    pub updated_ms: i64,
+}
+
+/// The key of a shard's source-only count.
+pub fn source_only_key(target: Role, shard_id: &str) -> String {
+    format!("{COUNT_PREFIX}{}/source-only/{shard_id}.json", target.as_str())
+}
 
 /// Why a batch stopped, as far as the operator is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

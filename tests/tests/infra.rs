@@ -240,6 +240,7 @@ fn each_role_grants_only_its_functions_actions_on_this_deployments_resources() {
                         let own = [
                             json!({"Fn::Sub": format!("${{DeadLetterBucket.Arn}}/stalls/{target}/*")}),
                             json!({"Fn::Sub": format!("${{DeadLetterBucket.Arn}}/parked/{target}/*")}),
+                            json!({"Fn::Sub": format!("${{DeadLetterBucket.Arn}}/counts/{target}/*")}),
                         ];
                         assert!(own.contains(resource), "{name}: {a} on {resource}");
                         if a == "s3:DeleteObject" {

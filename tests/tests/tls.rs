@@ -142,9 +142,11 @@ impl Bed {
         out
     }
 
+    /// Dead letters (the writers' stall records share the bucket under `stalls/`).
     async fn dead_letters(&self) -> usize {
         let s3 = self.moto.s3().await;
-        s3.list_objects_v2().bucket(DEAD_LETTERS).send().await.expect("list").contents().len()
+        let list = s3.list_objects_v2().bucket(DEAD_LETTERS).prefix("dead-letters/").send().await;
+        list.expect("list").contents().len()
     }
 }
 

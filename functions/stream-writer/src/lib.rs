@@ -127,6 +127,17 @@ pub async fn handle(deps: &Deps, event: &KinesisEvent, deadline: Instant) -> Kin
         .with_parking(Parking::new(&deps.stalls, first.shard_id));
     let outcome = replayer.run(&items, &steps).await;
     let stats = replayer.stats();
+    // Records left to the source alone, before any stop (those after it come back in the retry).
+    let done_before = outcome.as_ref().err().map_or(items.len(), |s| s.at);
+    let mut source_only: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for step in &steps {
+        if let Step::Skip { index } = step
+            && *index < done_before
+        {
+            *source_only.entry(bucket_of(&items[*index]).unwrap_or_default()).or_default() += 1;
+        }
+    }
+    deps.stalls.count_source_only(first.shard_id, &source_only).await;
     match outcome {
         Ok(()) => {
             deps.stalls.progressed(first.shard_id).await;

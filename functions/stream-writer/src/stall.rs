@@ -14,12 +14,12 @@
 //! Every call here is best effort: failing to record a stall must never stop a write, and an
 //! unreadable park rule parks nothing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shared::secret::Role;
-use shared::stall::{ParkRule, Stall, park_key, stall_key};
+use shared::stall::{ParkRule, SourceOnly, Stall, park_key, source_only_key, stall_key};
 
 use crate::batch::Item;
 use crate::replay::Stop;
@@ -101,6 +101,27 @@ impl StallBook {
         }
         self.publish(&stall, now);
         stall
+    }
+
+    /// Adds `tally` (records per bucket left to the source alone) to the shard's count.
+    pub async fn count_source_only(&self, shard_id: &str, tally: &BTreeMap<String, u64>) {
+        if tally.is_empty() {
+            return;
+        }
+        let key = source_only_key(self.target, shard_id);
+        let mut count = match self.get(&key).await {
+            Some(bytes) => serde_json::from_slice::<SourceOnly>(&bytes).unwrap_or_default(),
+            None => SourceOnly::default(),
+        };
+        count.shard_id = shard_id.to_string();
+        for (bucket, n) in tally {
+            *count.by_bucket.entry(bucket.clone()).or_default() += n;
+        }
+        count.updated_ms = now_ms();
+        let body = serde_json::to_vec_pretty(&count).unwrap_or_default();
+        if let Err(e) = self.s3.put_object().bucket(&self.bucket).key(&key).body(body.into()).send().await {
+            tracing::warn!(key = %key, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "could not record the source-only count");
+        }
     }
 
     /// Records that a batch of `shard_id` went through: the shard is not stalled.

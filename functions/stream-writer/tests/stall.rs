@@ -255,3 +255,19 @@ async fn a_write_to_an_unmapped_bucket_stalls_the_shard_when_the_secret_says_fai
     assert_eq!(letters.len(), 2, "{letters:?}");
     assert!(letters.iter().all(|l| l["reason"].as_str().unwrap_or("").starts_with("parked by the operator")));
 }
+
+/// With `"unmapped": "source-only"` the records are not replayed and are counted per bucket
+/// where `status` and `verify` read them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_to_unmapped_buckets_left_to_the_source_are_counted_per_bucket() {
+    let bed =
+        Bed::start_with(serde_json::json!({"buckets": {"other": "other"}, "unmapped": "source-only"})).await;
+    assert_eq!(bed.replay(0, &[bed.good(1), bed.good(2)], Duration::from_secs(5)).await, None);
+    assert_eq!(bed.replay(2, &[bed.good(3)], Duration::from_secs(5)).await, None);
+    assert!(bed.values().await.is_empty(), "not replayed");
+    let key = shared::stall::source_only_key(Role::Destination, SHARD);
+    let count: shared::stall::SourceOnly =
+        serde_json::from_slice(&bed.object(&key).await.expect("the count is kept")).unwrap();
+    assert_eq!(count.by_bucket.get(&bed.db.bucket), Some(&3), "{count:?}");
+    assert!(bed.stall().await.is_none());
+}

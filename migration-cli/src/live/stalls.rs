@@ -3,7 +3,7 @@
 
 use aws_sdk_s3::Client;
 use shared::secret::Role;
-use shared::stall::{PARK_PREFIX, ParkRule, STALL_PREFIX, Stall, park_key};
+use shared::stall::{COUNT_PREFIX, PARK_PREFIX, ParkRule, STALL_PREFIX, SourceOnly, Stall, park_key};
 
 /// Why the stall records could not be read or a rule written.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +75,35 @@ pub async fn rules(s3: &Client, bucket: &str) -> Result<Vec<ParkRule>, StallErro
         }
     }
     Ok(out)
+}
+
+/// Per bucket, the records the destination writer left to the source alone (`"unmapped":
+/// "source-only"`), summed over its shards.
+pub async fn source_only(
+    s3: &Client,
+    bucket: &str,
+) -> Result<std::collections::BTreeMap<String, u64>, StallError> {
+    let mut total = std::collections::BTreeMap::new();
+    let prefix = format!("{COUNT_PREFIX}{}/source-only/", Role::Destination.as_str());
+    for key in keys(s3, bucket, &prefix).await? {
+        if let Some(bytes) = get(s3, bucket, &key).await?
+            && let Ok(count) = serde_json::from_slice::<SourceOnly>(&bytes)
+        {
+            for (b, n) in count.by_bucket {
+                *total.entry(b).or_insert(0u64) += n;
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// The counts in words: `3 record(s) to a, 1 to b`.
+pub fn describe_source_only(counts: &std::collections::BTreeMap<String, u64>) -> String {
+    let parts: Vec<String> = counts.iter().map(|(b, n)| format!("{n} to {b}")).collect();
+    format!(
+        "write records the destination writer left to the source alone (buckets outside mappings.buckets, \"unmapped\": \"source-only\"): {}",
+        parts.join(", ")
+    )
 }
 
 /// Writes a park rule (replacing the shard's previous one).

@@ -267,6 +267,10 @@ async fn stall_section(
             "expiry_headroom_seconds": retention_hours.and_then(|h| stall.expiry_headroom_ms(h, now)).map(|ms| ms / 1000),
         }));
     }
+    let source_only = stalls::source_only(s3, bucket).await?;
+    if !source_only.is_empty() {
+        out.check("source-only", Verdict::Info, stalls::describe_source_only(&source_only));
+    }
     let mut parked = Vec::new();
     for rule in &rules {
         let active = now < rule.expires_at_ms;
@@ -287,7 +291,7 @@ async fn stall_section(
         );
         parked.push(json!({"rule": rule, "active": active}));
     }
-    Ok(json!({"shards": shards, "park_rules": parked}))
+    Ok(json!({"shards": shards, "park_rules": parked, "source_only": source_only}))
 }
 
 /// Per bucket pair, the newest point at each end.

@@ -28,6 +28,7 @@ use crate::live::deployment::{Aws, Deployment};
 use crate::live::endpoint::{self, CurrentSecret};
 use crate::live::lag::{AnyLag, LagReading, LagSource, rfc3339};
 use crate::live::output::{Output, Verdict};
+use crate::live::stalls;
 use crate::verify::{self as counts, BucketPair, TimeWindow, VerifyReport};
 
 /// Points stamped up to this long before they reach the stream: the gateway stamps a line at
@@ -128,9 +129,15 @@ pub struct VerifyArgs {
 
 /// What a named deployment gives `verify`: the endpoint secret (addresses and mappings) and,
 /// when the writers' lag is known, where they have replayed the stream.
-async fn deployment_if_named(
-    common: &CommonArgs,
-) -> anyhow::Result<Option<(CurrentSecret, Option<ReplayBound>)>> {
+/// What `verify` reads of a named deployment.
+struct Named {
+    secret: CurrentSecret,
+    bound: Option<ReplayBound>,
+    aws: Aws,
+    dead_letter_bucket: Option<String>,
+}
+
+async fn deployment_if_named(common: &CommonArgs) -> anyhow::Result<Option<Named>> {
     if common.aws.stack.is_none() && common.aws.secret_id.is_none() {
         return Ok(None);
     }
@@ -145,7 +152,7 @@ async fn deployment_if_named(
         }
         None => None,
     };
-    Ok(Some((secret, bound)))
+    Ok(Some(Named { secret, bound, aws, dead_letter_bucket: dep.dead_letter_bucket.clone() }))
 }
 
 /// The comparison `verify` and `cutover` make: both databases (addresses and mappings from the
@@ -232,11 +239,23 @@ async fn compare_streamed(
 pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     let mut out = Output::new("verify", args.common.json);
     let named = deployment_if_named(&args.common).await?;
-    let secret = named.as_ref().map(|(s, _)| &s.secret);
-    let bound = named.as_ref().and_then(|(_, b)| b.as_ref());
+    let secret = named.as_ref().map(|n| &n.secret.secret);
+    let bound = named.as_ref().and_then(|n| n.bound.as_ref());
     let (report, skipped) = compare_databases(&mut out, &args.influx, &args.window, secret, bound).await?;
+    // Writes the mappings leave to the source are not differences, but the operator must know.
+    let mut source_only = json!({});
+    if let Some(Named { aws, dead_letter_bucket: Some(bucket), .. }) = &named {
+        match stalls::source_only(&aws.s3, bucket).await {
+            Ok(counts) if !counts.is_empty() => {
+                out.note(stalls::describe_source_only(&counts));
+                source_only = json!(counts);
+            }
+            Ok(_) => {}
+            Err(e) => out.warn(format!("could not read the source-only counts: {e}")),
+        }
+    }
     let exit = if report.is_clean() { Exit::Success } else { Exit::Differences };
-    Ok(out.finish(exit, json!({"report": report.to_json(), "skipped": skipped})))
+    Ok(out.finish(exit, json!({"report": report.to_json(), "skipped": skipped, "source_only": source_only})))
 }
 
 #[cfg(test)]
