@@ -24,6 +24,7 @@ pub mod logs;
 pub mod moto;
 pub mod poller;
 pub mod ports;
+pub mod probe;
 pub mod process;
 pub mod report;
 pub mod scenario;

@@ -92,6 +92,8 @@ pub struct LocalStack {
     /// The token the CLI uses for the destination: its own until a full restore replaces its
     /// tokens with the source's.
     destination_token: std::sync::Mutex<String>,
+    /// How long the functions cache the endpoint secret.
+    secret_ttl: Duration,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -316,6 +318,7 @@ impl LocalStack {
             lag_file,
             work_dir,
             destination_token: std::sync::Mutex::new(String::new()),
+            secret_ttl: Duration::from_secs(options.secret_ttl_secs),
             _temp: temp,
         })
     }
@@ -392,6 +395,34 @@ impl LocalStack {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+
+    /// Replaces the endpoint secret's `mappings` and waits for the functions' cache time to pass.
+    pub async fn set_mappings(&self, mappings: serde_json::Value) {
+        let sm = aws_sdk_secretsmanager::Client::new(&self.moto.sdk_config().await);
+        let current =
+            sm.get_secret_value().secret_id(&self.outputs.secret_id).send().await.expect("get secret");
+        let text = current.secret_string().expect("the secret's string");
+        let mut secret: serde_json::Value = serde_json::from_str(text).expect("the secret is JSON");
+        secret["mappings"] = mappings;
+        sm.put_secret_value()
+            .secret_id(&self.outputs.secret_id)
+            .secret_string(secret.to_string())
+            .send()
+            .await
+            .expect("put secret");
+        tokio::time::sleep(self.secret_ttl + Duration::from_secs(1)).await;
+    }
+
+    /// Waits for the destination writer to apply everything in the stream: caught up, then
+    /// drained; panics with its logs when it does not within 90 s each.
+    pub async fn drain_destination(&self) {
+        self.wait_for_catch_up(Duration::from_secs(2), Duration::from_secs(2), Duration::from_secs(90))
+            .await
+            .unwrap_or_else(|e| panic!("{e}; logs:\n{}", self.destination_writer.logs()));
+        LocalStack::wait_idle(&self.destination_mapping, Duration::from_secs(90))
+            .await
+            .unwrap_or_else(|e| panic!("{e}; logs:\n{}", self.destination_writer.logs()));
     }
 
     /// Waits until the destination writer has caught up: running (not throttled), and its lag

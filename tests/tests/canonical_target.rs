@@ -9,58 +9,12 @@
 //!
 //! The test prints its rows of the fault matrix.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use testbed::Influxd;
+use testbed::probe;
 use testbed::stack::{LocalStack, StackOptions};
-
-/// Writes `n` points `probe,phase=<phase> seq=<i>i,v=<value>` in one request to `path` with
-/// `query`; returns seq -> value as acknowledged.
-async fn write(
-    stack: &LocalStack,
-    path: &str,
-    query: &[(&str, &str)],
-    phase: &str,
-    n: u64,
-) -> BTreeMap<String, String> {
-    let base = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
-    let mut body = String::new();
-    let mut written = BTreeMap::new();
-    for i in 0..n {
-        let value = format!("{}.75", i * 5 + 2);
-        body.push_str(&format!("probe,phase={phase} seq={i}i,v={value} {}\n", base + i as i64));
-        written.insert(i.to_string(), value);
-    }
-    let resp = reqwest::Client::new()
-        .post(format!("{}{path}", stack.gateway.url))
-        .query(query)
-        .header("Authorization", format!("Token {}", stack.source.token))
-        .body(body)
-        .send()
-        .await
-        .expect("write through the gateway");
-    let status = resp.status().as_u16();
-    assert_eq!(status, 204, "{phase}: acknowledged: {}", resp.text().await.unwrap_or_default());
-    written
-}
-
-/// seq -> v of the phase's points in `bucket` of `db`.
-async fn points(stack: &LocalStack, db: &Influxd, bucket: &str, phase: &str) -> BTreeMap<String, String> {
-    let flux = format!(
-        "from(bucket: \"{bucket}\") |> range(start: 0) |> filter(fn: (r) => r._measurement == \"probe\" and r.phase == \"{phase}\") |> pivot(rowKey: [\"_time\"], columnKey: [\"_field\"], valueColumn: \"_value\")"
-    );
-    db.query_as(&flux, &stack.source.token)
-        .await
-        .iter()
-        .map(|r| (r.get("seq").unwrap_or("").to_string(), r.get("v").unwrap_or("").to_string()))
-        .collect()
-}
-
-fn present(acked: &BTreeMap<String, String>, got: &BTreeMap<String, String>) -> usize {
-    acked.iter().filter(|(k, v)| got.get(*k) == Some(*v)).count()
-}
 
 /// Creates `name` in `db`'s org with the default DBRP mapping `name/autogen`; returns its ID.
 async fn bucket_with_dbrp(stack: &LocalStack, db: &Influxd, name: &str) -> String {
@@ -86,31 +40,6 @@ async fn bucket_with_dbrp(stack: &LocalStack, db: &Influxd, name: &str) -> Strin
         .await;
     assert_eq!(status, 201, "{m}");
     id
-}
-
-async fn set_mappings(stack: &LocalStack, mappings: Value) {
-    let sm = aws_sdk_secretsmanager::Client::new(&stack.moto.sdk_config().await);
-    let current = sm.get_secret_value().secret_id(&stack.outputs.secret_id).send().await.expect("get secret");
-    let mut secret: Value = serde_json::from_str(current.secret_string().unwrap()).unwrap();
-    secret["mappings"] = mappings;
-    sm.put_secret_value()
-        .secret_id(&stack.outputs.secret_id)
-        .secret_string(secret.to_string())
-        .send()
-        .await
-        .expect("put secret");
-    // The functions' secret cache time (2 s), and some.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-}
-
-async fn drain(stack: &LocalStack) {
-    stack
-        .wait_for_catch_up(Duration::from_secs(2), Duration::from_secs(2), Duration::from_secs(90))
-        .await
-        .unwrap_or_else(|e| panic!("{e}; logs:\n{}", stack.destination_writer.logs()));
-    LocalStack::wait_idle(&stack.destination_mapping, Duration::from_secs(90))
-        .await
-        .unwrap_or_else(|e| panic!("{e}; logs:\n{}", stack.destination_writer.logs()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,20 +68,22 @@ async fn writes_by_bucket_id_org_id_and_v1_without_rp_reach_the_destination_unde
         b["buckets"][0]["id"].as_str().unwrap().to_string(),
         b["buckets"][0]["orgID"].as_str().unwrap().to_string(),
     );
-    set_mappings(
-        &stack,
-        json!({"buckets": {bucket.clone(): bucket.clone(), "app/autogen": "app"}, "unmapped": "fail"}),
-    )
-    .await;
+    stack
+        .set_mappings(
+            json!({"buckets": {bucket.clone(): bucket.clone(), "app/autogen": "app"}, "unmapped": "fail"}),
+        )
+        .await;
     let (code, out, err) = stack.live(&["unthrottle"]).await;
     assert_eq!(code, 0, "unthrottle: {out}{err}");
 
     let org = stack.source.org.clone();
-    let by_name = write(&stack, "/api/v2/write", &[("org", &org), ("bucket", &bucket)], "by-name", 20).await;
+    let by_name =
+        probe::write(&stack, "/api/v2/write", &[("org", &org), ("bucket", &bucket)], "by-name", 20, 1).await;
     let by_id =
-        write(&stack, "/api/v2/write", &[("orgID", &org_id), ("bucket", &bucket_id)], "by-id", 20).await;
-    let v1 = write(&stack, "/write", &[("db", "app")], "v1-no-rp", 20).await;
-    drain(&stack).await;
+        probe::write(&stack, "/api/v2/write", &[("orgID", &org_id), ("bucket", &bucket_id)], "by-id", 20, 1)
+            .await;
+    let v1 = probe::write(&stack, "/write", &[("db", "app")], "v1-no-rp", 20, 1).await;
+    stack.drain_destination().await;
 
     let mut rows: Vec<(String, usize, usize, usize)> = Vec::new();
     for (case, acked, b) in [
@@ -165,8 +96,8 @@ async fn writes_by_bucket_id_org_id_and_v1_without_rp_reach_the_destination_unde
             "v2 by bucket ID and org ID" => "by-id",
             _ => "v1-no-rp",
         };
-        let src = present(acked, &points(&stack, &stack.source, b, phase).await);
-        let dst = present(acked, &points(&stack, &stack.destination, b, phase).await);
+        let src = probe::present(acked, &probe::read(&stack, &stack.source, b, phase).await);
+        let dst = probe::present(acked, &probe::read(&stack, &stack.destination, b, phase).await);
         rows.push((case.to_string(), acked.len(), src, dst));
     }
     print_rows(&rows);
@@ -177,7 +108,7 @@ async fn writes_by_bucket_id_org_id_and_v1_without_rp_reach_the_destination_unde
     // A bucket outside the mappings with "unmapped": "fail": the destination writer stops there,
     // visibly; adding the mapping resumes it and nothing is lost.
     let unmapped =
-        write(&stack, "/api/v2/write", &[("org", &org), ("bucket", "other")], "unmapped", 20).await;
+        probe::write(&stack, "/api/v2/write", &[("org", &org), ("bucket", "other")], "unmapped", 20, 1).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let stall = loop {
         let (_, out, _) = stack.live(&["status", "--json"]).await;
@@ -191,30 +122,29 @@ async fn writes_by_bucket_id_org_id_and_v1_without_rp_reach_the_destination_unde
     let reason = stall["stall"]["reason"].as_str().unwrap_or("");
     assert!(reason.contains("\"other\" is not in the endpoint secret's mappings.buckets"), "{stall}");
     assert_eq!(stall["stall"]["bucket"], "other");
-    assert_eq!(points(&stack, &stack.destination, "other", "unmapped").await.len(), 0);
-    set_mappings(
-        &stack,
+    assert_eq!(probe::read(&stack, &stack.destination, "other", "unmapped").await.len(), 0);
+    stack.set_mappings(
         json!({"buckets": {bucket.clone(): bucket.clone(), "app/autogen": "app", "other": "other"}, "unmapped": "fail"}),
     )
     .await;
-    drain(&stack).await;
-    let src = present(&unmapped, &points(&stack, &stack.source, "other", "unmapped").await);
-    let dst = present(&unmapped, &points(&stack, &stack.destination, "other", "unmapped").await);
+    stack.drain_destination().await;
+    let src = probe::present(&unmapped, &probe::read(&stack, &stack.source, "other", "unmapped").await);
+    let dst = probe::present(&unmapped, &probe::read(&stack, &stack.destination, "other", "unmapped").await);
     let row = ("unmapped bucket, \"fail\", then mapped".to_string(), unmapped.len(), src, dst);
     print_rows(std::slice::from_ref(&row));
     assert_eq!((row.2, row.3), (row.1, row.1), "{}: every acknowledged point at both ends", row.0);
 
     // "source-only": the write reaches the source only, and status and verify count it.
     bucket_with_dbrp(&stack, &stack.source, "third").await;
-    set_mappings(
-        &stack,
+    stack.set_mappings(
         json!({"buckets": {bucket.clone(): bucket.clone(), "app/autogen": "app"}, "unmapped": "source-only"}),
     )
     .await;
     let third =
-        write(&stack, "/api/v2/write", &[("org", &org), ("bucket", "third")], "source-only", 20).await;
-    drain(&stack).await;
-    let src = present(&third, &points(&stack, &stack.source, "third", "source-only").await);
+        probe::write(&stack, "/api/v2/write", &[("org", &org), ("bucket", "third")], "source-only", 20, 1)
+            .await;
+    stack.drain_destination().await;
+    let src = probe::present(&third, &probe::read(&stack, &stack.source, "third", "source-only").await);
     let (_, out, err) = stack.live(&["status", "--json"]).await;
     let doc: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
     assert_eq!(doc["stalls"]["source_only"], json!({"third": 1}), "one record, counted: {doc}");

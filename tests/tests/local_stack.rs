@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use testbed::probe;
 use testbed::stack::{LocalStack, StackOptions};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -35,43 +36,6 @@ async fn stack(prefix: &str, destination_writer_env: &[(&str, &str)]) -> LocalSt
     )
     .await
     .unwrap_or_else(|e| panic!("the local stack did not start: {e}"))
-}
-
-/// Writes `n` points `probe,phase=<phase> seq=<i>i,v=<value>` through the gateway, one request,
-/// and returns seq -> value as acknowledged.
-async fn write_through_gateway(stack: &LocalStack, phase: &str, n: u64) -> BTreeMap<String, String> {
-    let base = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
-    let mut body = String::new();
-    let mut written = BTreeMap::new();
-    for i in 0..n {
-        let value = format!("{}.25", i * 7 + 1);
-        body.push_str(&format!("probe,phase={phase} seq={i}i,v={value} {}\n", base + i as i64));
-        written.insert(i.to_string(), value);
-    }
-    let resp = reqwest::Client::new()
-        .post(format!("{}/api/v2/write", stack.gateway.url))
-        .query(&[("org", stack.source.org.as_str()), ("bucket", stack.source.bucket.as_str())])
-        .header("Authorization", format!("Token {}", stack.source.token))
-        .body(body)
-        .send()
-        .await
-        .expect("write through the gateway");
-    let status = resp.status().as_u16();
-    assert_eq!(status, 204, "the gateway acknowledged the write: {}", resp.text().await.unwrap_or_default());
-    written
-}
-
-/// seq -> v of the phase's points in `db`.
-async fn points(stack: &LocalStack, db: &testbed::Influxd, phase: &str) -> BTreeMap<String, String> {
-    let flux = format!(
-        "from(bucket: \"{}\") |> range(start: 0) |> filter(fn: (r) => r._measurement == \"probe\" and r.phase == \"{phase}\") |> pivot(rowKey: [\"_time\"], columnKey: [\"_field\"], valueColumn: \"_value\")",
-        stack.source.bucket
-    );
-    db.query_as(&flux, &stack.source.token)
-        .await
-        .iter()
-        .map(|r| (r.get("seq").unwrap_or("").to_string(), r.get("v").unwrap_or("").to_string()))
-        .collect()
 }
 
 /// Compares value by value; the message names what differs.
@@ -101,33 +65,22 @@ async fn stall_records(stack: &LocalStack) -> Vec<String> {
     keys.into_iter().filter(|k| k.starts_with("stalls/destination/")).collect()
 }
 
-/// Waits for the destination writer to apply everything in the stream: caught up, then drained.
-async fn catch_up_and_drain(stack: &LocalStack) {
-    stack
-        .wait_for_catch_up(Duration::from_secs(2), Duration::from_secs(2), Duration::from_secs(90))
-        .await
-        .unwrap_or_else(|e| panic!("{e}; logs:\n{}", stack.destination_writer.logs()));
-    LocalStack::wait_idle(&stack.destination_mapping, Duration::from_secs(90))
-        .await
-        .unwrap_or_else(|e| panic!("{e}; logs:\n{}", stack.destination_writer.logs()));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_destination_writer_idle_past_its_timeout_then_killed_mid_batch_loses_nothing() {
     let stack = stack("idle-live", &[]).await;
 
     // The demo's sequence: the destination writer stays throttled (as deployed) while clients
     // write, for three times its function timeout, then is unthrottled.
-    let before = write_through_gateway(&stack, "while-throttled", 200).await;
+    let before = probe::write_v2(&stack, "while-throttled", 200, 1).await;
     tokio::time::sleep(TIMEOUT * 3).await;
     let (code, out, err) = stack.live(&["unthrottle"]).await;
     assert_eq!(code, 0, "unthrottle: {out}{err}");
-    catch_up_and_drain(&stack).await;
+    stack.drain_destination().await;
     let logs = stack.destination_writer.logs();
     assert_same(
         "idle past the timeout",
         &before,
-        &points(&stack, &stack.destination, "while-throttled").await,
+        &probe::read(&stack, &stack.destination, &stack.source.bucket, "while-throttled").await,
         &logs,
     );
     assert!(!logs.contains("panicked"), "an idle function never dies of idleness; its log:\n{logs}");
@@ -138,19 +91,19 @@ async fn a_destination_writer_idle_past_its_timeout_then_killed_mid_batch_loses_
     let stalled_before = proxy.stats().stalled;
     let errors_before = stack.destination_mapping.state().function_errors;
     proxy.stall_next(1, TIMEOUT * 3);
-    let mid_batch = write_through_gateway(&stack, "killed-mid-batch", 300).await;
+    let mid_batch = probe::write_v2(&stack, "killed-mid-batch", 300, 1).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while proxy.stats().stalled == stalled_before {
         assert!(Instant::now() < deadline, "the destination writer sent no write within 30 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stack.destination_writer.kill_instance(0);
-    catch_up_and_drain(&stack).await;
+    stack.drain_destination().await;
     let logs = stack.destination_writer.logs();
     assert_same(
         "killed mid-batch",
         &mid_batch,
-        &points(&stack, &stack.destination, "killed-mid-batch").await,
+        &probe::read(&stack, &stack.destination, &stack.source.bucket, "killed-mid-batch").await,
         &logs,
     );
     let replaced = stack.destination_writer.replacements();
@@ -162,7 +115,12 @@ async fn a_destination_writer_idle_past_its_timeout_then_killed_mid_batch_loses_
     );
     // The source got everything too.
     for (phase, acked) in [("while-throttled", &before), ("killed-mid-batch", &mid_batch)] {
-        assert_same(phase, acked, &points(&stack, &stack.source, phase).await, &stack.source_writer.logs());
+        assert_same(
+            phase,
+            acked,
+            &probe::read(&stack, &stack.source, &stack.source.bucket, phase).await,
+            &stack.source_writer.logs(),
+        );
     }
 }
 
@@ -179,7 +137,7 @@ async fn a_destination_writer_that_keeps_crashing_shows_growing_lag_and_cutover_
     // A setting it cannot start with: every instance exits at start, every invocation fails.
     let stack = stack("crash-live", &[("TARGET", "both")]).await;
     let function = stack.outputs.destination_writer.clone();
-    let acked = write_through_gateway(&stack, "crash-loop", 100).await;
+    let acked = probe::write_v2(&stack, "crash-loop", 100, 1).await;
     let (code, out, err) = stack.live(&["unthrottle"]).await;
     assert_eq!(code, 0, "unthrottle: {out}{err}");
 
@@ -232,10 +190,10 @@ async fn a_destination_writer_that_keeps_crashing_shows_growing_lag_and_cutover_
     assert_same(
         "at the source",
         &acked,
-        &points(&stack, &stack.source, "crash-loop").await,
+        &probe::read(&stack, &stack.source, &stack.source.bucket, "crash-loop").await,
         &stack.source_writer.logs(),
     );
-    assert!(points(&stack, &stack.destination, "crash-loop").await.is_empty());
+    assert!(probe::read(&stack, &stack.destination, &stack.source.bucket, "crash-loop").await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,7 +205,7 @@ async fn a_destination_proxy_answering_400_in_plain_text_stalls_and_dead_letters
     let (code, out, err) = stack.live(&["unthrottle"]).await;
     assert_eq!(code, 0, "unthrottle: {out}{err}");
     stack.destination_proxy.answer_plain(400, "<html><body><h1>400 Bad Request</h1></body></html>");
-    let acked = write_through_gateway(&stack, "behind-a-400-proxy", 100).await;
+    let acked = probe::write_v2(&stack, "behind-a-400-proxy", 100, 1).await;
 
     // The writer stalls visibly: its lag grows and its log says what to check.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -271,11 +229,11 @@ async fn a_destination_proxy_answering_400_in_plain_text_stalls_and_dead_letters
 
     // Fixed (the proxy answers as it should): the writer resumes and nothing was lost.
     stack.destination_proxy.heal();
-    catch_up_and_drain(&stack).await;
+    stack.drain_destination().await;
     assert_same(
         "behind a 400 proxy",
         &acked,
-        &points(&stack, &stack.destination, "behind-a-400-proxy").await,
+        &probe::read(&stack, &stack.destination, &stack.source.bucket, "behind-a-400-proxy").await,
         &stack.destination_writer.logs(),
     );
     assert_eq!(dead_letters(&stack).await, Vec::<String>::new(), "nothing dead-lettered");

@@ -10,51 +10,11 @@
 //! The test prints its row of the fault matrix (case, acknowledged, present at each end,
 //! dead-lettered, parked, redriven).
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use testbed::probe;
 use testbed::stack::{LocalStack, StackOptions};
-
-/// Writes `n` points `probe,phase=<phase> seq=<i>i,v=<value>` through the gateway in
-/// `requests` requests; returns seq -> value as acknowledged.
-async fn write(stack: &LocalStack, phase: &str, n: u64, requests: u64) -> BTreeMap<String, String> {
-    let base = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
-    let mut written = BTreeMap::new();
-    let per = n.div_ceil(requests);
-    for r in 0..requests {
-        let mut body = String::new();
-        for i in r * per..((r + 1) * per).min(n) {
-            let value = format!("{}.5", i * 3 + 1);
-            body.push_str(&format!("probe,phase={phase} seq={i}i,v={value} {}\n", base + i as i64));
-            written.insert(i.to_string(), value);
-        }
-        let resp = reqwest::Client::new()
-            .post(format!("{}/api/v2/write", stack.gateway.url))
-            .query(&[("org", stack.source.org.as_str()), ("bucket", stack.source.bucket.as_str())])
-            .header("Authorization", format!("Token {}", stack.source.token))
-            .body(body)
-            .send()
-            .await
-            .expect("write through the gateway");
-        let status = resp.status().as_u16();
-        assert_eq!(status, 204, "acknowledged: {}", resp.text().await.unwrap_or_default());
-    }
-    written
-}
-
-/// seq -> v of the phase's points in `db`.
-async fn points(stack: &LocalStack, db: &testbed::Influxd, phase: &str) -> BTreeMap<String, String> {
-    let flux = format!(
-        "from(bucket: \"{}\") |> range(start: 0) |> filter(fn: (r) => r._measurement == \"probe\" and r.phase == \"{phase}\") |> pivot(rowKey: [\"_time\"], columnKey: [\"_field\"], valueColumn: \"_value\")",
-        stack.source.bucket
-    );
-    db.query_as(&flux, &stack.source.token)
-        .await
-        .iter()
-        .map(|r| (r.get("seq").unwrap_or("").to_string(), r.get("v").unwrap_or("").to_string()))
-        .collect()
-}
 
 /// A new all-access token of the destination's org: (authorization ID, token).
 async fn destination_token(stack: &LocalStack) -> (String, String) {
@@ -75,22 +35,6 @@ async fn destination_token(stack: &LocalStack) -> (String, String) {
         .await;
     assert_eq!(status, 201, "{auth}");
     (auth["id"].as_str().unwrap().to_string(), auth["token"].as_str().unwrap().to_string())
-}
-
-/// Maps the clients' (source) token to `to` on the way to the destination.
-async fn map_token(stack: &LocalStack, to: &str) {
-    let sm = aws_sdk_secretsmanager::Client::new(&stack.moto.sdk_config().await);
-    let current = sm.get_secret_value().secret_id(&stack.outputs.secret_id).send().await.expect("get secret");
-    let mut secret: Value = serde_json::from_str(current.secret_string().unwrap()).unwrap();
-    secret["mappings"] = json!({"tokens": {stack.source.token.clone(): to}});
-    sm.put_secret_value()
-        .secret_id(&stack.outputs.secret_id)
-        .secret_string(secret.to_string())
-        .send()
-        .await
-        .expect("put secret");
-    // The functions' secret cache time (2 s), and some.
-    tokio::time::sleep(Duration::from_secs(3)).await;
 }
 
 async fn status_json(stack: &LocalStack) -> Value {
@@ -121,10 +65,6 @@ where
     }
 }
 
-fn missing(acked: &BTreeMap<String, String>, got: &BTreeMap<String, String>) -> usize {
-    acked.iter().filter(|(k, v)| got.get(*k) != Some(*v)).count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_revoked_at_the_destination_stalls_visibly_and_park_then_redrive_loses_nothing() {
     let stack = LocalStack::start(
@@ -141,14 +81,17 @@ async fn a_token_revoked_at_the_destination_stalls_visibly_and_park_then_redrive
     .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
     let logs = || stack.destination_writer.logs();
     let (auth_id, token) = destination_token(&stack).await;
-    map_token(&stack, &token).await;
+    stack.set_mappings(json!({"tokens": {stack.source.token.clone(): token.clone()}})).await;
     let (code, out, err) = stack.live(&["unthrottle"]).await;
     assert_eq!(code, 0, "unthrottle: {out}{err}");
 
     // The mapped token works: a first phase reaches both ends.
-    let before = write(&stack, "before", 40, 2).await;
+    let before = probe::write_v2(&stack, "before", 40, 2).await;
     eventually("the first phase at the destination", Duration::from_secs(90), logs, || async {
-        missing(&before, &points(&stack, &stack.destination, "before").await) == 0
+        probe::present(
+            &before,
+            &probe::read(&stack, &stack.destination, &stack.source.bucket, "before").await,
+        ) == before.len()
     })
     .await;
 
@@ -163,7 +106,7 @@ async fn a_token_revoked_at_the_destination_stalls_visibly_and_park_then_redrive
         )
         .await;
     assert_eq!(status, 200);
-    let during = write(&stack, "during", 60, 3).await;
+    let during = probe::write_v2(&stack, "during", 60, 3).await;
 
     // status names the stalled shard: why, the bucket, the expiry headroom.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -192,7 +135,11 @@ async fn a_token_revoked_at_the_destination_stalls_visibly_and_park_then_redrive
     let log = logs();
     assert!(log.contains("shard stalled"), "{log}");
     assert!(log.contains("\"StalledSeconds\"") && log.contains("\"InfluxLiveMigration\""), "{log}");
-    assert_eq!(points(&stack, &stack.destination, "during").await.len(), 0, "nothing got through");
+    assert_eq!(
+        probe::read(&stack, &stack.destination, &stack.source.bucket, "during").await.len(),
+        0,
+        "nothing got through"
+    );
 
     // Parking needs a note; with one, the shard moves on and the records go to dead letters.
     let (code, _, err) = stack.live(&["park"]).await;
@@ -223,7 +170,7 @@ async fn a_token_revoked_at_the_destination_stalls_visibly_and_park_then_redrive
 
     // The cause is fixed (a new token), the rule released, the records redriven.
     let (_, fixed) = destination_token(&stack).await;
-    map_token(&stack, &fixed).await;
+    stack.set_mappings(json!({"tokens": {stack.source.token.clone(): fixed.clone()}})).await;
     let (code, out, err) = stack.live(&["park", "--release"]).await;
     assert_eq!(code, 0, "release: {out}{err}");
     let (code, dry, err) = stack.live(&["redrive", "--dry-run"]).await;
@@ -240,16 +187,19 @@ async fn a_token_revoked_at_the_destination_stalls_visibly_and_park_then_redrive
     assert!(out.contains("no dead letter"), "a second redrive finds nothing: {out}");
 
     // And the clients go on writing with the fixed mapping.
-    let after = write(&stack, "after", 30, 1).await;
+    let after = probe::write_v2(&stack, "after", 30, 1).await;
     eventually("the last phase at the destination", Duration::from_secs(90), logs, || async {
-        missing(&after, &points(&stack, &stack.destination, "after").await) == 0
+        probe::present(&after, &probe::read(&stack, &stack.destination, &stack.source.bucket, "after").await)
+            == after.len()
     })
     .await;
 
     let mut rows = Vec::new();
     for (phase, acked) in [("before", &before), ("during", &during), ("after", &after)] {
-        let at_source = acked.len() - missing(acked, &points(&stack, &stack.source, phase).await);
-        let at_destination = acked.len() - missing(acked, &points(&stack, &stack.destination, phase).await);
+        let bucket = &stack.source.bucket;
+        let at_source = probe::present(acked, &probe::read(&stack, &stack.source, bucket, phase).await);
+        let at_destination =
+            probe::present(acked, &probe::read(&stack, &stack.destination, bucket, phase).await);
         assert_eq!(at_source, acked.len(), "{phase}: every acknowledged point at the source");
         assert_eq!(at_destination, acked.len(), "{phase}: every acknowledged point at the destination");
         rows.push((phase, acked.len(), at_source, at_destination));

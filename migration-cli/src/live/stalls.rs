@@ -51,26 +51,27 @@ pub async fn get(s3: &Client, bucket: &str, key: &str) -> Result<Option<Vec<u8>>
 
 /// Every stall record of both writers (unreadable ones are skipped with a warning).
 pub async fn stalls(s3: &Client, bucket: &str) -> Result<Vec<Stall>, StallError> {
-    let mut out = Vec::new();
-    for key in keys(s3, bucket, STALL_PREFIX).await? {
-        if let Some(bytes) = get(s3, bucket, &key).await? {
-            match serde_json::from_slice::<Stall>(&bytes) {
-                Ok(s) => out.push(s),
-                Err(e) => tracing::warn!("s3://{bucket}/{key} is not a stall record: {e}"),
-            }
-        }
-    }
-    Ok(out)
+    read_all(s3, bucket, STALL_PREFIX, "a stall record").await
 }
 
 /// Every park rule (expired ones included: the caller says so).
 pub async fn rules(s3: &Client, bucket: &str) -> Result<Vec<ParkRule>, StallError> {
+    read_all(s3, bucket, PARK_PREFIX, "a park rule").await
+}
+
+/// Every object under `prefix` read as `T`; one that does not read is skipped with a warning.
+async fn read_all<T: serde::de::DeserializeOwned>(
+    s3: &Client,
+    bucket: &str,
+    prefix: &str,
+    what: &str,
+) -> Result<Vec<T>, StallError> {
     let mut out = Vec::new();
-    for key in keys(s3, bucket, PARK_PREFIX).await? {
+    for key in keys(s3, bucket, prefix).await? {
         if let Some(bytes) = get(s3, bucket, &key).await? {
-            match serde_json::from_slice::<ParkRule>(&bytes) {
-                Ok(r) => out.push(r),
-                Err(e) => tracing::warn!("s3://{bucket}/{key} is not a park rule: {e}"),
+            match serde_json::from_slice::<T>(&bytes) {
+                Ok(v) => out.push(v),
+                Err(e) => tracing::warn!("s3://{bucket}/{key} is not {what}: {e}"),
             }
         }
     }
