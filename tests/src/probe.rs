@@ -70,3 +70,30 @@ pub async fn read(stack: &LocalStack, db: &Influxd, bucket: &str, phase: &str) -
 pub fn present(acked: &BTreeMap<String, String>, got: &BTreeMap<String, String>) -> usize {
     acked.iter().filter(|(k, v)| got.get(*k) == Some(*v)).count()
 }
+
+/// One row of the live path's fault matrix: a case and what became of its acknowledged points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatrixRow {
+    pub case: String,
+    pub acknowledged: usize,
+    pub at_source: usize,
+    pub at_destination: usize,
+    pub dead_lettered: usize,
+    pub parked: usize,
+    pub redriven: usize,
+}
+
+/// Prints `rows` as the fault matrix's table (the tests that make them print theirs; together
+/// they are the matrix).
+pub fn print_matrix(rows: &[MatrixRow]) {
+    println!(
+        "{:<52} {:>12}  {:>9}  {:>14}  {:>13}  {:>6}  {:>8}",
+        "case", "acknowledged", "at source", "at destination", "dead-lettered", "parked", "redriven"
+    );
+    for r in rows {
+        println!(
+            "{:<52} {:>12}  {:>9}  {:>14}  {:>13}  {:>6}  {:>8}",
+            r.case, r.acknowledged, r.at_source, r.at_destination, r.dead_lettered, r.parked, r.redriven
+        );
+    }
+}

@@ -161,14 +161,18 @@ async fn writes_by_bucket_id_org_id_and_v1_without_rp_reach_the_destination_unde
     assert_eq!(dead, 0, "nothing dead-lettered");
 }
 
-/// The fault matrix's rows (nothing here is dead-lettered, parked or redriven: `stalls.rs` has
-/// those cases).
 fn print_rows(rows: &[(String, usize, usize, usize)]) {
-    println!(
-        "{:<46} {:>12}  {:>9}  {:>14}  {:>13}  {:>6}  {:>8}",
-        "case", "acknowledged", "at source", "at destination", "dead-lettered", "parked", "redriven"
-    );
-    for (case, acked, src, dst) in rows {
-        println!("{case:<46} {acked:>12}  {src:>9}  {dst:>14}  {:>13}  {:>6}  {:>8}", 0, 0, 0);
-    }
+    let rows: Vec<probe::MatrixRow> = rows
+        .iter()
+        .map(|(case, acked, src, dst)| probe::MatrixRow {
+            case: case.clone(),
+            acknowledged: *acked,
+            at_source: *src,
+            at_destination: *dst,
+            dead_lettered: 0,
+            parked: 0,
+            redriven: 0,
+        })
+        .collect();
+    probe::print_matrix(&rows);
 }

@@ -238,6 +238,19 @@ async fn a_destination_proxy_answering_400_in_plain_text_stalls_and_dead_letters
     );
     assert_eq!(dead_letters(&stack).await, Vec::<String>::new(), "nothing dead-lettered");
     assert_eq!(stall_records(&stack).await, Vec::<String>::new(), "a shard that moved on is not stalled");
+    let bucket = &stack.source.bucket;
+    let phase = "behind-a-400-proxy";
+    let row = probe::MatrixRow {
+        case: "plain-text 400 proxy before the destination, healed".into(),
+        acknowledged: acked.len(),
+        at_source: probe::present(&acked, &probe::read(&stack, &stack.source, bucket, phase).await),
+        at_destination: probe::present(&acked, &probe::read(&stack, &stack.destination, bucket, phase).await),
+        dead_lettered: 0,
+        parked: 0,
+        redriven: 0,
+    };
+    probe::print_matrix(std::slice::from_ref(&row));
+    assert_eq!((row.at_source, row.at_destination), (row.acknowledged, row.acknowledged), "nothing lost");
 
     // The gateway is the deployed API: a listing clients make before they query answers, and a
     // route the API lacks gets API Gateway's answer and reaches no function.

@@ -186,12 +186,23 @@ async fn the_secrets_skip_verify_is_honoured_by_every_component_that_talks_to_an
         let d = bed.deliver(writer).await;
         assert!(matches!(d.as_slice(), [Delivery::Done { .. }]), "written: {d:?}\n{}", writer.logs());
     }
+    let mut present = Vec::new();
     for db in [&bed.source, &bed.destination] {
         let rows = db.query(&format!("from(bucket: \"{}\") |> range(start: 0)", db.bucket)).await;
         let values: Vec<(Option<&str>, Option<&str>)> =
             rows.iter().map(|r| (r.get("_measurement"), r.get("_value"))).collect();
         assert_eq!(values, vec![(Some("tls"), Some("42"))], "{}", db.url);
+        present.push(values.len());
     }
+    testbed::probe::print_matrix(&[testbed::probe::MatrixRow {
+        case: "self-signed TLS: refused verified, then skip_verify".into(),
+        acknowledged: 1,
+        at_source: present[0],
+        at_destination: present[1],
+        dead_lettered: bed.dead_letters().await,
+        parked: 0,
+        redriven: 0,
+    }]);
     let (code, body) = bed.query().await;
     assert_eq!(code, 200, "{body}");
     assert!(body.contains(",42,"), "the router read the point: {body}");
