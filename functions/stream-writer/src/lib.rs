@@ -27,6 +27,7 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
 use shared::influx_client::{ClientOptions, EndpointClients};
 use shared::secret::{SecretCache, SecretsManagerSource};
+use shared::stall::StallClass;
 
 pub use batch::{Item, Step, WriteGroup};
 pub use config::{Config, ConfigError};
@@ -107,6 +108,8 @@ pub async fn handle(deps: &Deps, event: &KinesisEvent, deadline: Instant) -> Kin
         Ok(s) => s,
         Err(e) => {
             tracing::error!(target, error = %e, "cannot read the endpoint secret; the whole batch will be retried");
+            let stop = Stop { at: 0, reason: e.to_string(), class: StallClass::Configuration, status: None };
+            deps.stalls.stopped(first, &stop, bucket_of(first)).await;
             response.batch_item_failures.push(failure(first.sequence_number));
             return response;
         }
@@ -118,6 +121,8 @@ pub async fn handle(deps: &Deps, event: &KinesisEvent, deadline: Instant) -> Kin
         Ok(c) => c,
         Err(e) => {
             tracing::error!(target, error = %e, "cannot build the HTTP client; the whole batch will be retried");
+            let stop = Stop::other(0, format!("building the HTTP client: {e}"));
+            deps.stalls.stopped(first, &stop, bucket_of(first)).await;
             response.batch_item_failures.push(failure(first.sequence_number));
             return response;
         }

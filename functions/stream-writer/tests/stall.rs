@@ -271,3 +271,17 @@ async fn writes_to_unmapped_buckets_left_to_the_source_are_counted_per_bucket() 
     assert_eq!(count.by_bucket.get(&bed.db.bucket), Some(&3), "{count:?}");
     assert!(bed.stall().await.is_none());
 }
+
+/// A secret the writer cannot use (here: a bucket list without `"unmapped"`, as a secret written
+/// before that became required) stops every batch. The stall must be recorded like any other,
+/// with the secret's error as its reason, or `status` shows nothing while the shard waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_the_writer_cannot_use_is_recorded_as_a_stall_with_its_error() {
+    let bed = Bed::start_with(serde_json::json!({"buckets": {"other": "other"}})).await;
+    let stop = bed.replay(0, &[bed.good(1)], Duration::from_secs(2)).await;
+    assert_eq!(stop.as_deref(), Some(support::sequence_number(0).as_str()), "the batch is retried");
+    let stall = bed.stall().await.expect("the stall is recorded");
+    assert_eq!((stall.class, stall.status), (StallClass::Configuration, None));
+    assert!(stall.reason.contains("\"unmapped\""), "{}", stall.reason);
+    assert!(bed.values().await.is_empty());
+}
