@@ -118,6 +118,16 @@ pub struct WriteParams {
 }
 
 impl WriteParams {
+    /// The bucket as the client named it: v2 `bucket`, or v1 `db/rp` (`db` alone without `rp`).
+    pub fn bucket_name(&self) -> Option<String> {
+        match (&self.bucket, &self.db, &self.rp) {
+            (Some(b), _, _) => Some(b.clone()),
+            (None, Some(db), Some(rp)) => Some(format!("{db}/{rp}")),
+            (None, Some(db), None) => Some(db.clone()),
+            _ => None,
+        }
+    }
+
     /// The parameters as query pairs, in a fixed order.
     pub fn query_pairs(&self) -> Vec<(&'static str, &str)> {
         let mut q = Vec::with_capacity(6);

@@ -125,6 +125,14 @@ impl ParkRule {
     }
 }
 
+/// Milliseconds since the Unix epoch: the clock of every time in these objects.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// The key of a shard's stall object.
 pub fn stall_key(target: Role, shard_id: &str) -> String {
     format!("{STALL_PREFIX}{}/{shard_id}.json", target.as_str())

@@ -179,13 +179,7 @@ pub async fn handle(deps: &Deps, event: &KinesisEvent, deadline: Instant) -> Kin
 
 /// The bucket (v2) or `db[/rp]` (v1) a record writes to, as the client named it.
 fn bucket_of(item: &Item<'_>) -> Option<String> {
-    let params = &item.decoded.as_ref().ok()?.header.params;
-    match (&params.bucket, &params.db, &params.rp) {
-        (Some(b), _, _) => Some(b.clone()),
-        (None, Some(db), Some(rp)) => Some(format!("{db}/{rp}")),
-        (None, Some(db), None) => Some(db.clone()),
-        _ => None,
-    }
+    item.decoded.as_ref().ok()?.header.params.bucket_name()
 }
 
 fn failure(sequence_number: &str) -> KinesisBatchItemFailure {

@@ -183,13 +183,8 @@ impl<'a> Replayer<'a> {
                          \"unmapped\" is \"fail\": add a mapping for it (or set \"unmapped\": \
                          \"source-only\"), or park the shard; the record is retried, never dropped"
                     );
-                    if let Some(parking) = &self.parking
-                        && let Some(rule) = parking.rule().await
-                        && rule.applies(None, now_ms())
-                    {
-                        self.parked.fetch_add(1, Ordering::Relaxed);
-                        let reason = format!("parked by the operator ({}) after: {reason}", rule.note);
-                        self.dead_letter(item, None, reason, None).await?;
+                    if let Some(parked) = self.parked_reason(None, &reason).await {
+                        self.dead_letter(item, None, parked, None).await?;
                         continue;
                     }
                     tracing::error!(shard = item.shard_id, sequence_number = item.sequence_number, bucket = %bucket, "{reason}");
@@ -325,15 +320,9 @@ impl<'a> Replayer<'a> {
             let status_text = status.map(|s| s.to_string()).unwrap_or_else(|| "no answer".into());
             let failure = format!("{status_text} from {host}: {reason}");
             if class == RetryClass::Configuration
-                && let Some(parking) = &self.parking
-                && let Some(rule) = parking.rule().await
-                && rule.applies(status, now_ms())
+                && let Some(parked) = self.parked_reason(status, &failure).await
             {
-                self.parked.fetch_add(1, Ordering::Relaxed);
-                return Ok(WriteAction::DeadLetter {
-                    status: status.unwrap_or(0),
-                    reason: format!("parked by the operator ({}) after: {failure}", rule.note),
-                });
+                return Ok(WriteAction::DeadLetter { status: status.unwrap_or(0), reason: parked });
             }
             let class = match class {
                 RetryClass::Configuration => StallClass::Configuration,
@@ -345,6 +334,17 @@ impl<'a> Replayer<'a> {
             last_failure = Some((failure, class, status));
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// When the operator's park rule covers a configuration failure with `status`, the reason
+    /// its record is dead-lettered with (and it is counted as parked); `None` otherwise.
+    async fn parked_reason(&self, status: Option<u16>, failure: &str) -> Option<String> {
+        let rule = self.parking.as_ref()?.rule().await?;
+        if !rule.applies(status, now_ms()) {
+            return None;
+        }
+        self.parked.fetch_add(1, Ordering::Relaxed);
+        Some(format!("parked by the operator ({}) after: {failure}", rule.note))
     }
 
     async fn dead_letter(

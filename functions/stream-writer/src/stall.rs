@@ -16,9 +16,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use shared::secret::Role;
+pub use shared::stall::now_ms;
 use shared::stall::{ParkRule, SourceOnly, Stall, park_key, source_only_key, stall_key};
 
 use crate::batch::Item;
@@ -28,11 +29,6 @@ use crate::replay::Stop;
 pub const METRIC_NAMESPACE: &str = "InfluxLiveMigration";
 /// How long a shard known to be clear is not cleared again.
 const CLEAR_AGAIN_AFTER: Duration = Duration::from_secs(60);
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
 
 /// The stall objects and park rules of one target, in the dead-letter bucket.
 pub struct StallBook {

@@ -81,13 +81,7 @@ struct Letter {
 
 impl Letter {
     fn bucket(&self) -> Option<String> {
-        let p = self.params.as_ref()?;
-        match (&p.bucket, &p.db, &p.rp) {
-            (Some(b), _, _) => Some(b.clone()),
-            (None, Some(db), Some(rp)) => Some(format!("{db}/{rp}")),
-            (None, Some(db), None) => Some(db.clone()),
-            _ => None,
-        }
+        self.params.as_ref()?.bucket_name()
     }
 
     fn selected(&self, args: &RedriveArgs) -> bool {

@@ -137,10 +137,7 @@ pub async fn delete_rule(s3: &Client, bucket: &str, target: Role, shard_id: &str
     Ok(())
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
+pub use shared::stall::now_ms;
 
 /// A time in ms since the epoch as RFC 3339.
 pub fn rfc3339_ms(ms: i64) -> String {
