@@ -5,7 +5,10 @@
 //! (TCP RST before any response); the next N requests stalled (held without an answer, then the
 //! connection dropped); every request answered with a given status and a plain-text body until
 //! healed (a load balancer or proxy in front of the database, not InfluxDB); request bodies over a
-//! size answered 413, as a proxy's body limit does; requests to one path answered 500 for a while. Everything else is forwarded byte for byte.
+//! size answered 413, as a proxy's body limit does; requests to one path answered 500 for a while;
+//! the next N requests held before they are forwarded (a slow query); the next N answers cut off
+//! after a number of body bytes (the connection dropped mid-answer, as a dying server or a broken
+//! network does). Everything else is forwarded byte for byte, the answer streamed as it comes.
 //!
 //! The proxy closes each connection after one response, so a per-connection fault is a
 //! per-request fault even for clients that pool connections.
@@ -17,7 +20,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use futures::StreamExt as _;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -35,6 +41,10 @@ struct Faults {
     reset_next: AtomicU64,
     stall_next: AtomicU64,
     stall_ms: AtomicU64,
+    hold_next: AtomicU64,
+    hold_ms: AtomicU64,
+    cut_next: AtomicU64,
+    cut_after: AtomicU64,
     fail_until: Mutex<Option<Instant>>,
     answer_plain: Mutex<Option<(u16, String)>>,
     fail_path_until: Mutex<Option<(String, Instant)>>,
@@ -45,6 +55,8 @@ struct Faults {
     failed: AtomicU64,
     reset: AtomicU64,
     stalled: AtomicU64,
+    held: AtomicU64,
+    cut: AtomicU64,
 }
 
 /// Takes one from a counter if it is above zero.
@@ -70,6 +82,10 @@ pub struct ProxyStats {
     pub stalled: u64,
     /// Requests answered 413 by the body limit.
     pub too_large: u64,
+    /// Requests held before they were forwarded.
+    pub held: u64,
+    /// Answers cut off mid-body.
+    pub cut: u64,
 }
 
 impl FaultProxy {
@@ -151,6 +167,20 @@ impl FaultProxy {
         self.faults.stall_next.store(n, Ordering::SeqCst);
     }
 
+    /// Holds the next `n` requests for `hold`, then forwards them and relays the answer: a query
+    /// the database takes `hold` longer to answer.
+    pub fn hold_next(&self, n: u64, hold: Duration) {
+        self.faults.hold_ms.store(hold.as_millis() as u64, Ordering::SeqCst);
+        self.faults.hold_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Relays the status, headers and first `after_bytes` body bytes of the next `n` answers,
+    /// then drops the connection without ending the body: the answer breaks off mid-stream.
+    pub fn cut_next(&self, n: u64, after_bytes: u64) {
+        self.faults.cut_after.store(after_bytes, Ordering::SeqCst);
+        self.faults.cut_next.store(n, Ordering::SeqCst);
+    }
+
     /// Answers every request with `status` and `body` as plain text (not InfluxDB's error shape)
     /// until [`FaultProxy::heal`].
     pub fn answer_plain(&self, status: u16, body: &str) {
@@ -169,6 +199,8 @@ impl FaultProxy {
         self.faults.fail_next.store(0, Ordering::SeqCst);
         self.faults.reset_next.store(0, Ordering::SeqCst);
         self.faults.stall_next.store(0, Ordering::SeqCst);
+        self.faults.hold_next.store(0, Ordering::SeqCst);
+        self.faults.cut_next.store(0, Ordering::SeqCst);
         *self.faults.fail_until.lock().expect("fault lock") = None;
         *self.faults.answer_plain.lock().expect("fault lock") = None;
         *self.faults.fail_path_until.lock().expect("fault lock") = None;
@@ -185,6 +217,8 @@ impl FaultProxy {
             reset: f.reset.load(Ordering::SeqCst),
             stalled: f.stalled.load(Ordering::SeqCst),
             too_large: f.too_large.load(Ordering::SeqCst),
+            held: f.held.load(Ordering::SeqCst),
+            cut: f.cut.load(Ordering::SeqCst),
         }
     }
 }
@@ -204,12 +238,19 @@ impl std::fmt::Display for Stalled {
 }
 impl std::error::Error for Stalled {}
 
+/// What the proxy answers with: a whole body, or the upstream's streamed as it comes.
+type ProxyBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+fn whole(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
 async fn handle(
     req: Request<Incoming>,
     faults: Arc<Faults>,
     client: reqwest::Client,
     upstream: String,
-) -> Result<Response<Full<Bytes>>, Stalled> {
+) -> Result<Response<ProxyBody>, Stalled> {
     faults.seen.fetch_add(1, Ordering::SeqCst);
     let latency = faults.latency_ms.load(Ordering::SeqCst);
     if latency > 0 {
@@ -220,6 +261,10 @@ async fn handle(
         tokio::time::sleep(Duration::from_millis(faults.stall_ms.load(Ordering::SeqCst))).await;
         return Err(Stalled);
     }
+    if take(&faults.hold_next) {
+        faults.held.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(faults.hold_ms.load(Ordering::SeqCst))).await;
+    }
     let plain = faults.answer_plain.lock().expect("fault lock").clone();
     if let Some((status, body)) = plain {
         faults.failed.fetch_add(1, Ordering::SeqCst);
@@ -227,7 +272,7 @@ async fn handle(
         let resp = Response::builder()
             .status(status)
             .header("Content-Type", "text/html")
-            .body(Full::new(Bytes::from(body)))
+            .body(whole(body))
             .unwrap_or_else(|_| bad_gateway("building the plain answer"));
         return Ok(resp);
     }
@@ -243,7 +288,7 @@ async fn handle(
             .status(500)
             .header("Content-Type", "application/json; charset=utf-8")
             .header("X-Platform-Error-Code", "internal error")
-            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .body(whole(Bytes::from_static(body.as_bytes())))
             .expect("static response");
         return Ok(resp);
     }
@@ -258,7 +303,7 @@ async fn handle(
             .header("Content-Type", "application/json; charset=utf-8")
             .header("Retry-After", faults.retry_after_s.load(Ordering::SeqCst).to_string())
             .header("X-Platform-Error-Code", "unavailable")
-            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .body(whole(Bytes::from_static(body.as_bytes())))
             .expect("static response");
         return Ok(resp);
     }
@@ -274,7 +319,7 @@ async fn handle(
         return Ok(Response::builder()
             .status(413)
             .header("Content-Type", "text/html")
-            .body(Full::new(Bytes::from_static(page.as_bytes())))
+            .body(whole(Bytes::from_static(page.as_bytes())))
             .unwrap_or_else(|_| bad_gateway("building the 413")));
     }
     Ok(forward(parts, body, &client, &upstream, &faults).await)
@@ -286,7 +331,7 @@ async fn forward(
     client: &reqwest::Client,
     upstream: &str,
     faults: &Faults,
-) -> Response<Full<Bytes>> {
+) -> Response<ProxyBody> {
     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut out = client.request(parts.method.clone(), format!("{upstream}{path}"));
     for (name, value) in &parts.headers {
@@ -305,16 +350,46 @@ async fn forward(
             builder = builder.header(name, value);
         }
     }
-    let bytes = resp.bytes().await.unwrap_or_default();
-    builder.body(Full::new(bytes)).unwrap_or_else(|_| bad_gateway("building the response"))
+    // Streamed as it arrives; a cut answer ends with an error, which makes hyper drop the
+    // connection without the body's end (no last chunk).
+    let cut_after = take(&faults.cut_next).then(|| faults.cut_after.load(Ordering::SeqCst));
+    if cut_after.is_some() {
+        faults.cut.fetch_add(1, Ordering::SeqCst);
+    }
+    let chunks = futures::stream::unfold((resp, 0u64), move |(mut resp, sent)| async move {
+        if cut_after.is_some_and(|limit| sent >= limit) {
+            let cut: Box<dyn std::error::Error + Send + Sync> = "cut off by the fault proxy".into();
+            return Some((Err(cut), (resp, sent)));
+        }
+        match resp.chunk().await {
+            Ok(Some(mut chunk)) => {
+                if let Some(limit) = cut_after {
+                    chunk.truncate(usize::try_from(limit - sent).unwrap_or(usize::MAX).min(chunk.len()));
+                }
+                let sent = sent + chunk.len() as u64;
+                Some((Ok(Frame::data(chunk)), (resp, sent)))
+            }
+            Ok(None) => None,
+            Err(e) => Some((Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>), (resp, sent))),
+        }
+    });
+    // After an error the stream must end: hyper stops reading it anyway, but be explicit.
+    let chunks = chunks.scan(false, |failed, item| {
+        let done = *failed;
+        *failed |= item.is_err();
+        futures::future::ready((!done).then_some(item))
+    });
+    builder
+        .body(BodyExt::boxed(StreamBody::new(chunks)))
+        .unwrap_or_else(|_| bad_gateway("building the response"))
 }
 
-fn bad_gateway(why: &str) -> Response<Full<Bytes>> {
+fn bad_gateway(why: &str) -> Response<ProxyBody> {
     let body =
         serde_json::json!({"code": "internal error", "message": format!("fault proxy: {why}")}).to_string();
     Response::builder()
         .status(502)
         .header("Content-Type", "application/json; charset=utf-8")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+        .body(whole(body))
+        .unwrap_or_else(|_| Response::new(whole(Bytes::new())))
 }

@@ -144,11 +144,16 @@ pub struct Invoker {
 impl Invoker {
     /// Invokes with `event`; an error when the runtime API does not answer.
     pub async fn invoke(&self, event: &Value) -> Result<Invocation, String> {
-        let resp = self.http.post(&self.url).json(event).send().await.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|e| e.to_string())?;
-        let payload = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Ok(Invocation { status, payload })
+        let resp = self.invoke_open(event).await?;
+        Invocation::read(resp).await
+    }
+
+    /// Invokes with `event` and returns as soon as the answer's status and headers are in: a
+    /// function that streams its response (Lambda response streaming) is answered by `cargo
+    /// lambda watch` with the status and headers of its prelude, marked
+    /// `lambda-runtime-function-response-mode: streaming`, and its body as it comes.
+    pub async fn invoke_open(&self, event: &Value) -> Result<reqwest::Response, String> {
+        self.http.post(&self.url).json(event).send().await.map_err(|e| e.to_string())
     }
 }
 
@@ -156,7 +161,37 @@ impl Invoker {
 #[derive(Debug, Clone)]
 pub struct Invocation {
     pub status: u16,
+    /// The response payload as JSON (a JSON string when it is not JSON).
     pub payload: Value,
+    /// The runtime API's answer headers, names in lower case.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The payload's bytes: a streamed response's body.
+    pub body: Vec<u8>,
+}
+
+impl Invocation {
+    /// Reads a whole invocation answer (see [`Invoker::invoke_open`]).
+    pub async fn read_from(resp: reqwest::Response) -> Result<Invocation, String> {
+        Self::read(resp).await
+    }
+
+    async fn read(resp: reqwest::Response) -> Result<Invocation, String> {
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+            .collect();
+        let body = resp.bytes().await.map_err(|e| e.to_string())?.to_vec();
+        let text = String::from_utf8_lossy(&body);
+        let payload = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.into_owned()));
+        Ok(Invocation { status, payload, headers, body })
+    }
+
+    /// Whether the function streamed its response (status and headers are then its prelude's).
+    pub fn streamed(&self) -> bool {
+        self.headers.get("lambda-runtime-function-response-mode").map(String::as_str) == Some("streaming")
+    }
 }
 
 /// Path of a workspace binary built by `cargo build` (debug profile unless `CARGO_PROFILE` or
@@ -257,7 +292,9 @@ impl LambdaRuntime {
         };
         // The function timeout, as the caller of a Lambda function sees it: no answer in time
         // is a failed invocation.
-        let http = reqwest::Client::builder().timeout(timeout).build().expect("http client");
+        // No decompression: a streamed answer's `Content-Encoding` is the function's (influxd's
+        // gzip relayed), and must reach the caller as it was sent.
+        let http = reqwest::Client::builder().timeout(timeout).no_gzip().build().expect("http client");
         let route =
             binary.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| name.to_string());
         let instances = Arc::new(Instances {
@@ -330,6 +367,12 @@ impl LambdaRuntime {
         self.instances.replaced.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The largest peak resident set (`VmHWM`) of the running instances, in bytes: what the
+    /// function's memory setting must hold. `None` where `/proc` does not tell.
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        self.lock().iter().filter_map(|i| peak_rss_of(i.process.pid())).max()
+    }
+
     /// The log files of the instances and of the runtime API (they live as long as `self`).
     pub fn log_paths(&self) -> Vec<PathBuf> {
         let mut paths: Vec<PathBuf> =
@@ -364,10 +407,9 @@ impl LambdaRuntime {
             }
         };
         let resp = resp.unwrap_or_else(|e| panic!("invoke {}: {e}; logs:\n{}", self.name, self.logs()));
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        let payload = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Invocation { status, payload }
+        Invocation::read(resp)
+            .await
+            .unwrap_or_else(|e| panic!("reading {}'s answer: {e}; logs:\n{}", self.name, self.logs()))
     }
 
     /// A handle for invoking from several tasks at once (no liveness check).
@@ -403,6 +445,14 @@ impl LambdaRuntime {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// `VmHWM` of process `pid` in bytes (Linux `/proc/<pid>/status`).
+fn peak_rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb * 1024)
 }
 
 impl Drop for LambdaRuntime {

@@ -26,6 +26,7 @@ pub mod poller;
 pub mod ports;
 pub mod probe;
 pub mod process;
+pub mod reads;
 pub mod report;
 pub mod scenario;
 pub mod stack;
