@@ -38,6 +38,10 @@ Functions
   --secret-ttl-seconds N     how long functions cache the endpoint secret (default 15)
   --partition-key-mode MODE  random (default) or bucket (strict per-bucket order)
   --log-retention-days N     CloudWatch Logs retention of each function (default 30)
+  --read-transfer-mode MODE  STREAM (default): reads are streamed, any size up to 15 minutes;
+                             BUFFERED: one response per read, at most 6 MB and 29 s. Sets the
+                             read routes' ResponseTransferMode and the query router's
+                             RESPONSE_TRANSFER_MODE and timeout together (they must match)
 
 Wiring
   --dual-write-start UNIX    start of both event source mappings (default: the core stack's
@@ -70,6 +74,7 @@ SKIP_BUILD=0
 LAMBDA_DIR="$REPO_ROOT/target/lambda"
 SECRET_TTL="15"
 PARTITION_KEY_MODE="random"
+READ_TRANSFER_MODE="STREAM"
 LOG_RETENTION="30"
 DUAL_WRITE_START=""
 BATCH_SIZE=""
@@ -96,6 +101,7 @@ while [[ $# -gt 0 ]]; do
     --lambda-dir) need "$@"; LAMBDA_DIR="$2"; shift 2 ;;
     --secret-ttl-seconds) need "$@"; SECRET_TTL="$2"; shift 2 ;;
     --partition-key-mode) need "$@"; PARTITION_KEY_MODE="$2"; shift 2 ;;
+    --read-transfer-mode) need "$@"; READ_TRANSFER_MODE="$2"; shift 2 ;;
     --log-retention-days) need "$@"; LOG_RETENTION="$2"; shift 2 ;;
     --dual-write-start) need "$@"; DUAL_WRITE_START="$2"; shift 2 ;;
     --batch-size) need "$@"; BATCH_SIZE="$2"; shift 2 ;;
@@ -112,6 +118,8 @@ CORE_STACK="${CORE_STACK:-$PREFIX-core}"
 WIRING_STACK="${WIRING_STACK:-$PREFIX-wiring}"
 [[ "$PARTITION_KEY_MODE" == random || "$PARTITION_KEY_MODE" == bucket ]] ||
   die "--partition-key-mode must be random or bucket"
+[[ "$READ_TRANSFER_MODE" == STREAM || "$READ_TRANSFER_MODE" == BUFFERED ]] ||
+  die "--read-transfer-mode must be STREAM or BUFFERED"
 [[ -z "$CUSTOM_DOMAIN" || -n "$CERTIFICATE_ARN" ]] || die "--custom-domain needs --certificate-arn"
 [[ -z "$DUAL_WRITE_START" || "$DUAL_WRITE_START" =~ ^[0-9]{9,11}$ ]] ||
   die "--dual-write-start must be Unix seconds, e.g. $(date +%s)"
@@ -232,8 +240,14 @@ deploy_function "${FN[SourceWriter]}" stream-writer "${ROLE[SourceWriter]}" 300 
   "${common_env[@]}" "TARGET=source" "DEAD_LETTER_BUCKET=$BUCKET"
 deploy_function "${FN[DestinationWriter]}" stream-writer "${ROLE[DestinationWriter]}" 300 \
   "${common_env[@]}" "TARGET=destination" "DEAD_LETTER_BUCKET=$BUCKET"
-deploy_function "${FN[QueryRouter]}" query-router "${ROLE[QueryRouter]}" 29 \
-  "${common_env[@]}" "UPSTREAM_TIMEOUT_SECONDS=27"
+if [[ "$READ_TRANSFER_MODE" == STREAM ]]; then
+  # Streamed reads may run as long as API Gateway streams: 15 minutes.
+  deploy_function "${FN[QueryRouter]}" query-router "${ROLE[QueryRouter]}" 900 \
+    "${common_env[@]}" "RESPONSE_TRANSFER_MODE=STREAM"
+else
+  deploy_function "${FN[QueryRouter]}" query-router "${ROLE[QueryRouter]}" 29 \
+    "${common_env[@]}" "RESPONSE_TRANSFER_MODE=BUFFERED" "UPSTREAM_TIMEOUT_SECONDS=27"
+fi
 
 # ------------------------------------------------------------------------------------------------
 # 4. Hold the destination writer: reserved concurrency 0 before its mapping exists, so records
@@ -283,12 +297,13 @@ wiring_params=(
   "DestinationWriterFunctionArn=$(function_arn "${FN[DestinationWriter]}")"
   "QueryRouterFunctionArn=$(function_arn "${FN[QueryRouter]}")"
   "DualWriteStart=$DUAL_WRITE_START"
+  "ReadTransferMode=$READ_TRANSFER_MODE"
 )
 [[ -n "$BATCH_SIZE" ]] && wiring_params+=("BatchSize=$BATCH_SIZE")
 [[ -n "$STAGE" ]] && wiring_params+=("StageName=$STAGE")
 [[ -n "$CUSTOM_DOMAIN" ]] && wiring_params+=("CustomDomainName=$CUSTOM_DOMAIN" "CertificateArn=$CERTIFICATE_ARN")
 deploy_stack "$WIRING_STACK" "$INFRA_DIR/wiring.yaml" \
-  "NamePrefix StreamArn DeadLetterBucketArn KinesisWriterFunctionArn SourceWriterFunctionArn DestinationWriterFunctionArn QueryRouterFunctionArn DualWriteStart BatchSize MaximumBatchingWindowInSeconds StageName CustomDomainName CertificateArn" \
+  "NamePrefix StreamArn DeadLetterBucketArn KinesisWriterFunctionArn SourceWriterFunctionArn DestinationWriterFunctionArn QueryRouterFunctionArn DualWriteStart ReadTransferMode BatchSize MaximumBatchingWindowInSeconds StageName CustomDomainName CertificateArn" \
   "${wiring_params[@]}"
 
 load_outputs "$WIRING_STACK"

@@ -8,8 +8,20 @@
 //! [`ApiRoutes`] is read from the REST API that `infra/wiring.yaml` created (in moto), each
 //! method to the function its integration invokes; a path or method the API lacks gets API
 //! Gateway's own answer (403 `Missing Authentication Token`) and reaches no function, so no test
-//! can pass through a route users cannot reach. Every body travels base64-encoded, as with the
-//! API's `BinaryMediaTypes: ["*/*"]`.
+//! can pass through a route users cannot reach. Every request body travels base64-encoded, as
+//! with the API's `BinaryMediaTypes: ["*/*"]`.
+//!
+//! A route whose integration streams (`ResponseTransferMode: STREAM`, which API Gateway invokes
+//! through `InvokeWithResponseStream`, integration URI `.../response-streaming-invocations`)
+//! streams here too: status and headers from the function's prelude as soon as they come, then
+//! the body chunk by chunk, chunked to the client. `cargo lambda watch` 1.9.2 has an
+//! `InvokeWithResponseStream` endpoint, but it collects the whole answer before replying and
+//! keeps only the prelude's status; its `Invoke` endpoint streams a streaming function's answer
+//! with the prelude's status and headers (as a function URL does), so that is the one used. A
+//! function whose stream breaks off (it crashed, or its timeout ended it) breaks the client's
+//! answer off too (the connection closes without the body's end), as API Gateway's does ("transfer
+//! closed with outstanding read data remaining"); a function that answers a streaming route
+//! without streaming, or the other way round, gets API Gateway's 502.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,7 +29,9 @@ use std::sync::Arc;
 
 use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -44,9 +58,16 @@ pub enum Target {
     QueryRouter,
 }
 
-/// The deployed API's routes: (method, path) -> function.
+/// How an integration returns the function's answer (`ResponseTransferMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer {
+    Buffered,
+    Stream,
+}
+
+/// The deployed API's routes: (method, path) -> function and transfer mode.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ApiRoutes(std::collections::BTreeMap<(String, String), Target>);
+pub struct ApiRoutes(std::collections::BTreeMap<(String, String), (Target, Transfer)>);
 
 impl ApiRoutes {
     /// From API Gateway's `GetResources` answer (`items`, each with `path` and its
@@ -68,7 +89,14 @@ impl ApiRoutes {
                 } else {
                     return Err(format!("{method} {path} invokes neither function: {uri}"));
                 };
-                routes.insert((method.clone(), path.to_string()), target);
+                // moto keeps the integration's URI (not its ResponseTransferMode): a streaming
+                // integration is the one that invokes with InvokeWithResponseStream.
+                let transfer = if uri.ends_with("/response-streaming-invocations") {
+                    Transfer::Stream
+                } else {
+                    Transfer::Buffered
+                };
+                routes.insert((method.clone(), path.to_string()), (target, transfer));
             }
         }
         Ok(ApiRoutes(routes))
@@ -76,6 +104,11 @@ impl ApiRoutes {
 
     /// The function for a request; API Gateway ignores one trailing slash.
     pub fn target(&self, method: &str, path: &str) -> Option<Target> {
+        self.route(method, path).map(|(t, _)| t)
+    }
+
+    /// The function for a request and how its answer comes back.
+    pub fn route(&self, method: &str, path: &str) -> Option<(Target, Transfer)> {
         let path = match path.trim_end_matches('/') {
             "" => "/",
             p => p,
@@ -124,8 +157,15 @@ impl Drop for LocalGateway {
     }
 }
 
+/// What the gateway answers with: a whole body, or a function's streamed one.
+type GatewayBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+fn whole(bytes: Bytes) -> GatewayBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
 impl Routes {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(&self, req: Request<Incoming>) -> Response<GatewayBody> {
         let (parts, body) = req.into_parts();
         let body = match body.collect().await {
             Ok(b) => b.to_bytes(),
@@ -133,13 +173,13 @@ impl Routes {
         };
         let method = parts.method.as_str().to_string();
         let path = parts.uri.path().to_string();
-        let Some(target) = self.api.target(&method, &path) else {
+        let Some((target, transfer)) = self.api.route(&method, &path) else {
             // What API Gateway answers for a path or method the REST API does not have.
             return Response::builder()
                 .status(403)
                 .header("Content-Type", "application/json")
                 .header("x-amzn-ErrorType", "MissingAuthenticationTokenException")
-                .body(Full::new(Bytes::from_static(br#"{"message":"Missing Authentication Token"}"#)))
+                .body(whole(Bytes::from_static(br#"{"message":"Missing Authentication Token"}"#)))
                 .unwrap_or_else(|_| plain(403, "Missing Authentication Token"));
         };
         let mut request = HttpRequest { method: method.clone(), path: path.clone(), ..Default::default() };
@@ -168,16 +208,67 @@ impl Routes {
             Target::KinesisWriter => ("kinesis-writer", &self.writer),
             Target::QueryRouter => ("query-router", &self.router),
         };
-        match invoker.invoke(&request.rest_event()).await {
-            Ok(inv) if inv.status == 200 && inv.payload.get("statusCode").is_some() => to_http(&inv.payload),
-            Ok(inv) => plain(502, &format!("{route} failed: {}", inv.payload)),
-            Err(e) => plain(502, &format!("{route} did not answer: {e}")),
+        let answer = match invoker.invoke_open(&request.rest_event()).await {
+            Ok(a) => a,
+            Err(e) => return plain(502, &format!("{route} did not answer: {e}")),
+        };
+        let streamed = answer
+            .headers()
+            .get("lambda-runtime-function-response-mode")
+            .is_some_and(|v| v.as_bytes() == b"streaming");
+        match (transfer, streamed) {
+            (Transfer::Stream, true) => streamed_to_http(answer),
+            (Transfer::Buffered, false) => match crate::lambda::Invocation::read_from(answer).await {
+                Ok(inv) if inv.status == 200 && inv.payload.get("statusCode").is_some() => {
+                    to_http(&inv.payload)
+                }
+                Ok(inv) => plain(502, &format!("{route} failed: {}", inv.payload)),
+                Err(e) => plain(502, &format!("{route} did not answer: {e}")),
+            },
+            (Transfer::Stream, false) => {
+                let body = answer.text().await.unwrap_or_default();
+                plain(502, &format!("{route} did not stream its answer to a streaming route: {body}"))
+            }
+            (Transfer::Buffered, true) => {
+                plain(502, &format!("{route} streamed its answer to a buffered route"))
+            }
         }
     }
 }
 
+/// A function's streamed answer as HTTP: the prelude's status and headers, then the body as it
+/// comes (an error mid-body ends the client's answer without its end).
+fn streamed_to_http(answer: reqwest::Response) -> Response<GatewayBody> {
+    let mut builder = Response::builder().status(answer.status().as_u16());
+    for (name, value) in answer.headers() {
+        // The runtime API's own headers, and lengths (API Gateway streams chunked).
+        if !matches!(
+            name.as_str(),
+            "lambda-runtime-function-response-mode"
+                | "transfer-encoding"
+                | "content-length"
+                | "x-amzn-remapped-content-length"
+                | "connection"
+                | "date"
+        ) {
+            builder = builder.header(name, value);
+        }
+    }
+    let chunks = futures::stream::unfold(Some(answer), |answer| async move {
+        let mut answer = answer?;
+        match answer.chunk().await {
+            Ok(Some(c)) => Some((Ok(Frame::data(c)), Some(answer))),
+            Ok(None) => None,
+            Err(e) => Some((Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>), None)),
+        }
+    });
+    builder
+        .body(BodyExt::boxed(StreamBody::new(chunks)))
+        .unwrap_or_else(|e| plain(502, &format!("bad streamed response from the function: {e}")))
+}
+
 /// A proxy response event as HTTP.
-fn to_http(payload: &Value) -> Response<Full<Bytes>> {
+fn to_http(payload: &Value) -> Response<GatewayBody> {
     let status = payload["statusCode"].as_u64().unwrap_or(502) as u16;
     let mut builder = Response::builder().status(status);
     if let Some(h) = payload.get("headers").and_then(Value::as_object) {
@@ -207,19 +298,17 @@ fn to_http(payload: &Value) -> Response<Full<Bytes>> {
         }
         Some(b) => Bytes::from(b.to_string()),
     };
-    builder
-        .body(Full::new(body))
-        .unwrap_or_else(|e| plain(502, &format!("bad response from the function: {e}")))
+    builder.body(whole(body)).unwrap_or_else(|e| plain(502, &format!("bad response from the function: {e}")))
 }
 
 /// API Gateway's own kind of error (not InfluxDB's): `{"message": …}`.
-fn plain(status: u16, message: &str) -> Response<Full<Bytes>> {
+fn plain(status: u16, message: &str) -> Response<GatewayBody> {
     let body = serde_json::json!({ "message": message }).to_string();
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+        .body(whole(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(whole(Bytes::new())))
 }
 
 #[cfg(test)]
@@ -234,10 +323,12 @@ mod tests {
             )
         };
         let m = |f: &str| json!({"authorizationType": "AWS_IAM", "methodIntegration": {"type": "AWS_PROXY", "uri": uri(f)}});
+        let streamed = json!({"authorizationType": "AWS_IAM", "methodIntegration": {"type": "AWS_PROXY",
+            "uri": "arn:aws:apigateway:us-east-1:lambda:path/2021-11-15/functions/arn:aws:lambda:us-east-1:123456789012:function:p-query-router/response-streaming-invocations"}});
         json!({"items": [
             {"path": "/"},
             {"path": "/api/v2/write", "resourceMethods": {"POST": m("p-kinesis-writer")}},
-            {"path": "/query", "resourceMethods": {"GET": m("p-query-router"), "POST": m("p-query-router")}},
+            {"path": "/query", "resourceMethods": {"GET": m("p-query-router"), "POST": streamed}},
         ]})
     }
 
@@ -248,6 +339,9 @@ mod tests {
         assert_eq!(api.target("POST", "/api/v2/write"), Some(Target::KinesisWriter));
         assert_eq!(api.target("POST", "/api/v2/write/"), Some(Target::KinesisWriter));
         assert_eq!(api.target("GET", "/query"), Some(Target::QueryRouter));
+        assert_eq!(api.route("GET", "/query"), Some((Target::QueryRouter, Transfer::Buffered)));
+        assert_eq!(api.route("POST", "/query"), Some((Target::QueryRouter, Transfer::Stream)));
+        assert_eq!(api.route("POST", "/api/v2/write"), Some((Target::KinesisWriter, Transfer::Buffered)));
         // Regression: every non-write request went to the router, so tests passed for routes
         // the deployed API does not have.
         assert_eq!(api.target("GET", "/api/v2/buckets"), None);

@@ -232,7 +232,7 @@ impl LocalStack {
             e.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
             e
         };
-        // Timeouts as deployed (infra/deploy.sh): 29 s for the gateway's functions; the stream
+        // Timeouts as deployed (infra/deploy.sh): 29 s for the Kinesis writer; the stream
         // writers' is `options.stream_writer_timeout`.
         let gw_timeout = Duration::from_secs(29);
         let writer = LambdaRuntime::start_named_binary(
@@ -242,11 +242,23 @@ impl LocalStack {
             gw_timeout,
         )
         .await;
+        // The router runs as deployed: its timeout and environment are read back from the
+        // deploy (RESPONSE_TRANSFER_MODE and the timeout follow `--read-transfer-mode`).
+        let deployed =
+            moto.aws_cli(&["lambda", "get-function-configuration", "--function-name", &outputs.query_router]);
+        let router_timeout = Duration::from_secs(deployed["Timeout"].as_u64().unwrap_or(3));
+        let mut router_env = base.clone();
+        if let Some(vars) = deployed["Environment"]["Variables"].as_object() {
+            for (k, v) in vars {
+                router_env.retain(|(name, _)| name != k);
+                router_env.push((k.clone(), v.as_str().unwrap_or_default().to_string()));
+            }
+        }
         let router = LambdaRuntime::start_named_binary(
             &outputs.query_router,
             "query-router",
-            &with(&[("UPSTREAM_TIMEOUT_SECONDS", "27")]),
-            gw_timeout,
+            &router_env,
+            router_timeout,
         )
         .await;
         let sw_timeout = options.stream_writer_timeout;
@@ -399,12 +411,18 @@ impl LocalStack {
 
     /// Replaces the endpoint secret's `mappings` and waits for the functions' cache time to pass.
     pub async fn set_mappings(&self, mappings: serde_json::Value) {
+        self.update_secret(|secret| secret["mappings"] = mappings).await;
+    }
+
+    /// Changes the endpoint secret with `change` (e.g. the source's URL, to put a fault proxy in
+    /// front of it) and waits for the functions' cache time to pass.
+    pub async fn update_secret(&self, change: impl FnOnce(&mut serde_json::Value)) {
         let sm = aws_sdk_secretsmanager::Client::new(&self.moto.sdk_config().await);
         let current =
             sm.get_secret_value().secret_id(&self.outputs.secret_id).send().await.expect("get secret");
         let text = current.secret_string().expect("the secret's string");
         let mut secret: serde_json::Value = serde_json::from_str(text).expect("the secret is JSON");
-        secret["mappings"] = mappings;
+        change(&mut secret);
         sm.put_secret_value()
             .secret_id(&self.outputs.secret_id)
             .secret_string(secret.to_string())

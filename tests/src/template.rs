@@ -44,7 +44,9 @@ pub fn api_methods(template: &Value) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for r in resources.values().filter(|r| r["Type"] == "AWS::ApiGateway::Method") {
         let p = &r["Properties"];
-        let uri = p["Integration"]["Uri"]["Fn::Sub"].as_str().unwrap_or_default();
+        // `Fn::Sub`, or an `Fn::If` between two (the read routes' streaming and buffered URIs):
+        // the function is the `${...FunctionArn}` they name.
+        let uri = p["Integration"]["Uri"].to_string();
         let function = uri
             .split("${")
             .filter_map(|s| s.split('}').next())

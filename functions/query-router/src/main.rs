@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use lambda_runtime::{LambdaEvent, service_fn};
-use query_router::{Config, Deps, handle_within};
+use query_router::{Config, Deps, TransferMode, handle_streaming, handle_within};
 use serde_json::Value;
 
 /// Time kept back from the invocation's deadline to write the 504 before Lambda ends the
@@ -31,15 +31,27 @@ async fn main() -> anyhow::Result<()> {
         secret_ttl_s = deps.config().secret_ttl.as_secs_f64(),
         upstream_timeout_s = deps.config().upstream_timeout.as_secs_f64(),
         max_response_bytes = deps.config().max_response_bytes,
+        transfer_mode = deps.config().transfer_mode.as_str(),
         "query router ready"
     );
     let deps = &deps;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let time_left = time_left(event.context.deadline);
-        Ok::<Value, lambda_runtime::Error>(handle_within(deps, event.payload, time_left).await)
-    }))
-    .await
-    .map_err(|e| anyhow::anyhow!("the Lambda runtime stopped: {e}"))
+    let ran = match deps.config().transfer_mode {
+        TransferMode::Stream => {
+            lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+                let time_left = time_left(event.context.deadline);
+                Ok::<_, lambda_runtime::Error>(handle_streaming(deps, event.payload, time_left).await)
+            }))
+            .await
+        }
+        TransferMode::Buffered => {
+            lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+                let time_left = time_left(event.context.deadline);
+                Ok::<Value, lambda_runtime::Error>(handle_within(deps, event.payload, time_left).await)
+            }))
+            .await
+        }
+    };
+    ran.map_err(|e| anyhow::anyhow!("the Lambda runtime stopped: {e}"))
 }
 
 /// The time until `deadline_ms` less the margin; `None` when there is no usable deadline

@@ -24,8 +24,14 @@ use http::{HeaderMap, HeaderName};
 use shared::gateway::GatewayResponse;
 use shared::influx_error::{ErrorCode, InfluxError};
 
-/// The default `MAX_RESPONSE_BYTES`: Lambda's 6 MB synchronous response payload.
+/// The default `MAX_RESPONSE_BYTES` of a buffered answer: Lambda's 6 MB synchronous response
+/// payload.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
+
+/// The default `MAX_RESPONSE_BYTES` of a streamed answer: Lambda's 200 MB response stream
+/// (<https://docs.aws.amazon.com/lambda/latest/dg/configuration-response-streaming.html>), read
+/// as 200,000,000 bytes so that neither reading of "MB" lets an answer past it.
+pub const DEFAULT_MAX_STREAMED_BYTES: usize = 200_000_000;
 
 /// What influxd answered, read whole.
 #[derive(Debug, Clone)]
@@ -42,15 +48,20 @@ pub fn is_relayed(name: &HeaderName) -> bool {
         || n.starts_with("x-influxdb-")
 }
 
-/// influxd's answer as the gateway response.
-pub fn relay(answer: Answer) -> GatewayResponse {
-    let mut headers = HeaderMap::with_capacity(answer.headers.len());
-    for (name, value) in &answer.headers {
+/// The headers of influxd's answer that are relayed ([`is_relayed`]).
+pub fn relayed_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut relayed = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
         if is_relayed(name) {
-            headers.append(name.clone(), value.clone());
+            relayed.append(name.clone(), value.clone());
         }
     }
-    GatewayResponse { status: answer.status, headers, body: answer.body }
+    relayed
+}
+
+/// influxd's answer as the gateway response.
+pub fn relay(answer: Answer) -> GatewayResponse {
+    GatewayResponse { status: answer.status, headers: relayed_headers(&answer.headers), body: answer.body }
 }
 
 /// The largest response event the gateway can carry, in bytes.

@@ -6,9 +6,9 @@
 //! (`shared::headers::for_upstream`), the client's credential (restored from
 //! `X-Original-Authorization`, mapped when reading the destination), and the body as it came. Building it is pure ([`build`]); only [`send`] does I/O.
 //!
-//! The answer is read whole (API Gateway needs one response event), but never more of it than
-//! can be relayed: once the bytes seen rule it out ([`ResponseLimit::rules_out`]) reading stops
-//! and the connection is dropped. The shared client does not decompress: a gzip answer is relayed
+//! Streamed (the default), the answer's body is relayed as it arrives (`stream`); buffered, it is
+//! read whole (one response event), but never more of it than can be relayed: once the bytes seen
+//! rule it out ([`ResponseLimit::rules_out`]) reading stops and the connection is dropped. The shared client does not decompress: a gzip answer is relayed
 //! as influxd sent it.
 //!
 //! Errors never carry the URL: InfluxQL's `p` query parameter may hold a token, and reqwest
@@ -73,13 +73,22 @@ pub fn build(
     builder
 }
 
+/// Sends the request and waits for the answer's status and headers (the body is read by the
+/// caller: whole with [`send`], or streamed).
+pub async fn open(
+    request: reqwest::RequestBuilder,
+    timeout: Duration,
+) -> Result<reqwest::Response, UpstreamError> {
+    request.send().await.map_err(|e| transport(e, timeout))
+}
+
 /// Sends the request and reads the answer, stopping early when it cannot fit `limit`.
 pub async fn send(
     request: reqwest::RequestBuilder,
     timeout: Duration,
     limit: ResponseLimit,
 ) -> Result<Answer, UpstreamError> {
-    let mut response = request.send().await.map_err(|e| transport(e, timeout))?;
+    let mut response = open(request, timeout).await?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let encoded = headers.contains_key(http::header::CONTENT_ENCODING);
