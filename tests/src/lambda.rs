@@ -177,11 +177,7 @@ impl Invocation {
 
     async fn read(resp: reqwest::Response) -> Result<Invocation, String> {
         let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
-            .collect();
+        let headers = crate::reads::header_pairs(resp.headers());
         let body = resp.bytes().await.map_err(|e| e.to_string())?.to_vec();
         let text = String::from_utf8_lossy(&body);
         let payload = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.into_owned()));

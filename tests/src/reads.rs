@@ -46,6 +46,14 @@ pub fn influxql_bulk(db: &Influxd) -> Read {
     }
 }
 
+/// Response headers as (lower-case name, value) pairs, for comparing answers.
+pub fn header_pairs(headers: &reqwest::header::HeaderMap) -> std::collections::BTreeMap<String, String> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+        .collect()
+}
+
 /// An HTTP answer as a client receives it, and when its first body byte came.
 pub struct Fetched {
     pub status: u16,

@@ -207,11 +207,7 @@ async fn direct(influxd: &Influxd, call: &Call) -> Answer {
     }
     let resp = req.send().await.unwrap_or_else(|e| panic!("{} {} to influxd: {e}", call.method, call.path));
     let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
-        .collect();
+    let headers = testbed::reads::header_pairs(resp.headers());
     let body = resp.bytes().await.expect("influxd body").to_vec();
     Answer { status, headers, body, base64: false }
 }
