@@ -6,8 +6,6 @@
 //! `unthrottle` enables them, `throttle` disables them. The alarm is secondary to the throttle
 //! itself: failing to change it is a warning, not a failed command.
 
-use aws_sdk_cloudwatch::error::DisplayErrorContext;
-
 /// Why the alarm's actions could not be changed.
 #[derive(Debug, thiserror::Error)]
 #[error("{call} for alarm {alarm}: {reason}")]
@@ -30,14 +28,14 @@ pub async fn set_actions(
             .alarm_names(alarm)
             .send()
             .await
-            .map_err(|e| failed("EnableAlarmActions", DisplayErrorContext(&e).to_string()))?;
+            .map_err(|e| failed("EnableAlarmActions", crate::live::aws_error::describe(&e)))?;
     } else {
         cloudwatch
             .disable_alarm_actions()
             .alarm_names(alarm)
             .send()
             .await
-            .map_err(|e| failed("DisableAlarmActions", DisplayErrorContext(&e).to_string()))?;
+            .map_err(|e| failed("DisableAlarmActions", crate::live::aws_error::describe(&e)))?;
     }
     Ok(())
 }

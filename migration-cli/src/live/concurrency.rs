@@ -67,7 +67,7 @@ where
     ConcurrencyError::Call {
         call,
         function: function.to_string(),
-        reason: aws_sdk_lambda::error::DisplayErrorContext(&e).to_string(),
+        reason: crate::live::aws_error::describe(&e),
     }
 }
 

@@ -181,7 +181,7 @@ async fn stack_outputs(
     stack: &str,
 ) -> Result<BTreeMap<String, String>, DeploymentError> {
     let answer = cfn.describe_stacks().stack_name(stack).send().await.map_err(|e| {
-        let reason = aws_sdk_cloudformation::error::DisplayErrorContext(&e).to_string();
+        let reason = crate::live::aws_error::describe(&e);
         if reason.contains("does not exist") {
             DeploymentError::NoStack { stack: stack.to_string() }
         } else {

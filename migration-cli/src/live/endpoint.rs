@@ -132,7 +132,7 @@ pub async fn read(
     let out = secrets.get_secret_value().secret_id(id).send().await.map_err(|e| EndpointError::Call {
         call: "GetSecretValue",
         id: id.to_string(),
-        reason: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+        reason: crate::live::aws_error::describe(&e),
     })?;
     let text =
         out.secret_string().ok_or_else(|| shared::secret::SecretError::Empty { id: id.to_string() })?;
@@ -170,7 +170,7 @@ pub async fn switch_reads(
         .map_err(|e| EndpointError::Call {
         call: "PutSecretValue",
         id: id.to_string(),
-        reason: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+        reason: crate::live::aws_error::describe(&e),
     })?;
     let after = read(secrets, id).await?;
     if after.secret.read != role {
@@ -216,7 +216,7 @@ pub async fn router_cache_time(lambda: &aws_sdk_lambda::Client, router: Option<&
         }
         Err(e) => default(format!(
             "the functions' default (could not read {router}'s configuration: {})",
-            aws_sdk_lambda::error::DisplayErrorContext(&e)
+            crate::live::aws_error::describe(&e)
         )),
     }
 }

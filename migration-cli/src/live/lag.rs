@@ -215,7 +215,7 @@ impl LagSource for CloudWatchLag {
         let now = OffsetDateTime::now_utc();
         let out = self.request(function, now).send().await.map_err(|e| LagError::CloudWatch {
             function: function.to_string(),
-            reason: aws_sdk_cloudwatch::error::DisplayErrorContext(&e).to_string(),
+            reason: crate::live::aws_error::describe(&e),
         })?;
         Ok(match newest_datapoint(&out) {
             Some((at, ms)) => LagReading::observed(function, self.name(), ms, at, None, now),

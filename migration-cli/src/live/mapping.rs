@@ -125,7 +125,7 @@ async fn list(
             .await
             .map_err(|e| MappingError {
                 function: function.to_string(),
-                reason: aws_sdk_lambda::error::DisplayErrorContext(&e).to_string(),
+                reason: crate::live::aws_error::describe(&e),
             })?;
         for m in page.event_source_mappings() {
             // The filter is by function; an ARN ending in the name (any qualifier) is this function.

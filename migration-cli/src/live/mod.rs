@@ -20,6 +20,7 @@
 //! stack's lag file ([`lag`]).
 
 mod alarm;
+mod aws_error;
 mod concurrency;
 mod cutover;
 mod databases;

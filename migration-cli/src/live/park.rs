@@ -56,7 +56,7 @@ pub struct ParkArgs {
 /// The stream's open shards.
 async fn open_shards(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> anyhow::Result<Vec<String>> {
     let out = kinesis.list_shards().stream_name(stream).send().await.map_err(|e| {
-        anyhow::anyhow!("listing the shards of {stream}: {}", aws_sdk_kinesis::error::DisplayErrorContext(&e))
+        anyhow::anyhow!("listing the shards of {stream}: {}", crate::live::aws_error::describe(&e))
     })?;
     Ok(out
         .shards()

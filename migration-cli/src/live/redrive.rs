@@ -252,13 +252,13 @@ async fn move_object(s3: &aws_sdk_s3::Client, bucket: &str, from: &str, to: &str
         .key(to)
         .send()
         .await
-        .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(&e).to_string())?;
+        .map_err(|e| crate::live::aws_error::describe(&e))?;
     s3.delete_object()
         .bucket(bucket)
         .key(from)
         .send()
         .await
-        .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(&e).to_string())?;
+        .map_err(|e| crate::live::aws_error::describe(&e))?;
     Ok(())
 }
 

@@ -26,7 +26,7 @@ pub async fn keys(s3: &Client, bucket: &str, prefix: &str) -> Result<Vec<String>
         let out = req.send().await.map_err(|e| StallError::Read {
             bucket: bucket.into(),
             key: format!("{prefix}*"),
-            reason: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+            reason: crate::live::aws_error::describe(&e),
         })?;
         keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
         match out.next_continuation_token() {
@@ -45,7 +45,7 @@ pub async fn get(s3: &Client, bucket: &str, key: &str) -> Result<Option<Vec<u8>>
             Ok(Some(bytes.into_bytes().to_vec()))
         }
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-        Err(e) => Err(err(aws_sdk_s3::error::DisplayErrorContext(&e).to_string())),
+        Err(e) => Err(err(crate::live::aws_error::describe(&e))),
     }
 }
 
@@ -121,7 +121,7 @@ pub async fn put_rule(s3: &Client, bucket: &str, rule: &ParkRule) -> Result<(), 
         .map_err(|e| StallError::Write {
             bucket: bucket.into(),
             key,
-            reason: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+            reason: crate::live::aws_error::describe(&e),
         })?;
     Ok(())
 }
@@ -132,7 +132,7 @@ pub async fn delete_rule(s3: &Client, bucket: &str, target: Role, shard_id: &str
     s3.delete_object().bucket(bucket).key(&key).send().await.map_err(|e| StallError::Write {
         bucket: bucket.into(),
         key,
-        reason: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+        reason: crate::live::aws_error::describe(&e),
     })?;
     Ok(())
 }

@@ -46,7 +46,7 @@ pub struct StreamState {
 pub async fn describe(kinesis: &aws_sdk_kinesis::Client, name: &str) -> Result<StreamState, StreamError> {
     let out = kinesis.describe_stream_summary().stream_name(name).send().await.map_err(|e| StreamError {
         stream: name.to_string(),
-        reason: aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string(),
+        reason: crate::live::aws_error::describe(&e),
     })?;
     let s = out.stream_description_summary().ok_or_else(|| StreamError {
         stream: name.to_string(),
