@@ -5,8 +5,8 @@
 
 use std::process::Command;
 
-use testbed::Moto;
 use testbed::lambda::workspace_binary;
+use testbed::{Influxd, Moto};
 
 /// Runs `influx-migration` with only `env` (no inherited AWS settings); (exit code, stderr).
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
@@ -94,4 +94,35 @@ fn an_unreachable_aws_endpoint_and_a_refusal_are_named_plainly() {
     assert!(stderr.contains("ResourceNotFoundException"), "{stderr}");
     assert!(stderr.contains("no/such/secret"), "{stderr}");
     assert_plain("refused", &stderr);
+}
+
+#[test]
+fn verify_between_two_given_hosts_needs_no_aws_account() {
+    // Regression: with --src-host and --dest-host given, a named deployment (here LIVE_STACK, as
+    // an operator's shell often has it) made verify read the endpoint secret first, and without
+    // AWS it failed before comparing anything.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let db = rt.block_on(Influxd::start_named("verify-alone"));
+    rt.block_on(db.write_ok(&db.bucket, "s", "m,host=a v=1 1700000000\nm,host=b v=2 1700000001"));
+    let env = [
+        ("AWS_REGION", "us-east-1"),
+        ("LIVE_STACK", "live-core"),
+        ("INFLUX_SRC_TOKEN", db.token.as_str()),
+        ("INFLUX_DEST_TOKEN", db.token.as_str()),
+    ];
+    let out = Command::new(workspace_binary("influx-migration"))
+        .args(["verify", "--src-host", &db.url, "--dest-host", &db.url, "--stop", "2030-01-01T00:00:00Z"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(env)
+        .output()
+        .expect("run influx-migration");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let all = format!("{stdout}{stderr}");
+    assert!(all.contains("no AWS credentials were found"), "it says why the deployment was not read: {all}");
+    assert!(all.contains("comparing the given hosts"), "{all}");
+    assert_plain("verify alone", &stderr);
 }
