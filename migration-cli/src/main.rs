@@ -10,6 +10,7 @@
 
 mod backup;
 mod compression;
+mod digest;
 mod exit;
 mod flux_csv;
 mod influx_api;

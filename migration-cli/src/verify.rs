@@ -125,21 +125,44 @@ fn rfc3339(t: OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).unwrap_or_else(|_| MIN_TIME.to_string())
 }
 
-/// Counts of one measurement.
+/// Counts of one measurement, and (when content was compared, `crate::digest`) the smallest
+/// windows whose values differ.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MeasurementCount {
     pub measurement: String,
     pub source: u64,
     pub destination: u64,
+    /// Windows whose content differs (at most `digest::MAX_REPORTED` of them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<crate::digest::WindowDiff>,
+    /// How many windows differ in all.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub differing_windows: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl MeasurementCount {
+    /// Counts only (no content compared yet).
+    pub fn counted(measurement: &str, source: u64, destination: u64) -> MeasurementCount {
+        MeasurementCount {
+            measurement: measurement.to_string(),
+            source,
+            destination,
+            windows: Vec::new(),
+            differing_windows: 0,
+        }
+    }
+
     pub fn matches(&self) -> bool {
-        self.source == self.destination
+        self.source == self.destination && self.differing_windows == 0
     }
 
     fn status(&self) -> &'static str {
         match (self.source, self.destination) {
+            (s, d) if s == d && self.differing_windows > 0 => "DIFFERS",
             (s, d) if s == d => "ok",
             (_, 0) => "MISSING",
             (0, _) => "EXTRA",
@@ -238,6 +261,23 @@ impl VerifyReport {
                 ]);
             }
         }
+        let windows: Vec<String> = self
+            .buckets
+            .iter()
+            .flat_map(|b| b.measurements.iter().map(move |m| (b, m)))
+            .filter(|(_, m)| m.differing_windows > 0)
+            .flat_map(|(b, m)| {
+                let mut lines = vec![format!(
+                    "{} / {}: {} window(s) differ:",
+                    b.source, m.measurement, m.differing_windows
+                )];
+                lines.extend(m.windows.iter().map(|w| format!("  {}", w.describe())));
+                if m.windows.len() < m.differing_windows {
+                    lines.push(format!("  … and {} more", m.differing_windows - m.windows.len()));
+                }
+                lines
+            })
+            .collect();
         let mut widths = [0usize; 7];
         for r in &rows {
             for (w, c) in widths.iter_mut().zip(r.iter()) {
@@ -256,6 +296,10 @@ impl VerifyReport {
                 }
             }
             out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        for w in &windows {
+            out.push_str(w);
             out.push('\n');
         }
         let total: u64 = self.buckets.iter().map(BucketReport::source_total).sum();
@@ -323,10 +367,12 @@ pub async fn compare(
         names.dedup();
         let measurements = names
             .into_iter()
-            .map(|m| MeasurementCount {
-                measurement: m.clone(),
-                source: s_counts.get(m).copied().unwrap_or(0),
-                destination: d_counts.get(m).copied().unwrap_or(0),
+            .map(|m| {
+                MeasurementCount::counted(
+                    m,
+                    s_counts.get(m).copied().unwrap_or(0),
+                    d_counts.get(m).copied().unwrap_or(0),
+                )
             })
             .collect();
         let dst_org_label = match &d {
@@ -349,7 +395,7 @@ pub async fn compare(
 }
 
 /// The bucket and its org's name; `None` when there is no such bucket.
-async fn resolve(
+pub(crate) async fn resolve(
     api: &InfluxApi,
     org: Option<&str>,
     bucket: &str,
@@ -434,7 +480,7 @@ pub async fn newest_point_time(
 }
 
 /// Runs `flux` against `bucket`'s org and feeds every row to `on_row` as the answer streams in.
-async fn stream_rows(
+pub(crate) async fn stream_rows(
     api: &InfluxApi,
     bucket: &Bucket,
     flux: &str,
@@ -465,8 +511,8 @@ mod tests {
                 destination: "org/dst".into(),
                 destination_missing: missing,
                 measurements: vec![
-                    MeasurementCount { measurement: "cpu".into(), source: 10, destination: dst_cpu },
-                    MeasurementCount { measurement: "mem".into(), source: 5, destination: 5 },
+                    MeasurementCount::counted("cpu", 10, dst_cpu),
+                    MeasurementCount::counted("mem", 5, 5),
                 ],
             }],
         }

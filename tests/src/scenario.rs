@@ -8,7 +8,9 @@
 //! 4. catch up: `influx-migration unthrottle`, then wait until the destination lag is zero —
 //!    optionally with faults: the destination answering 503 and resetting connections, and a
 //!    destination stream-writer process killed in the middle of a batch;
-//! 5. `influx-migration verify`, then `influx-migration cutover` while readers keep querying;
+//! 5. `influx-migration verify`, then `influx-migration cutover` while readers keep querying
+//!    (with faults, verify must name exactly the deliberate type conflict, and the cutover is
+//!    forced past it);
 //! 6. stop the clients, let both writers drain, and check every acknowledged point in both
 //!    databases, value by value, and every read.
 //!
@@ -179,13 +181,36 @@ pub async fn run(
         .await?;
     phase("catch-up (unthrottle -> lag 0)", t, &mut report);
 
-    // 5. Verify and cut over while clients keep reading.
+    // 5. Verify and cut over while clients keep reading. With the deliberate type conflict the
+    //    databases really differ (the source holds the point the destination refused; the
+    //    destination holds the one written only there), same count: verify must name exactly
+    //    that, and the cutover goes ahead only because the operator forces it past the known,
+    //    dead-lettered difference.
     let t = Instant::now();
-    cli(stack, &["verify"], 0, progress).await?;
+    let cutover: &[&str] = if options.faults {
+        let out = cli(stack, &["verify"], 3, progress).await?;
+        let differing: Vec<&str> = out
+            .lines()
+            .filter(|l| l.trim_end().ends_with("DIFFERS") || l.contains("window(s) differ:"))
+            .collect();
+        let only_conflict = !differing.is_empty() && differing.iter().all(|l| l.contains("type_conflict"));
+        if !only_conflict {
+            return Err(format!("verify found other differences than the deliberate type conflict:\n{out}"));
+        }
+        report.notes.push(
+            "verify named the deliberate type conflict (dead-lettered at the destination) and nothing else; \
+             cutover forced past it"
+                .into(),
+        );
+        &["cutover", "--force"]
+    } else {
+        cli(stack, &["verify"], 0, progress).await?;
+        &["cutover"]
+    };
     phase("verify", t, &mut report);
     let t = Instant::now();
     let reads_failed_before = traffic.failed_reads().len();
-    cli(stack, &["cutover"], 0, progress).await?;
+    cli(stack, cutover, 0, progress).await?;
     mark(stack, &mut report, "cutover");
     progress(&format!("reads go to the destination; clients keep going for {:?}", options.after_cutover));
     tokio::time::sleep(options.after_cutover).await;
