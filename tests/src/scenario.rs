@@ -9,8 +9,8 @@
 //!    optionally with faults: the destination answering 503 and resetting connections, and a
 //!    destination stream-writer process killed in the middle of a batch;
 //! 5. `influx-migration verify`, then `influx-migration cutover` while readers keep querying
-//!    (with faults, verify must name exactly the deliberate type conflict, and the cutover is
-//!    forced past it);
+//!    (with faults, `verify --content` must name exactly the deliberate type conflict, and the
+//!    cutover is forced past it);
 //! 6. stop the clients, let both writers drain, and check every acknowledged point in both
 //!    databases, value by value, and every read.
 //!
@@ -183,12 +183,12 @@ pub async fn run(
 
     // 5. Verify and cut over while clients keep reading. With the deliberate type conflict the
     //    databases really differ (the source holds the point the destination refused; the
-    //    destination holds the one written only there), same count: verify must name exactly
-    //    that, and the cutover goes ahead only because the operator forces it past the known,
-    //    dead-lettered difference.
+    //    destination holds the one written only there), same count: verify --content must name
+    //    exactly that, and the cutover goes ahead only because the operator forces it past the
+    //    known, dead-lettered difference.
     let t = Instant::now();
     let cutover: &[&str] = if options.faults {
-        let out = cli(stack, &["verify"], 3, progress).await?;
+        let out = cli(stack, &["verify", "--content"], 3, progress).await?;
         let differing: Vec<&str> = out
             .lines()
             .filter(|l| l.trim_end().ends_with("DIFFERS") || l.contains("window(s) differ:"))

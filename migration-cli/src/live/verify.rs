@@ -92,12 +92,13 @@ pub struct WindowArgs {
     /// (points still in flight).
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub settle_seconds: u64,
-    /// Compare value counts only, not content. Without it, every measurement is also compared
-    /// value by value (series, field, time, typed value) in time windows, read through this
-    /// program, and the smallest windows that differ are named: slower, but a changed value or a
-    /// missing point matched by an extra one cannot pass.
+    /// Compare content too, not only value counts: every value (series, field, time, typed
+    /// value) is read from both databases through this program and digested per time window,
+    /// and the smallest windows that differ are named. A changed value, or a missing point
+    /// matched by an extra one, then cannot pass. It reads all the data once from each side:
+    /// minutes for millions of values, where counting takes seconds.
     #[arg(long)]
-    pub counts_only: bool,
+    pub content: bool,
 }
 
 impl WindowArgs {
@@ -191,7 +192,7 @@ pub async fn compare_databases(
     for s in &pairs.skipped {
         out.note(format!("skipped {s}"));
     }
-    let report = compare_streamed(out, &dbs, &pairs.pairs, &window, !window_args.counts_only).await?;
+    let report = compare_streamed(out, &dbs, &pairs.pairs, &window, window_args.content).await?;
     out.text(&report.render_table());
     Ok((report, pairs.skipped))
 }
@@ -326,7 +327,7 @@ mod tests {
             start: start.map(str::to_string),
             stop: stop.map(str::to_string),
             settle_seconds: 60,
-            counts_only: false,
+            content: false,
         }
     }
 
