@@ -30,7 +30,7 @@ pub const SPLIT: i64 = 16;
 pub const FINEST: Duration = Duration::from_secs(1);
 /// Splits at the most (16^4 = 65,536 windows of the measurement's span).
 pub const MAX_DEPTH: u32 = 4;
-/// Differing windows reported at the most per measurement (the rest are counted).
+/// Differing windows `verify` reports at the most per measurement (the rest are counted).
 pub const MAX_REPORTED: usize = 50;
 
 /// The count and order-independent content sum of the values in a window.
@@ -188,7 +188,8 @@ async fn extent(
 }
 
 /// The smallest windows of `measurement` over `window` whose values differ between the source
-/// (`src`, `s_bucket`) and the destination (`dst`, `d_bucket`).
+/// (`src`, `s_bucket`) and the destination (`dst`, `d_bucket`): the first `keep` of them, and
+/// how many there are.
 pub async fn differing_windows(
     src: &InfluxApi,
     s_bucket: &Bucket,
@@ -196,6 +197,7 @@ pub async fn differing_windows(
     d_bucket: &Bucket,
     measurement: &str,
     window: &TimeWindow,
+    keep: usize,
 ) -> Result<Differences, VerifyError> {
     let (a, b) =
         tokio::join!(extent(src, s_bucket, measurement, window), extent(dst, d_bucket, measurement, window));
@@ -223,7 +225,7 @@ pub async fn differing_windows(
                 todo.push_back((split(a, b), depth + 1));
             } else {
                 out.total += 1;
-                if out.windows.len() < MAX_REPORTED {
+                if out.windows.len() < keep {
                     out.windows.push(WindowDiff::new(a, b, s[i].count, d[i].count));
                 }
             }
@@ -234,12 +236,12 @@ pub async fn differing_windows(
 }
 
 /// A string for a Flux string literal.
-fn flux_string(s: &str) -> String {
+pub(crate) fn flux_string(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// Nanoseconds as an RFC3339 Flux time literal (whole nanoseconds; clamped to what influxd stores).
-fn rfc3339_ns(ns: i64) -> String {
+pub(crate) fn rfc3339_ns(ns: i64) -> String {
     match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns)) {
         Ok(t) => t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| MIN_TIME.into()),
         Err(_) if ns < 0 => MIN_TIME.to_string(),

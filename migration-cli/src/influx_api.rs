@@ -866,6 +866,29 @@ impl InfluxApi {
     }
 }
 
+impl InfluxApi {
+    /// `POST /api/v2/delete`: deletes the points of bucket `bucket_id` whose time is within
+    /// `[start, stop]` (both RFC3339, both inclusive) and whose series matches `predicate`
+    /// (`_measurement="m" AND tag="v"`; InfluxDB cannot delete by field).
+    pub async fn delete(
+        &self,
+        org: OrgRef<'_>,
+        bucket_id: &str,
+        start: &str,
+        stop: &str,
+        predicate: &str,
+    ) -> Result<(), ApiError> {
+        let call = "POST /api/v2/delete";
+        let (k, v) = org.pair();
+        let req = self
+            .request(Method::POST, "/api/v2/delete")
+            .query(&[(k, v), ("bucketID", bucket_id)])
+            .json(&json!({"start": start, "stop": stop, "predicate": predicate}));
+        self.send(call, req, true).await?;
+        Ok(())
+    }
+}
+
 fn is_gzip(resp: &Response) -> bool {
     resp.headers()
         .get(CONTENT_ENCODING)

@@ -21,6 +21,7 @@ mod multipart;
 mod performance;
 mod progress;
 mod prompt;
+mod repair;
 mod restore;
 mod restore_state;
 mod retention_watch;

@@ -59,11 +59,30 @@ const KEY: &[u8] = b",= ";
 
 /// Appends `row` as a line (with its `\n`) to `out`; false when the row has no value.
 pub fn encode(row: &Row<'_>, out: &mut Vec<u8>) -> Result<bool, PointError> {
+    Ok(encode_parts(row, out)?.is_some())
+}
+
+/// Where the parts of a line [`encode_parts`] appended are, as offsets into its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineParts {
+    /// The series key: measurement and tags, escaped (`m,host=a`).
+    pub series: (usize, usize),
+    /// The field key, escaped.
+    pub field: (usize, usize),
+    /// The value as line protocol writes it (`1i`, `2.5`, `"s"`, `true`).
+    pub value: (usize, usize),
+    /// The time, nanoseconds.
+    pub ns: i64,
+}
+
+/// As [`encode`], and says where the series key, field key and value are in the line; `None`
+/// when the row has no value.
+pub fn encode_parts(row: &Row<'_>, out: &mut Vec<u8>) -> Result<Option<LineParts>, PointError> {
     let c = row.columns;
     let (mi, fi, vi, ti) = check_columns(c)?;
     let value = row.cell(vi);
     if value.is_empty() {
-        return Ok(false);
+        return Ok(None);
     }
     let time_text = row.cell(ti);
     let ns = parse_time_ns(time_text).ok_or_else(|| PointError::Time {
@@ -82,9 +101,13 @@ pub fn encode(row: &Row<'_>, out: &mut Vec<u8>) -> Result<bool, PointError> {
         out.push(b'=');
         escape_into(out, v, KEY);
     }
+    let series = (start, out.len());
     out.push(b' ');
+    let field_start = out.len();
     escape_into(out, row.cell(fi), KEY);
+    let field = (field_start, out.len());
     out.push(b'=');
+    let value_start = out.len();
     let bad = |out: &mut Vec<u8>| {
         out.truncate(start);
         PointError::Value {
@@ -135,9 +158,10 @@ pub fn encode(row: &Row<'_>, out: &mut Vec<u8>) -> Result<bool, PointError> {
             out.push(b'"');
         }
     }
+    let value_at = (value_start, out.len());
     use std::io::Write as _;
     let _ = writeln!(out, " {ns}");
-    Ok(true)
+    Ok(Some(LineParts { series, field, value: value_at, ns }))
 }
 
 /// `\r\n` → `\n`.

@@ -27,7 +27,7 @@ use crate::live::deployment::{Aws, Deployment};
 use crate::live::endpoint::{self, Switched};
 use crate::live::lag::{AnyLag, LagReading, LagSource, human_duration};
 use crate::live::output::{Output, Verdict};
-use crate::live::verify::{ReplayBound, WindowArgs, compare_databases};
+use crate::live::verify::{CompareArgs, ReplayBound, WindowArgs, compare_databases};
 use crate::live::{CommonArgs, mapping};
 
 #[derive(Debug, Args)]
@@ -38,6 +38,8 @@ pub struct CutoverArgs {
     pub influx: InfluxArgs,
     #[command(flatten)]
     pub window: WindowArgs,
+    #[command(flatten)]
+    pub compare: CompareArgs,
     /// Refuse while the destination writer's IteratorAge is above this.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub max_lag_seconds: u64,
@@ -134,9 +136,15 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
             None => None,
         };
         let bound = ReplayBound::from_readings(&lag, source_lag.as_ref());
-        let (report, _) =
-            compare_databases(&mut out, &args.influx, &args.window, Some(&current.secret), bound.as_ref())
-                .await?;
+        let (report, _) = compare_databases(
+            &mut out,
+            &args.influx,
+            &args.window,
+            &args.compare,
+            Some(&current.secret),
+            bound.as_ref(),
+        )
+        .await?;
         let clean = report.is_clean();
         let detail = if clean {
             format!("{} bucket(s) agree ({})", report.buckets.len(), report.window)

@@ -4,7 +4,8 @@
 //! |---|---|
 //! | `status` | stream retention and expiry headroom, mappings, throttle, lag, read endpoint, newest point per bucket |
 //! | `throttle` / `unthrottle` | reserved concurrency 0 / none on the destination writer (and its lag alarm's actions off / on) |
-//! | `verify` | per bucket and measurement value counts at source and destination; exit 3 on a difference |
+//! | `verify` | per bucket and measurement value counts (and with `--content` digests by time window) at source and destination; exit 3 on a difference |
+//! | `repair` | makes the windows that differ right at the destination (or the source), then checks they match |
 //! | `cutover` | reads to the destination, after checking the writer is unthrottled, caught up and verified |
 //! | `rollback` | reads back to the source |
 //! | `park` | records that stall a shard for a configuration reason go to dead-letter storage, by the operator's rule |
@@ -31,6 +32,7 @@ mod mapping;
 mod output;
 mod park;
 mod redrive;
+mod repair;
 mod rollback;
 mod stalls;
 mod status;
@@ -65,6 +67,11 @@ pub enum LiveCommand {
     /// Compare per bucket and measurement the number of values at source and destination over a
     /// time window; exit 3 on any difference.
     Verify(verify::VerifyArgs),
+    /// Make the time windows whose content differs right: values missing or changed at the
+    /// destination are copied from the source (or the other way with --from destination); values
+    /// only the repaired side holds are deleted with --delete-extra. Then checks each window
+    /// matches; exit 3 if any still differs.
+    Repair(repair::RepairArgs),
     /// Send reads to the destination. Refuses (exit 4) unless the destination writer is
     /// unthrottled, its lag is under the threshold and verify passes; --force overrides.
     Cutover(cutover::CutoverArgs),
@@ -86,6 +93,7 @@ impl LiveCommand {
             LiveCommand::Throttle(a) => ("throttle", a.common.json),
             LiveCommand::Unthrottle(a) => ("unthrottle", a.common.json),
             LiveCommand::Verify(a) => ("verify", a.common.json),
+            LiveCommand::Repair(a) => ("repair", a.common.json),
             LiveCommand::Cutover(a) => ("cutover", a.common.json),
             LiveCommand::Rollback(a) => ("rollback", a.common.json),
             LiveCommand::Park(a) => ("park", a.common.json),
@@ -103,6 +111,7 @@ pub async fn run(cmd: LiveCommand) -> anyhow::Result<Exit> {
         LiveCommand::Throttle(a) => throttle::run(a, throttle::Direction::Hold).await,
         LiveCommand::Unthrottle(a) => throttle::run(a, throttle::Direction::Release).await,
         LiveCommand::Verify(a) => verify::run(a).await,
+        LiveCommand::Repair(a) => repair::run(a).await,
         LiveCommand::Cutover(a) => cutover::run(a).await,
         LiveCommand::Rollback(a) => rollback::run(a).await,
         LiveCommand::Park(a) => park::run(a).await,

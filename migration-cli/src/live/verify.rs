@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use futures::StreamExt;
 use serde_json::json;
 use shared::secret::EndpointSecret;
 use time::OffsetDateTime;
@@ -92,6 +93,11 @@ pub struct WindowArgs {
     /// (points still in flight).
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub settle_seconds: u64,
+}
+
+/// How `verify` and `cutover` compare (beyond the window).
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
     /// Compare content too, not only value counts: every value (series, field, time, typed
     /// value) is read from both databases through this program and digested per time window,
     /// and the smallest windows that differ are named. A changed value, or a missing point
@@ -99,6 +105,10 @@ pub struct WindowArgs {
     /// minutes for millions of values, where counting takes seconds.
     #[arg(long)]
     pub content: bool,
+    /// Measurements compared at once: each runs one query at a time on each database, so this
+    /// is the most queries this command runs at once on the source (and on the destination).
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub max_concurrency: u16,
 }
 
 impl WindowArgs {
@@ -132,16 +142,38 @@ pub struct VerifyArgs {
     pub influx: InfluxArgs,
     #[command(flatten)]
     pub window: WindowArgs,
+    #[command(flatten)]
+    pub compare: CompareArgs,
 }
 
 /// What a named deployment gives `verify`: the endpoint secret (addresses and mappings) and,
 /// when the writers' lag is known, where they have replayed the stream.
-/// What `verify` reads of a named deployment.
-struct Named {
-    secret: CurrentSecret,
-    bound: Option<ReplayBound>,
-    aws: Aws,
-    dead_letter_bucket: Option<String>,
+pub struct Named {
+    pub secret: CurrentSecret,
+    pub bound: Option<ReplayBound>,
+    pub aws: Aws,
+    pub dead_letter_bucket: Option<String>,
+}
+
+/// The named deployment, if any. With both hosts given, a deployment that cannot be read (no
+/// AWS account here, no network to it) costs the secret's mappings and the writers' replay
+/// bound, which the operator is told, not the command.
+pub async fn deployment_or_hosts(
+    out: &mut Output,
+    common: &CommonArgs,
+    influx: &InfluxArgs,
+) -> anyhow::Result<Option<Named>> {
+    match deployment_if_named(common).await {
+        Ok(n) => Ok(n),
+        Err(e) if influx.src_host.is_some() && influx.dest_host.is_some() => {
+            out.warn(format!(
+                "the deployment was not read ({e:#}); comparing the given hosts without the endpoint \
+                 secret's bucket mappings or the writers' replay bound"
+            ));
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 async fn deployment_if_named(common: &CommonArgs) -> anyhow::Result<Option<Named>> {
@@ -169,6 +201,7 @@ pub async fn compare_databases(
     out: &mut Output,
     influx: &InfluxArgs,
     window_args: &WindowArgs,
+    compare: &CompareArgs,
     secret: Option<&EndpointSecret>,
     replayed: Option<&ReplayBound>,
 ) -> anyhow::Result<(VerifyReport, Vec<String>)> {
@@ -192,7 +225,7 @@ pub async fn compare_databases(
     for s in &pairs.skipped {
         out.note(format!("skipped {s}"));
     }
-    let report = compare_streamed(out, &dbs, &pairs.pairs, &window, window_args.content).await?;
+    let report = compare_streamed(out, &dbs, &pairs.pairs, &window, compare).await?;
     out.text(&report.render_table());
     Ok((report, pairs.skipped))
 }
@@ -204,7 +237,7 @@ async fn compare_streamed(
     dbs: &Databases,
     pairs: &[BucketPair],
     window: &TimeWindow,
-    content: bool,
+    compare: &CompareArgs,
 ) -> anyhow::Result<VerifyReport> {
     let mut report = VerifyReport {
         source_host: dbs.src.host().to_string(),
@@ -216,8 +249,8 @@ async fn compare_streamed(
         let mut one = counts::compare(&dbs.src, &dbs.dst, std::slice::from_ref(pair), window)
             .await
             .with_context(|| format!("counting bucket {}", pair.src_bucket))?;
-        if content {
-            compare_content(dbs, pair, window, &mut one.buckets)
+        if compare.content {
+            compare_content(dbs, pair, window, usize::from(compare.max_concurrency), &mut one.buckets)
                 .await
                 .with_context(|| format!("comparing the content of bucket {}", pair.src_bucket))?;
         }
@@ -252,11 +285,12 @@ async fn compare_streamed(
 }
 
 /// Fills in each measurement's differing windows (`crate::digest`) for a pair whose
-/// destination bucket exists.
+/// destination bucket exists, `concurrency` measurements at a time.
 async fn compare_content(
     dbs: &Databases,
     pair: &BucketPair,
     window: &TimeWindow,
+    concurrency: usize,
     reports: &mut [counts::BucketReport],
 ) -> anyhow::Result<()> {
     let (s, d) = tokio::join!(
@@ -265,18 +299,29 @@ async fn compare_content(
     );
     let (Some((s_bucket, _)), Some((d_bucket, _))) = (s?, d?) else { return Ok(()) };
     for b in reports.iter_mut().filter(|b| !b.destination_missing) {
-        for m in &mut b.measurements {
-            let found = crate::digest::differing_windows(
-                &dbs.src,
-                &s_bucket,
-                &dbs.dst,
-                &d_bucket,
-                &m.measurement,
-                window,
-            )
-            .await?;
-            m.differing_windows = found.total;
-            m.windows = found.windows;
+        let (s_bucket, d_bucket) = (&s_bucket, &d_bucket);
+        let found: Vec<_> = futures::stream::iter(b.measurements.iter().enumerate())
+            .map(|(i, m)| async move {
+                let d = crate::digest::differing_windows(
+                    &dbs.src,
+                    s_bucket,
+                    &dbs.dst,
+                    d_bucket,
+                    &m.measurement,
+                    window,
+                    crate::digest::MAX_REPORTED,
+                )
+                .await
+                .with_context(|| format!("measurement {}", m.measurement));
+                (i, d)
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        for (i, d) in found {
+            let d = d?;
+            b.measurements[i].differing_windows = d.total;
+            b.measurements[i].windows = d.windows;
         }
     }
     Ok(())
@@ -287,20 +332,11 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     // With both hosts given, verify stands on its own: a deployment that cannot be read (no AWS
     // account here, no network to it) costs the secret's mappings and the writers' replay
     // bound, which the operator is told, not the comparison.
-    let named = match deployment_if_named(&args.common).await {
-        Ok(n) => n,
-        Err(e) if args.influx.src_host.is_some() && args.influx.dest_host.is_some() => {
-            out.warn(format!(
-                "the deployment was not read ({e:#}); comparing the given hosts without the endpoint \
-                 secret's bucket mappings or the writers' replay bound"
-            ));
-            None
-        }
-        Err(e) => return Err(e),
-    };
+    let named = deployment_or_hosts(&mut out, &args.common, &args.influx).await?;
     let secret = named.as_ref().map(|n| &n.secret.secret);
     let bound = named.as_ref().and_then(|n| n.bound.as_ref());
-    let (report, skipped) = compare_databases(&mut out, &args.influx, &args.window, secret, bound).await?;
+    let (report, skipped) =
+        compare_databases(&mut out, &args.influx, &args.window, &args.compare, secret, bound).await?;
     // Writes the mappings leave to the source are not differences, but the operator must know.
     let mut source_only = json!({});
     if let Some(Named { aws, dead_letter_bucket: Some(bucket), .. }) = &named {
@@ -323,12 +359,7 @@ mod tests {
     use time::macros::datetime;
 
     fn args(start: Option<&str>, stop: Option<&str>) -> WindowArgs {
-        WindowArgs {
-            start: start.map(str::to_string),
-            stop: stop.map(str::to_string),
-            settle_seconds: 60,
-            content: false,
-        }
+        WindowArgs { start: start.map(str::to_string), stop: stop.map(str::to_string), settle_seconds: 60 }
     }
 
     #[test]
