@@ -6,7 +6,10 @@
 //! 2. its lag is known and under `--max-lag-seconds` (an unknown lag, e.g. no IteratorAge
 //!    datapoint, refuses: it may be anything);
 //! 3. `verify` passes over the window (same flags as `verify`), which ends where both writers
-//!    have replayed the stream (their lag readings), not a fixed time before now.
+//!    have replayed the stream (their lag readings), not a fixed time before now;
+//! 4. no write reached the source without passing through the gateway over the last
+//!    `--bypass-lookback` seconds of that window ([`crate::bypass`]): a writer still writing
+//!    straight to the source would lose its points when the source is switched off.
 //!
 //! Any failure refuses with exit 4 and changes nothing; `--force` turns every refusal into a loud
 //! `FORCED` and goes on. The switch itself is [`crate::live::endpoint::switch_reads`] (a new secret
@@ -21,6 +24,7 @@ use serde_json::{Value, json};
 use shared::secret::Role;
 
 use crate::exit::Exit;
+use crate::live::bypass::{self, BypassArgs};
 use crate::live::concurrency;
 use crate::live::databases::InfluxArgs;
 use crate::live::deployment::{Aws, Deployment};
@@ -40,6 +44,8 @@ pub struct CutoverArgs {
     pub window: WindowArgs,
     #[command(flatten)]
     pub compare: CompareArgs,
+    #[command(flatten)]
+    pub bypass: BypassArgs,
     /// Refuse while the destination writer's IteratorAge is above this.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub max_lag_seconds: u64,
@@ -128,6 +134,7 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
     // a writer that is held or behind cannot have all the data).
     let refused_so_far = !failed_checks.is_empty() && !force;
     let mut verify_json = Value::Null;
+    let mut bypass_json = Value::Null;
     if refused_so_far {
         out.check("verify", Verdict::Unknown, "skipped: an earlier check refused");
     } else {
@@ -136,7 +143,7 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
             None => None,
         };
         let bound = ReplayBound::from_readings(&lag, source_lag.as_ref());
-        let (report, _) = compare_databases(
+        let compared = compare_databases(
             &mut out,
             &args.influx,
             &args.window,
@@ -145,6 +152,7 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
             bound.as_ref(),
         )
         .await?;
+        let report = &compared.report;
         let clean = report.is_clean();
         let detail = if clean {
             format!("{} bucket(s) agree ({})", report.buckets.len(), report.window)
@@ -156,14 +164,32 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
             failed_checks.push(format!("verify: {detail}"));
         }
         verify_json = report.to_json();
+
+        // 4. No writer still writes straight to the source: its points would never reach the
+        // destination, and are lost when the source is switched off.
+        let found = bypass::check(
+            &mut out,
+            &compared.dbs,
+            &compared.mappings,
+            &args.influx.buckets,
+            compared.until(),
+            &args.bypass,
+            judge(false),
+        )
+        .await?;
+        if found.any {
+            failed_checks.push(
+                "bypass: writes reach the source without passing through the gateway (see above)".to_string(),
+            );
+        }
+        bypass_json = found.json;
     }
 
     if !failed_checks.is_empty() && !force {
         out.note(
             "cutover refused: nothing was changed; reads stay on the source. Fix the above, or pass --force to cut over anyway",
         );
-        let data =
-            json!({"refused": out.refusals(), "verify": verify_json, "lag": lag, "throttle": throttle});
+        let data = json!({"refused": out.refusals(), "verify": verify_json, "bypass": bypass_json, "lag": lag, "throttle": throttle});
         return Ok(out.finish(Exit::Refused, data));
     }
     for o in &failed_checks {
@@ -181,6 +207,7 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
         "switched": switched,
         "forced": failed_checks,
         "verify": verify_json,
+        "bypass": bypass_json,
         "lag": lag,
         "throttle": throttle,
     });

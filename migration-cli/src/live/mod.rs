@@ -22,6 +22,7 @@
 
 mod alarm;
 mod aws_error;
+mod bypass;
 mod concurrency;
 mod cutover;
 mod databases;

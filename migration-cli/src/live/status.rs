@@ -8,8 +8,10 @@
 //! - each stalled shard (a writer stopped at one record): since when, why, the bucket, and how
 //!   long until the record expires from the stream; and each park rule;
 //! - the read endpoint (scheme, host and port only);
-//! - per bucket, the newest point at the source and at the destination (when
-//!   `INFLUX_SRC_TOKEN` and `INFLUX_DEST_TOKEN` are set).
+//! - per bucket, the newest point at the source and at the destination, and per measurement the
+//!   writes that reached the source without passing through the gateway in the last hour
+//!   ([`crate::bypass`]: writers still to move) (when `INFLUX_SRC_TOKEN` and `INFLUX_DEST_TOKEN`
+//!   are set).
 //!
 //! Each section stands alone: one that cannot be read is reported and the others still are; the
 //! exit code is then 1.
@@ -23,6 +25,7 @@ use time::OffsetDateTime;
 use crate::exit::Exit;
 use crate::influx_api::InfluxApi;
 use crate::live::CommonArgs;
+use crate::live::bypass::{self, BypassArgs};
 use crate::live::concurrency::{self, Throttle};
 use crate::live::databases::{self, Databases, InfluxArgs};
 use crate::live::deployment::{Aws, Deployment};
@@ -32,6 +35,7 @@ use crate::live::mapping::{self, Mapping};
 use crate::live::output::{Output, Verdict};
 use crate::live::stalls;
 use crate::live::stream::{self, ALARM_SHARE, Expiry, StreamState, WARN_SHARE};
+use crate::live::verify::ReplayBound;
 use crate::verify::{self as counts, BucketPair};
 
 #[derive(Debug, Args)]
@@ -40,6 +44,8 @@ pub struct StatusArgs {
     pub common: CommonArgs,
     #[command(flatten)]
     pub influx: InfluxArgs,
+    #[command(flatten)]
+    pub bypass: BypassArgs,
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<Exit> {
@@ -82,6 +88,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<Exit> {
     let mut dest_throttle: Option<Throttle> = None;
     let mut dest_mappings: Vec<Mapping> = Vec::new();
     let mut dest_lag: Option<LagReading> = None;
+    let mut source_lag: Option<LagReading> = None;
     for (role, function) in [("destination", &dep.destination_function), ("source", &dep.source_function)] {
         let Some(function) = function else {
             out.check(
@@ -135,6 +142,8 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<Exit> {
                 writer["lag"] = json!(l);
                 if role == "destination" {
                     dest_lag = Some(l);
+                } else {
+                    source_lag = Some(l);
                 }
             }
             Err(e) => errors.push(e.to_string()),
@@ -221,10 +230,33 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<Exit> {
         }
     }
     match Databases::connect(&args.influx, secret.as_ref()) {
-        Ok(dbs) => match newest_points(&mut out, &dbs, secret.as_ref(), &args.influx.buckets).await {
-            Ok(rows) => data["buckets"] = Value::Array(rows),
-            Err(e) => errors.push(format!("{e:#}")),
-        },
+        Ok(dbs) => {
+            match newest_points(&mut out, &dbs, secret.as_ref(), &args.influx.buckets).await {
+                Ok(rows) => data["buckets"] = Value::Array(rows),
+                Err(e) => errors.push(format!("{e:#}")),
+            }
+            // Writes that reached the source without the gateway, up to where the writers have
+            // replayed (without a known lag, a minute before now).
+            let until = dest_lag
+                .as_ref()
+                .and_then(|d| ReplayBound::from_readings(d, source_lag.as_ref()))
+                .map_or(now - Duration::from_secs(60), |b| b.until.min(now));
+            let mappings = secret.as_ref().map(|s| s.mappings.clone()).unwrap_or_default();
+            match bypass::check(
+                &mut out,
+                &dbs,
+                &mappings,
+                &args.influx.buckets,
+                until,
+                &args.bypass,
+                Verdict::Warn,
+            )
+            .await
+            {
+                Ok(found) => data["bypass"] = found.json,
+                Err(e) => errors.push(format!("looking for writes that bypassed the gateway: {e:#}")),
+            }
+        }
         Err(e) => out.check("newest points", Verdict::Unknown, format!("skipped: {e}")),
     }
 

@@ -24,6 +24,7 @@ use time::OffsetDateTime;
 
 use crate::exit::Exit;
 use crate::live::CommonArgs;
+use crate::live::bypass::{self, BypassArgs};
 use crate::live::databases::{self, Databases, InfluxArgs};
 use crate::live::deployment::{Aws, Deployment};
 use crate::live::endpoint::{self, CurrentSecret};
@@ -144,6 +145,8 @@ pub struct VerifyArgs {
     pub window: WindowArgs,
     #[command(flatten)]
     pub compare: CompareArgs,
+    #[command(flatten)]
+    pub bypass: BypassArgs,
 }
 
 /// What a named deployment gives `verify`: the endpoint secret (addresses and mappings) and,
@@ -204,7 +207,7 @@ pub async fn compare_databases(
     compare: &CompareArgs,
     secret: Option<&EndpointSecret>,
     replayed: Option<&ReplayBound>,
-) -> anyhow::Result<(VerifyReport, Vec<String>)> {
+) -> anyhow::Result<Compared> {
     let dbs = Databases::connect(influx, secret)?;
     let window = window_args.window(OffsetDateTime::now_utc(), replayed)?;
     out.note(format!("comparing {} with {} ({})", dbs.src.host(), dbs.dst.host(), window.describe()));
@@ -227,7 +230,25 @@ pub async fn compare_databases(
     }
     let report = compare_streamed(out, &dbs, &pairs.pairs, &window, compare).await?;
     out.text(&report.render_table());
-    Ok((report, pairs.skipped))
+    Ok(Compared { report, skipped: pairs.skipped, window, dbs, mappings })
+}
+
+/// What [`compare_databases`] compared, and the result.
+pub struct Compared {
+    pub report: VerifyReport,
+    /// Source buckets left out, and why.
+    pub skipped: Vec<String>,
+    pub window: TimeWindow,
+    pub dbs: Databases,
+    pub mappings: shared::secret::Mappings,
+}
+
+impl Compared {
+    /// Where the bypass check ends: the window's end, never after now.
+    pub fn until(&self) -> OffsetDateTime {
+        let now = OffsetDateTime::now_utc();
+        self.window.stop.map_or(now, |s| s.min(now))
+    }
 }
 
 /// Compares every pair, one bucket at a time (counts, then with `content` each measurement's
@@ -335,8 +356,20 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     let named = deployment_or_hosts(&mut out, &args.common, &args.influx).await?;
     let secret = named.as_ref().map(|n| &n.secret.secret);
     let bound = named.as_ref().and_then(|n| n.bound.as_ref());
-    let (report, skipped) =
+    let compared =
         compare_databases(&mut out, &args.influx, &args.window, &args.compare, secret, bound).await?;
+    let bypassed = bypass::check(
+        &mut out,
+        &compared.dbs,
+        &compared.mappings,
+        &args.influx.buckets,
+        compared.until(),
+        &args.bypass,
+        Verdict::Differs,
+    )
+    .await
+    .context("looking for writes that bypassed the gateway")?;
+    let Compared { report, skipped, .. } = compared;
     // Writes the mappings leave to the source are not differences, but the operator must know.
     let mut source_only = json!({});
     if let Some(Named { aws, dead_letter_bucket: Some(bucket), .. }) = &named {
@@ -349,8 +382,11 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
             Err(e) => out.warn(format!("could not read the source-only counts: {e}")),
         }
     }
-    let exit = if report.is_clean() { Exit::Success } else { Exit::Differences };
-    Ok(out.finish(exit, json!({"report": report.to_json(), "skipped": skipped, "source_only": source_only})))
+    let exit = if report.is_clean() && !bypassed.any { Exit::Success } else { Exit::Differences };
+    Ok(out.finish(
+        exit,
+        json!({"report": report.to_json(), "skipped": skipped, "source_only": source_only, "bypass": bypassed.json}),
+    ))
 }
 
 #[cfg(test)]
