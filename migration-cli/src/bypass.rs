@@ -9,32 +9,33 @@
 //! copied by the seeding, so "at the source and not at the destination" also means "newer than
 //! the snapshot".)
 //!
-//! The check is cheap enough for `status`: over a recent window (the last hour up to the replay
-//! bound, by default), influxd counts each measurement's values per minute on both sides
-//! (`aggregateWindow(fn: count)` is pushed down to the storage engine); a minute with more values
-//! at the source than at the destination holds bypassing writes. The newest such minute is then
-//! counted again per second, so the report says to the second when the last one arrived — the
-//! operator's list of writers still to move, per bucket and measurement. A minute where the
-//! destination has extra values of the same measurement could hide a bypassing write; `verify
-//! --content` compares value by value and finds it.
+//! The check is cheap enough for `status`, whatever the number of series: over a recent window
+//! (the last hour up to the replay bound, by default) influxd counts each measurement's values
+//! on both sides (`group(columns: ["_measurement"]) |> count()`, which the storage engine answers
+//! itself without handing a row per series to Flux); a measurement with more values at the
+//! source holds bypassing writes. When the last one arrived is then found to the second by
+//! halving: the newest start `t` whose `[t, end)` still has more values at the source (a dozen
+//! counts of ever smaller ranges for an hour). That is the operator's list of writers still to
+//! move, per bucket and measurement. Values the destination has and the source does not, in the
+//! same measurement and window, could hide a bypassing write from counts; `verify --content`
+//! compares value by value and finds it.
 
 use std::collections::BTreeMap;
 
-use crate::flux_csv::annotated::{CsvError, Row, parse_time_ns};
+use crate::flux_csv::annotated::{CsvError, Row};
 use crate::influx_api::{Bucket, InfluxApi};
 use crate::verify::{VerifyError, stream_rows};
 
-const MINUTE_NS: i64 = 60_000_000_000;
 const SECOND_NS: i64 = 1_000_000_000;
 
 /// Values of one measurement that reached the source and not the destination.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Bypassed {
     pub measurement: String,
-    /// Values at the source beyond those at the destination, summed over the minutes where the
-    /// source has more.
+    /// Values at the source beyond those at the destination over the window.
     pub values: u64,
-    /// The start of the newest second in which the source got values the destination did not.
+    /// The start of a second (or less) holding the newest value the source got and the destination
+    /// did not.
     #[serde(serialize_with = "as_rfc3339")]
     pub newest_ns: i64,
 }
@@ -43,59 +44,52 @@ fn as_rfc3339<S: serde::Serializer>(ns: &i64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&crate::digest::rfc3339_ns(*ns))
 }
 
-/// Values per (measurement, window end) over `[start_ns, stop_ns)` in windows of `every_ns`,
-/// optionally of one measurement.
+/// Values per measurement in `[start_ns, stop_ns)`, optionally of one measurement.
 async fn counts(
     api: &InfluxApi,
     bucket: &Bucket,
     measurement: Option<&str>,
     start_ns: i64,
     stop_ns: i64,
-    every_ns: i64,
-) -> Result<BTreeMap<(String, i64), u64>, VerifyError> {
+) -> Result<BTreeMap<String, u64>, VerifyError> {
     let filter = match measurement {
         Some(m) => format!(" |> filter(fn: (r) => r._measurement == \"{}\")", crate::digest::flux_string(m)),
         None => String::new(),
     };
     let flux = format!(
         "from(bucketID: \"{}\") |> range(start: time(v: {start_ns}), stop: time(v: {stop_ns})){filter} \
-         |> aggregateWindow(every: {every_ns}ns, fn: count, createEmpty: false) \
-         |> group(columns: [\"_measurement\", \"_time\"]) |> sum()",
+         |> group(columns: [\"_measurement\"]) |> count()",
         bucket.id
     );
     let mut out = BTreeMap::new();
     let mut on_row = |row: &Row<'_>| -> Result<(), CsvError> {
-        let (Some(m), Some(t), Some(v)) =
-            (row.named("_measurement"), row.named("_time"), row.named("_value"))
-        else {
+        let (Some(m), Some(v)) = (row.named("_measurement"), row.named("_value")) else {
             return Ok(());
         };
-        let (Some(t), Ok(v)) = (parse_time_ns(t), std::str::from_utf8(v).unwrap_or("").parse::<u64>()) else {
-            return Ok(());
-        };
-        *out.entry((String::from_utf8_lossy(m).into_owned(), t)).or_insert(0) += v;
+        if let Ok(v) = std::str::from_utf8(v).unwrap_or("").parse::<u64>() {
+            *out.entry(String::from_utf8_lossy(m).into_owned()).or_insert(0) += v;
+        }
         Ok(())
     };
     stream_rows(api, bucket, &flux, &mut on_row).await?;
     Ok(out)
 }
 
-/// Per measurement, the values where the source has more than the destination: (values, the
-/// newest window's end).
-fn source_excess(
-    src: &BTreeMap<(String, i64), u64>,
-    dst: &BTreeMap<(String, i64), u64>,
-) -> BTreeMap<String, (u64, i64)> {
-    let mut out: BTreeMap<String, (u64, i64)> = BTreeMap::new();
-    for (key, &s) in src {
-        let d = dst.get(key).copied().unwrap_or(0);
-        if s > d {
-            let e = out.entry(key.0.clone()).or_insert((0, i64::MIN));
-            e.0 += s - d;
-            e.1 = e.1.max(key.1);
-        }
-    }
-    out
+/// Per measurement, how many more values the source has than the destination (only those with
+/// more).
+fn source_excess(src: &BTreeMap<String, u64>, dst: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    src.iter()
+        .filter_map(|(m, &s)| {
+            let d = dst.get(m).copied().unwrap_or(0);
+            (s > d).then(|| (m.clone(), s - d))
+        })
+        .collect()
+}
+
+/// The next range to look at when halving `[lo, hi)` for the newest time with an excess:
+/// `None` once it is at most a second wide.
+fn midpoint(lo: i64, hi: i64) -> Option<i64> {
+    (hi - lo > SECOND_NS).then(|| lo + (hi - lo) / 2)
 }
 
 /// The measurements of `s_bucket` at the source with values in `[start_ns, stop_ns)` that the
@@ -112,20 +106,25 @@ pub async fn detect(
         return Ok(Vec::new());
     }
     let (s, d) = tokio::join!(
-        counts(src, s_bucket, None, start_ns, stop_ns, MINUTE_NS),
-        counts(dst, d_bucket, None, start_ns, stop_ns, MINUTE_NS)
+        counts(src, s_bucket, None, start_ns, stop_ns),
+        counts(dst, d_bucket, None, start_ns, stop_ns)
     );
     let mut found = Vec::new();
-    for (measurement, (values, minute_end)) in source_excess(&s?, &d?) {
-        // The newest minute, per second: when the last bypassing write arrived.
-        let a = (minute_end - MINUTE_NS).max(start_ns);
-        let b = minute_end.min(stop_ns);
-        let (s, d) = tokio::join!(
-            counts(src, s_bucket, Some(&measurement), a, b, SECOND_NS),
-            counts(dst, d_bucket, Some(&measurement), a, b, SECOND_NS)
-        );
-        let newest_end = source_excess(&s?, &d?).get(&measurement).map(|e| e.1).unwrap_or(minute_end);
-        found.push(Bypassed { measurement, values, newest_ns: (newest_end - SECOND_NS).max(a) });
+    for (measurement, values) in source_excess(&s?, &d?) {
+        // [lo, stop) has an excess, [hi, stop) has none: halve until they are a second apart.
+        let (mut lo, mut hi) = (start_ns, stop_ns);
+        while let Some(mid) = midpoint(lo, hi) {
+            let (s, d) = tokio::join!(
+                counts(src, s_bucket, Some(&measurement), mid, stop_ns),
+                counts(dst, d_bucket, Some(&measurement), mid, stop_ns)
+            );
+            if source_excess(&s?, &d?).contains_key(&measurement) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        found.push(Bypassed { measurement, values, newest_ns: lo });
     }
     Ok(found)
 }
@@ -135,25 +134,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_minutes_with_more_at_the_source_count_and_the_newest_is_kept() {
-        let src = BTreeMap::from([
-            (("cpu".to_string(), 60), 10),
-            (("cpu".to_string(), 120), 12),
-            (("cpu".to_string(), 180), 5),
-            (("mem".to_string(), 60), 3),
-        ]);
-        let dst = BTreeMap::from([
-            (("cpu".to_string(), 60), 10),
-            (("cpu".to_string(), 120), 9),
-            (("cpu".to_string(), 180), 7),
-            (("mem".to_string(), 60), 3),
-            (("disk".to_string(), 60), 4),
-        ]);
+    fn only_measurements_with_more_at_the_source_count() {
+        let src = BTreeMap::from([("cpu".to_string(), 12), ("mem".to_string(), 3)]);
+        let dst = BTreeMap::from([("cpu".to_string(), 9), ("mem".to_string(), 3), ("disk".to_string(), 4)]);
         let e = source_excess(&src, &dst);
-        assert_eq!(e.get("cpu"), Some(&(3, 120)), "minute 180 has more at the destination: not a bypass");
-        assert_eq!(e.get("mem"), None);
-        assert_eq!(e.get("disk"), None, "only at the destination is not a bypass");
-        let only_src = source_excess(&BTreeMap::from([(("new".to_string(), 240), 2)]), &BTreeMap::new());
-        assert_eq!(only_src.get("new"), Some(&(2, 240)));
+        assert_eq!(e, BTreeMap::from([("cpu".to_string(), 3)]), "only at the destination is not a bypass");
+        let only_src = source_excess(&BTreeMap::from([("new".to_string(), 2)]), &BTreeMap::new());
+        assert_eq!(only_src.get("new"), Some(&2));
+    }
+
+    #[test]
+    fn halving_an_hour_takes_a_dozen_steps_and_ends_a_second_wide() {
+        let (mut lo, mut hi) = (0i64, 3_600 * SECOND_NS);
+        let newest = 2_000 * SECOND_NS + 123;
+        let mut steps = 0;
+        while let Some(mid) = midpoint(lo, hi) {
+            steps += 1;
+            if mid <= newest { lo = mid } else { hi = mid }
+        }
+        assert!(steps <= 12, "{steps}");
+        assert!(lo <= newest && newest < hi && hi - lo <= SECOND_NS);
     }
 }

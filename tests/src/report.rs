@@ -22,6 +22,16 @@ pub struct Report {
     pub reads_failed: u64,
     pub reads_failed_during_cutover: u64,
     pub dead_letters: Vec<String>,
+    /// The writer left pointing at the source: points acknowledged in all, how many by the
+    /// source itself (before it was moved behind the gateway), how many are at the destination
+    /// with equal values at the end.
+    pub forgotten_acknowledged: u64,
+    pub forgotten_direct: u64,
+    pub forgotten_at_destination: u64,
+    /// What the operations said about it: status's finding, cutover's refusal, repair's result.
+    pub bypass: Vec<String>,
+    /// Whether status named it and cutover refused while it wrote to the source.
+    pub bypass_detected: bool,
     /// (seconds since the destination mapping started, IteratorAge ms)
     pub lag: Vec<(f64, u64)>,
     /// Events on the same time axis as `lag` (e.g. "unthrottle", "cutover").
@@ -37,6 +47,8 @@ impl Report {
             && self.wrong_values.is_empty()
             && self.reads_failed_during_cutover == 0
             && self.present_at_destination == self.acknowledged_points
+            && self.bypass_detected
+            && self.forgotten_at_destination == self.forgotten_acknowledged
     }
 
     pub fn render_text(&self) -> String {
@@ -70,6 +82,19 @@ impl Report {
             "reads: {} answered, {} failed ({} during the cutover)",
             self.reads_ok, self.reads_failed, self.reads_failed_during_cutover
         );
+        let _ = writeln!(
+            s,
+            "a writer left pointing at the source: {} points acknowledged ({} by the source itself, before it was moved behind the gateway)",
+            self.forgotten_acknowledged, self.forgotten_direct
+        );
+        let _ = writeln!(
+            s,
+            "  present at the destination with equal values:      {}",
+            self.forgotten_at_destination
+        );
+        for b in &self.bypass {
+            let _ = writeln!(s, "  {b}");
+        }
         let _ = writeln!(s, "dead-letter records: {}", self.dead_letters.len());
         for d in &self.dead_letters {
             let _ = writeln!(s, "  {d}");

@@ -8,6 +8,9 @@
 //! 4. catch up: `influx-migration unthrottle`, then wait until the destination lag is zero —
 //!    optionally with faults: the destination answering 503 and resetting connections, and a
 //!    destination stream-writer process killed in the middle of a batch;
+//!    then a writer left pointing at the source (started with the clients) must be named by
+//!    `status` and refused by `cutover`; it is moved behind the gateway and `repair` copies
+//!    what only the source got;
 //! 5. `influx-migration verify`, then `influx-migration cutover` while readers keep querying
 //!    (with faults, `verify --content` must name exactly the deliberate type conflict, and the
 //!    cutover is forced past it);
@@ -26,7 +29,7 @@ use shared::sensitive::Sensitive;
 
 use crate::report::Report;
 use crate::stack::LocalStack;
-use crate::traffic::{Traffic, TrafficConfig, missing_points};
+use crate::traffic::{ForgottenWriter, Traffic, TrafficConfig, missing_points};
 
 /// How big and how hostile the run is.
 #[derive(Debug, Clone)]
@@ -116,6 +119,14 @@ pub async fn run(
         write_pause: options.write_pause,
         read_pause: options.read_pause,
     });
+    // And one writer nobody moved: it writes straight to the source.
+    let mut forgotten = ForgottenWriter::start(
+        &stack.source.url,
+        &stack.source.org,
+        &stack.source.bucket,
+        &stack.source.token,
+        Duration::from_millis(500),
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let s = traffic.stats();
     if s.write_requests_ok == 0 {
@@ -181,6 +192,12 @@ pub async fn run(
         .await?;
     phase("catch-up (unthrottle -> lag 0)", t, &mut report);
 
+    // 4b. The writer nobody moved: status names it, cutover refuses, the operator moves it
+    //     behind the gateway and repairs what only the source got.
+    let t = Instant::now();
+    find_and_repair_the_forgotten_writer(stack, &forgotten, &mut report, progress).await?;
+    phase("bypass: found, moved, repaired", t, &mut report);
+
     // 5. Verify and cut over while clients keep reading. With the deliberate type conflict the
     //    databases really differ (the source holds the point the destination refused; the
     //    destination holds the one written only there), same count: verify --content must name
@@ -221,6 +238,7 @@ pub async fn run(
     // 6. The end: stop clients, drain both writers, check everything.
     let t = Instant::now();
     traffic.stop().await;
+    forgotten.stop().await;
     let stats = traffic.stats();
     progress(&format!(
         "clients stopped: {} points acknowledged; draining both writers",
@@ -248,6 +266,26 @@ pub async fn run(
     report.reads_failed = stats.reads_failed;
     report.lag = stack.destination_mapping.state().history;
     report.dead_letters = dead_letters(stack).await?;
+    let flux = format!(
+        "from(bucket: \"{}\") |> range(start: 0, stop: 2262-01-01T00:00:00Z) \
+         |> filter(fn: (r) => r._measurement == \"forgotten\") \
+         |> pivot(rowKey: [\"_time\"], columnKey: [\"_field\"], valueColumn: \"_value\")",
+        stack.source.bucket
+    );
+    let at_destination: std::collections::BTreeMap<String, String> = stack
+        .destination
+        .query_as(&flux, &stack.source.token)
+        .await
+        .iter()
+        .map(|r| (r.get("seq").unwrap_or("").to_string(), r.get("v").unwrap_or("").to_string()))
+        .collect();
+    let forgotten_acked = forgotten.acknowledged();
+    report.forgotten_acknowledged = forgotten_acked.len() as u64;
+    report.forgotten_direct = forgotten.direct();
+    report.forgotten_at_destination = forgotten_acked
+        .iter()
+        .filter(|(seq, v)| at_destination.get(&seq.to_string()).is_some_and(|got| got == v))
+        .count() as u64;
     if options.faults {
         expected_dead_letters.sort();
         let mut got: Vec<String> = report.dead_letters.iter().map(|k| dead_letter_kind(k)).collect();
@@ -263,6 +301,41 @@ pub async fn run(
     }
     phase("drain and check", t, &mut report);
     Ok(report)
+}
+
+/// Step 4b: `status` must name the forgotten writer's measurement, `cutover` must refuse because
+/// of it; then it is moved behind the gateway and `repair` copies what only the source got.
+async fn find_and_repair_the_forgotten_writer(
+    stack: &LocalStack,
+    forgotten: &ForgottenWriter,
+    report: &mut Report,
+    progress: &dyn Fn(&str),
+) -> Result<(), String> {
+    let out = cli(stack, &["status"], 0, progress).await?;
+    let named = out.lines().find(|l| l.contains("bypass") && l.contains("forgotten") && l.contains("WARN"));
+    let Some(named) = named else {
+        return Err(format!("status did not name the writer straight to the source:\n{out}"));
+    };
+    report.bypass.push(format!("status: {}", named.trim()));
+    let (code, out, err) = stack.live(&["cutover"]).await;
+    let refused =
+        out.lines().find(|l| l.contains("REFUSED") && l.contains("bypass") && l.contains("forgotten"));
+    match (code, refused) {
+        (4, Some(line)) => report.bypass.push(format!("cutover refused (exit 4): {}", line.trim())),
+        _ => {
+            return Err(format!("cutover did not refuse because of the bypass (exit {code}):\n{out}\n{err}"));
+        }
+    }
+    progress("the operator moves the forgotten writer behind the gateway, then repairs");
+    forgotten.move_to(&stack.gateway.url);
+    // Repair goes up to where the writers have replayed, less a 5 s margin: wait until that is
+    // past the writer's last point at the source.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let out = cli(stack, &["repair", "--measurement", "forgotten"], 0, progress).await?;
+    let repaired = out.lines().find(|l| l.contains("forgotten") && l.contains("now matches"));
+    report.bypass.push(format!("repair (exit 0): {}", repaired.unwrap_or("(no line)").trim()));
+    report.bypass_detected = true;
+    Ok(())
 }
 
 /// Notes an event on the lag chart's time axis (the destination mapping's clock).

@@ -343,3 +343,95 @@ pub fn missing_points(acked: &[AckedPoint], rows: &[crate::flux::FluxRecord]) ->
     }
     (missing, wrong)
 }
+
+/// A writer someone forgot to move behind the gateway: it writes straight to the source until it
+/// is moved ([`ForgottenWriter::move_to`]), then through the gateway. Its points are
+/// `forgotten,writer=direct seq=<n>i,v=<float> <ns>`, ten per request; it keeps the seq and
+/// value of every point acknowledged, and how many went straight to the source.
+pub struct ForgottenWriter {
+    stop: Arc<AtomicBool>,
+    target: Arc<Mutex<String>>,
+    task: Option<JoinHandle<()>>,
+    acked: Arc<Mutex<Vec<(i64, String)>>>,
+    direct: Arc<AtomicU64>,
+}
+
+impl ForgottenWriter {
+    /// Starts writing to `url` (the source) into `org`/`bucket` with `token`, a request every
+    /// `pause`.
+    pub fn start(url: &str, org: &str, bucket: &str, token: &str, pause: Duration) -> ForgottenWriter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let target = Arc::new(Mutex::new(url.to_string()));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let direct = Arc::new(AtomicU64::new(0));
+        let source = url.to_string();
+        let (org, bucket, token) = (org.to_string(), bucket.to_string(), token.to_string());
+        let task = {
+            let (stop, target, acked, direct) = (stop.clone(), target.clone(), acked.clone(), direct.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut seq: i64 = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let url = target.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
+                    let batch: Vec<(i64, String)> =
+                        (0..10).map(|i| (seq + i, format!("{}.75", (seq + i) * 11))).collect();
+                    let body: String = batch
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (s, v))| {
+                            format!("forgotten,writer=direct seq={s}i,v={v} {}\n", now + i as i64)
+                        })
+                        .collect();
+                    let answer = client
+                        .post(format!("{url}/api/v2/write"))
+                        .query(&[("org", org.as_str()), ("bucket", bucket.as_str()), ("precision", "ns")])
+                        .header("Authorization", format!("Token {token}"))
+                        .body(body)
+                        .send()
+                        .await;
+                    if answer.is_ok_and(|r| r.status().as_u16() == 204) {
+                        if url == source {
+                            direct.fetch_add(batch.len() as u64, Ordering::SeqCst);
+                        }
+                        acked.lock().unwrap_or_else(|p| p.into_inner()).extend(batch);
+                        seq += 10;
+                    }
+                    tokio::time::sleep(pause).await;
+                }
+            })
+        };
+        ForgottenWriter { stop, target, task: Some(task), acked, direct }
+    }
+
+    /// The operator moves it: from now on it writes to `url` (the gateway).
+    pub fn move_to(&self, url: &str) {
+        *self.target.lock().unwrap_or_else(|p| p.into_inner()) = url.to_string();
+    }
+
+    pub async fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+
+    /// seq → value of every acknowledged point.
+    pub fn acknowledged(&self) -> Vec<(i64, String)> {
+        self.acked.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Points acknowledged by the source itself (before the move).
+    pub fn direct(&self) -> u64 {
+        self.direct.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for ForgottenWriter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
+}

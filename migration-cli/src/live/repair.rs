@@ -61,6 +61,10 @@ pub struct RepairArgs {
     /// to do).
     #[arg(long)]
     pub dry_run: bool,
+    /// Only this measurement (repeatable; default: every measurement of each bucket), e.g. the
+    /// one a bypass check named.
+    #[arg(long = "measurement", value_name = "NAME")]
+    pub measurements: Vec<String>,
     /// Measurements repaired at once (each runs one query at a time on each database).
     #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub max_concurrency: u16,
@@ -200,8 +204,12 @@ async fn repair_pair(
     };
     let name = format!("{s_org}/{} -> {d_org}/{}", pair.src_bucket, pair.dst_bucket);
     let counted = counts::compare(&dbs.src, &dbs.dst, std::slice::from_ref(pair), window).await?;
-    let measurements: Vec<String> =
-        counted.buckets.iter().flat_map(|b| b.measurements.iter().map(|m| m.measurement.clone())).collect();
+    let measurements: Vec<String> = counted
+        .buckets
+        .iter()
+        .flat_map(|b| b.measurements.iter().map(|m| m.measurement.clone()))
+        .filter(|m| args.measurements.is_empty() || args.measurements.contains(m))
+        .collect();
     let sides = match args.from {
         Side::Source => Sides { reference: (&dbs.src, &s_bucket), target: (&dbs.dst, &d_bucket) },
         Side::Destination => Sides { reference: (&dbs.dst, &d_bucket), target: (&dbs.src, &s_bucket) },
