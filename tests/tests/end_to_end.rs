@@ -56,6 +56,14 @@ async fn a_live_migration_under_faults_loses_no_acknowledged_write_and_no_read()
     assert_eq!(report.write_requests_failed, 0, "no client write failed");
     assert_eq!(report.reads_failed, 0, "no read failed, during the cutover or otherwise: {:?}", report.notes);
     assert!(report.reads_ok > 10, "readers queried throughout: {}", report.reads_ok);
+    // The writer nobody moved: named by status, refused by cutover, repaired, nothing lost.
+    assert!(report.bypass_detected, "the bypass was found and refused: {:?}", report.bypass);
+    assert!(report.forgotten_direct > 0, "it wrote straight to the source first");
+    assert_eq!(
+        report.forgotten_at_destination, report.forgotten_acknowledged,
+        "every point of the writer nobody moved is at the destination: {:?}",
+        report.bypass
+    );
 
     // Exactly the deliberately bad records: the unparsable one at both ends, the type conflict at
     // the destination only. Their content is what was written.

@@ -241,6 +241,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<Exit> {
                 .as_ref()
                 .and_then(|d| ReplayBound::from_readings(d, source_lag.as_ref()))
                 .map_or(now - Duration::from_secs(60), |b| b.until.min(now));
+            let until = until.replace_nanosecond(0).unwrap_or(until);
             let mappings = secret.as_ref().map(|s| s.mappings.clone()).unwrap_or_default();
             match bypass::check(
                 &mut out,
