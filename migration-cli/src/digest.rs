@@ -8,8 +8,11 @@
 //! not depend on the order influxd returns rows in, and a changed, missing or extra value
 //! changes it. Each window keeps its count beside its sum.
 //!
-//! Flux has no hash function, so the rows are streamed through the CLI (`from |> range |>
-//! filter`), never held: a window's state is its count and its sum. The measurement's time span
+//! The rows are streamed through the CLI (`from |> range |> filter`, with `_start` and `_stop`
+//! dropped: they repeat on every row, and leaving them out nearly halves the time influxd spends
+//! writing the answer, 0.98 s against 1.78 s for a million points), never held: a window's state
+//! is its count and its sum. Hashing in Flux instead (`contrib/qxip/hash` in a `map`) took 28 s
+//! for the same million points. The measurement's time span
 //! is split into [`SPLIT`] windows and read once from each side (both at once); a window whose
 //! count or sum differs is split again and only it is read again, until a window is at most
 //! [`FINEST`] wide or [`MAX_DEPTH`] splits deep. The result names those smallest windows.
@@ -124,7 +127,8 @@ async fn digest_windows(
         return Ok(Vec::new());
     };
     let flux = format!(
-        "from(bucketID: \"{}\") |> range(start: {}, stop: {}) |> filter(fn: (r) => r._measurement == \"{}\")",
+        "from(bucketID: \"{}\") |> range(start: {}, stop: {}) |> filter(fn: (r) => r._measurement == \"{}\") \
+         |> drop(columns: [\"_start\", \"_stop\"])",
         bucket.id,
         rfc3339_ns(first.0),
         rfc3339_ns(last.1),

@@ -285,7 +285,8 @@ pub async fn copy_range(
     let (t_api, t_bucket) = target;
     let flux = format!(
         "from(bucketID: \"{}\") |> range(start: time(v: {start_ns}), stop: time(v: {stop_ns})) \
-         |> filter(fn: (r) => r._measurement == \"{}\")",
+         |> filter(fn: (r) => r._measurement == \"{}\") \
+         |> drop(columns: [\"_start\", \"_stop\"])",
         r_bucket.id,
         crate::digest::flux_string(measurement)
     );
@@ -355,7 +356,8 @@ pub async fn read_window(
 ) -> Result<WindowPoints, VerifyError> {
     let flux = format!(
         "from(bucketID: \"{}\") |> range(start: time(v: {start_ns}), stop: time(v: {stop_ns})) \
-         |> filter(fn: (r) => r._measurement == \"{}\")",
+         |> filter(fn: (r) => r._measurement == \"{}\") \
+         |> drop(columns: [\"_start\", \"_stop\"])",
         bucket.id,
         crate::digest::flux_string(measurement)
     );
