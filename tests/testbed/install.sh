@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real parts the tests talk to, on loopback, on a fresh machine:
 #   - influxd v2.7.12 built from its Go module, with flux v0.196.1's Rust library from crates.io
-#     (no `make`, no UI: see ../shared/docs/building-influxd.md for why each step is there);
+#     (no `make`, no UI: see ../shared/docs/building-influxd.md for why each step is there), and
+#     influxd v2.9.1 (flux v0.200.0) the same way, for the tests that run against both versions;
 #   - the influx CLI (v2.3.0: the only version the reachable Go module proxy serves; see below);
 #   - a project-local, git-ignored Python virtualenv (.venv) with pinned moto[server], cfn-lint
 #     cargo-lambda (which brings its own zig) and the AWS CLI (for the deploy scripts).
@@ -18,6 +19,15 @@ set -Eeuo pipefail
 INFLUXD_VERSION=v2.7.12
 INFLUXD_COMMIT=ec9dcde5d6
 FLUX_VERSION=v0.196.1
+INFLUXD_FALLBACK_GO=go1.23.9
+# A second influxd, for the version matrix (issue 14): 2.9 hashes API tokens by default. v2.9.1 is
+# the only 2.9 release the Go module proxy serves (v2.9.0 and v2.9.2 are refused). Its commit is
+# the `Origin.Hash` of `go mod download -json github.com/influxdata/influxdb/v2@v2.9.1`; its go.mod
+# asks for go 1.25.10, so the local Go (>= 1.25.10) builds it, or that version as the fallback.
+INFLUXD_2_9_VERSION=v2.9.1
+INFLUXD_2_9_COMMIT=d4fa1941fd
+FLUX_2_9_VERSION=v0.200.0
+INFLUXD_2_9_FALLBACK_GO=go1.25.10
 # The issue asks for the influx CLI 2.7.5, but the Go module proxy reachable from these machines
 # answers 403 "This module version is not available" for every influx-cli version except v2.3.0
 # (checked 2026-11-25 for v2.0.0 .. v2.8.0). v2.3.0 is the same client generation: the same
@@ -52,7 +62,7 @@ trap 'on_error $LINENO' ERR
 step "check the machine's tools"
 for tool in go cargo rustc gcc pkg-config python3 git openssl; do
   command -v "$tool" >/dev/null 2>&1 || fail "'$tool' is not on PATH" \
-    "install it (Go >= 1.23, Rust >= 1.94.1 via rustup, gcc, pkg-config, Python >= 3.9, openssl for the TLS tests) and run again"
+    "install it (Go >= 1.25.10, Rust >= 1.94.1 via rustup, gcc, pkg-config, Python >= 3.9, openssl for the TLS tests) and run again"
 done
 note "$(go version)"
 note "$(rustc --version)"
@@ -61,69 +71,96 @@ mkdir -p "$cache"
 note "cache: $cache"
 
 # ------------------------------------------------------------------------------------------------
-influxd_dir="$cache/influxd-$INFLUXD_VERSION"
-influxd_bin="$influxd_dir/bin/influxd"
-step "influxd $INFLUXD_VERSION"
-if [ -x "$influxd_bin" ] && "$influxd_bin" version 2>/dev/null | grep -q "$INFLUXD_VERSION"; then
-  note "cached: $influxd_bin ($("$influxd_bin" version))"
-else
+# install_influxd VERSION COMMIT FLUX_VERSION FALLBACK_GO: builds influxd VERSION (with flux
+# FLUX_VERSION's Rust library) into $cache/influxd-VERSION/bin/influxd unless it is there already,
+# and leaves that path in $influxd_built. FALLBACK_GO is the upstream compiler tried when the local
+# Go fails (the `toolchain`/`go` line of that influxdb's go.mod).
+install_influxd() {
+  local version=$1 commit=$2 flux_version=$3 fallback_go=$4
+  local dir="$cache/influxd-$version"
+  local bin="$dir/bin/influxd"
+  local work="$cache/build/influxd-$version"
+  influxd_built=$bin
+  step "influxd $version"
+  if [ -x "$bin" ] && "$bin" version 2>/dev/null | grep -q "$version"; then
+    note "cached: $bin ($("$bin" version))"
+    return 0
+  fi
   note "not cached: building from the Go module (about 4 minutes on 2 cores here; once per machine)"
-  work="$cache/build/influxd-$INFLUXD_VERSION"
   rm -rf "$work"; mkdir -p "$work"
-  export GOFLAGS=-buildvcs=false
-  moddir() { go mod download -json "$1" | python3 -c 'import sys,json; print(json.load(sys.stdin)["Dir"])'; }
+  local build_started=$(date +%s)
 
-  step "download the influxdb $INFLUXD_VERSION and flux $FLUX_VERSION Go modules"
-  src_influxdb=$(moddir "github.com/influxdata/influxdb/v2@$INFLUXD_VERSION") \
-    || fail "go mod download of influxdb failed" "check that the Go module proxy is reachable (GOPROXY=$(go env GOPROXY))"
-  src_flux=$(moddir "github.com/influxdata/flux@$FLUX_VERSION") \
-    || fail "go mod download of flux failed" "check that the Go module proxy is reachable"
+  step "influxd $version: download the influxdb $version and flux $flux_version Go modules"
+  local src_influxdb src_flux
+  src_influxdb=$(moddir "github.com/influxdata/influxdb/v2@$version") \
+    || fail "go mod download of influxdb $version failed" "check that the Go module proxy is reachable (GOPROXY=$(go env GOPROXY))"
+  src_flux=$(moddir "github.com/influxdata/flux@$flux_version") \
+    || fail "go mod download of flux $flux_version failed" "check that the Go module proxy is reachable"
   cp -r "$src_influxdb" "$work/influxdb"
   cp -r "$src_flux" "$work/flux"
   chmod -R u+w "$work"
 
-  step "build libflux (flux's Rust library) from crates.io"
-  # flux pins Rust 1.72 in rust-toolchain.toml (not downloadable here) and denies warnings under
-  # its default `strict` feature, which newer compilers turn into errors: drop both, as nixpkgs does.
+  step "influxd $version: build libflux $flux_version (flux's Rust library) from crates.io"
+  # flux pins an old Rust in rust-toolchain.toml (1.72 in v0.196.1, 1.83 in v0.200.0; not
+  # downloadable here) and denies warnings under its default `strict` feature, which newer
+  # compilers turn into errors: drop both, as nixpkgs does.
   rm -f "$work/flux/rust-toolchain.toml"
   sed -i 's/default = \["strict", /default = [/' "$work/flux/libflux/flux/Cargo.toml"
   sed -i 's/default = \["strict"\]/default = []/' "$work/flux/libflux/flux-core/Cargo.toml"
+  local libflux_started=$(date +%s)
   (cd "$work/flux/libflux" \
     && RUSTUP_TOOLCHAIN=stable RUSTFLAGS=--cap-lints=warn CARGO_PROFILE_RELEASE_LTO=false \
        cargo build --release) \
-    || fail "libflux did not build" \
+    || fail "libflux $flux_version did not build" \
        "see the cargo output above; if a lint became an error, retry with RUSTC_WRAPPER adding --cap-lints=warn"
+  note "libflux $flux_version built in $(( $(date +%s) - libflux_started )) s"
   mkdir -p "$work/fluxpc/lib"
   # The .a only: target/release also holds libflux.so, and -lflux would pick the shared one.
   cp "$work/flux/libflux/target/release/libflux.a" "$work/fluxpc/lib/"
   cat > "$work/fluxpc/flux.pc" <<PC
 Name: flux
-Version: ${FLUX_VERSION#v}
+Version: ${flux_version#v}
 Description: Library for the InfluxData Flux engine
 Cflags: -I$work/flux/libflux/include
 Libs: -L$work/fluxpc/lib -lflux -ldl -lm -lpthread
 PC
 
-  step "build influxd (Go, cgo; tags sqlite_foreign_keys,sqlite_json; no UI assets)"
-  build_influxd() {
+  step "influxd $version: go build (cgo; tags sqlite_foreign_keys,sqlite_json; no UI assets)"
+  local go_started=$(date +%s)
+  go_build_influxd() {
     (cd "$work/influxdb" && CGO_ENABLED=1 PKG_CONFIG_PATH="$work/fluxpc" go build \
       -tags sqlite_foreign_keys,sqlite_json \
-      -ldflags "-s -w -X main.version=$INFLUXD_VERSION -X main.commit=$INFLUXD_COMMIT" \
+      -ldflags "-s -w -X main.version=$version -X main.commit=$commit" \
       -o "$work/bin/influxd" ./cmd/influxd)
   }
-  if ! build_influxd; then
-    note "the local Go toolchain failed; falling back to the upstream compiler (GOTOOLCHAIN=go1.23.9)"
-    GOTOOLCHAIN=go1.23.9 build_influxd \
-      || fail "influxd did not build with the local Go nor with go1.23.9" "see the go build output above"
+  if ! go_build_influxd; then
+    note "the local Go toolchain failed; falling back to the upstream compiler (GOTOOLCHAIN=$fallback_go)"
+    GOTOOLCHAIN=$fallback_go go_build_influxd \
+      || fail "influxd $version did not build with the local Go nor with $fallback_go" "see the go build output above"
   fi
-  "$work/bin/influxd" version | grep -q "$INFLUXD_VERSION" \
-    || fail "the built influxd does not report $INFLUXD_VERSION" "remove $work and run again"
-  rm -rf "$influxd_dir.tmp"; mkdir -p "$influxd_dir.tmp/bin"
-  cp "$work/bin/influxd" "$influxd_dir.tmp/bin/influxd"
-  rm -rf "$influxd_dir"; mv "$influxd_dir.tmp" "$influxd_dir"
+  note "go build of influxd $version took $(( $(date +%s) - go_started )) s"
+  "$work/bin/influxd" version | grep -q "$version" \
+    || fail "the built influxd does not report $version" "remove $work and run again"
+  rm -rf "$dir.tmp"; mkdir -p "$dir.tmp/bin"
+  cp "$work/bin/influxd" "$dir.tmp/bin/influxd"
+  rm -rf "$dir"; mv "$dir.tmp" "$dir"
   rm -rf "$work"
-  note "built: $influxd_bin ($("$influxd_bin" version))"
-fi
+  note "built in $(( $(date +%s) - build_started )) s: $bin ($("$bin" version))"
+}
+
+export GOFLAGS=-buildvcs=false
+# The module's directory in the module cache; on failure, the proxy's answer on stderr.
+moddir() {
+  go mod download -json "$1" | python3 -c '
+import sys, json
+d = json.load(sys.stdin)
+print(d["Dir"]) if "Dir" in d else sys.exit("go mod download: " + d.get("Error", "no directory in the answer"))'
+}
+
+install_influxd "$INFLUXD_VERSION" "$INFLUXD_COMMIT" "$FLUX_VERSION" "$INFLUXD_FALLBACK_GO"
+influxd_bin=$influxd_built
+install_influxd "$INFLUXD_2_9_VERSION" "$INFLUXD_2_9_COMMIT" "$FLUX_2_9_VERSION" "$INFLUXD_2_9_FALLBACK_GO"
+influxd_2_9_bin=$influxd_built
 
 # ------------------------------------------------------------------------------------------------
 influx_dir="$cache/influx-cli-$INFLUX_CLI_VERSION"
@@ -182,6 +219,7 @@ step "write tests/testbed/env"
 cat > "$here/env" <<ENV
 # Written by tests/testbed/install.sh; read by the test-support crate. Not committed.
 INFLUXD_BIN=$influxd_bin
+INFLUXD_2_9_BIN=$influxd_2_9_bin
 INFLUX_BIN=$influx_bin
 MOTO_SERVER_BIN=$venv/bin/moto_server
 CFN_LINT_BIN=$venv/bin/cfn-lint
