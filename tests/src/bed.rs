@@ -2,7 +2,8 @@
 //!
 //! `tests/testbed/install.sh` writes `tests/testbed/env` with the paths of the binaries it built or
 //! installed into the per-user cache. Each path can also be given directly in the environment
-//! (`INFLUXD_BIN`, `INFLUX_BIN`, `MOTO_SERVER_BIN`, `CFN_LINT_BIN`, `CARGO_LAMBDA_BIN`, `AWS_CLI_BIN`), which wins.
+//! (`INFLUXD_BIN`, `INFLUXD_2_9_BIN`, `INFLUX_BIN`, `MOTO_SERVER_BIN`, `CFN_LINT_BIN`,
+//! `CARGO_LAMBDA_BIN`, `AWS_CLI_BIN`), which wins.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,10 @@ use std::sync::OnceLock;
 /// The installed test bed: paths of the real programs tests start.
 #[derive(Debug, Clone)]
 pub struct TestBed {
+    /// influxd 2.7.12, the version every test uses unless it names another.
     pub influxd: PathBuf,
+    /// influxd 2.9.1 (API tokens hashed by default), for the version matrix.
+    pub influxd_2_9: PathBuf,
     pub influx: PathBuf,
     pub moto_server: PathBuf,
     pub cfn_lint: PathBuf,
@@ -64,6 +68,7 @@ impl TestBed {
         };
         Ok(TestBed {
             influxd: path_of("INFLUXD_BIN")?,
+            influxd_2_9: path_of("INFLUXD_2_9_BIN")?,
             influx: path_of("INFLUX_BIN")?,
             moto_server: path_of("MOTO_SERVER_BIN")?,
             cfn_lint: path_of("CFN_LINT_BIN")?,
@@ -85,6 +90,13 @@ mod tests {
         unsafe { std::env::set_var("INFLUXD_BIN", "/nonexistent/influxd") };
         let err = TestBed::locate().unwrap_err();
         assert!(err.contains("INFLUXD_BIN=/nonexistent/influxd does not exist"), "{err}");
+        // The second influxd is named the same way (same thread, as above).
+        unsafe {
+            std::env::set_var("INFLUXD_BIN", "/");
+            std::env::set_var("INFLUXD_2_9_BIN", "/nonexistent/influxd-2.9");
+        }
+        let err = TestBed::locate().unwrap_err();
+        assert!(err.contains("INFLUXD_2_9_BIN=/nonexistent/influxd-2.9 does not exist"), "{err}");
         assert!(INSTALL_HINT.contains("tests/testbed/install.sh"));
     }
 }

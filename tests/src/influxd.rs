@@ -1,5 +1,7 @@
-//! A real `influxd` 2.7.12 on a free loopback port, onboarded and ready.
+//! A real `influxd` on a free loopback port, onboarded and ready: 2.7.12 unless a test asks for
+//! another [`InfluxdVersion`].
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -16,10 +18,31 @@ pub const PASSWORD: &str = "operator-password";
 pub const ORG: &str = "test-org";
 pub const BUCKET: &str = "test-bucket";
 
+/// The influxd versions the test bed installs (`tests/testbed/install.sh`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InfluxdVersion {
+    /// 2.7.12: what every test runs against unless it names a version.
+    V2_7,
+    /// 2.9.1: stores API tokens hashed by default (`--use-hashed-tokens`).
+    V2_9,
+}
+
+impl InfluxdVersion {
+    /// The installed binary.
+    pub fn binary(self, bed: &TestBed) -> &Path {
+        match self {
+            InfluxdVersion::V2_7 => &bed.influxd,
+            InfluxdVersion::V2_9 => &bed.influxd_2_9,
+        }
+    }
+}
+
 /// One running `influxd` with its own data directory; killed when dropped.
 #[derive(Debug)]
 pub struct Influxd {
     process: ChildGuard,
+    /// Which influxd this is.
+    pub version: InfluxdVersion,
     /// Kept for the lifetime of the server (dropping it deletes the bolt, engine and sqlite
     /// files); never read.
     _dir: tempfile::TempDir,
@@ -58,35 +81,47 @@ impl Influxd {
     /// As [`Influxd::start_named`], onboarded with a chosen operator token (two servers sharing a
     /// token stand for a source and a destination after a full migration).
     pub async fn start_with_token(name: &str, token: &str) -> Influxd {
-        Self::start_with(name, token, false).await
+        Self::start_with(InfluxdVersion::V2_7, name, token, false).await
+    }
+
+    /// As [`Influxd::start_named`], running `version`.
+    pub async fn start_version(version: InfluxdVersion, name: &str) -> Influxd {
+        let token = format!("operator-token-{}", rand::random::<u64>());
+        Self::start_with(version, name, &token, false).await
     }
 
     /// As [`Influxd::start_with_token`], serving HTTPS only, with a self-signed certificate for
     /// 127.0.0.1 made by `openssl` (its `url` is `https://…`; the handle's own requests accept
     /// that certificate, a client that verifies TLS refuses it).
     pub async fn start_tls(name: &str, token: &str) -> Influxd {
-        Self::start_with(name, token, true).await
+        Self::start_with(InfluxdVersion::V2_7, name, token, true).await
     }
 
-    async fn start_with(name: &str, token: &str, tls: bool) -> Influxd {
+    async fn start_with(version: InfluxdVersion, name: &str, token: &str, tls: bool) -> Influxd {
         let bed = TestBed::get();
         let mut last_error = String::new();
         for _attempt in 0..3 {
-            match Self::try_start(bed, name, token, tls).await {
+            match Self::try_start(bed, version, name, token, tls).await {
                 Ok(server) => return server,
                 Err(e) => last_error = e,
             }
         }
-        panic!("could not start {name} (influxd {}): {last_error}", bed.influxd.display());
+        panic!("could not start {name} (influxd {}): {last_error}", version.binary(bed).display());
     }
 
-    async fn try_start(bed: &TestBed, name: &str, token: &str, tls: bool) -> Result<Influxd, String> {
+    async fn try_start(
+        bed: &TestBed,
+        version: InfluxdVersion,
+        name: &str,
+        token: &str,
+        tls: bool,
+    ) -> Result<Influxd, String> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("{name}-"))
             .tempdir()
             .map_err(|e| format!("temp dir: {e}"))?;
         let port = free_port();
-        let mut command = Command::new(&bed.influxd);
+        let mut command = Command::new(version.binary(bed));
         command
             .current_dir(dir.path())
             .env_clear()
@@ -172,6 +207,7 @@ impl Influxd {
             v.as_str().unwrap_or_default().to_string()
         };
         Ok(Influxd {
+            version,
             port,
             url,
             token: field(&["auth", "token"]),
