@@ -319,6 +319,34 @@ pub struct FullOutcome {
     pub token_replaced: bool,
 }
 
+/// After the KV store was restored, the destination accepts the source's tokens: the client to
+/// go on with (the given token if it still works, else `fallback`, the source's), and whether it
+/// changed. A plain error when neither works.
+async fn usable_after_kv(
+    api: InfluxApi,
+    fallback: Option<&Sensitive>,
+) -> Result<(InfluxApi, bool), RestoreError> {
+    match api.orgs().await {
+        Ok(_) => return Ok((api, false)),
+        Err(e) if !e.is_unauthorized() => return Err(e.into()),
+        Err(_) => {}
+    }
+    if let Some(t) = fallback {
+        let other = api.with_token(t.clone());
+        match other.orgs().await {
+            Ok(_) => return Ok((other, true)),
+            Err(e) if !e.is_unauthorized() => return Err(e.into()),
+            Err(_) => {}
+        }
+    }
+    Err(RestoreError::Plan(
+        "the restored metadata replaced the destination's tokens with the source's, and neither INFLUX_DEST_TOKEN \
+         nor INFLUX_SRC_TOKEN is accepted by the destination now: set INFLUX_DEST_TOKEN to the source's operator \
+         token and run the command again with --retry-restore-dir"
+            .into(),
+    ))
+}
+
 /// Full restore: KV, SQL, then every shard under its original ID.
 pub async fn restore_full(
     api: &InfluxApi,
@@ -344,26 +372,30 @@ pub async fn restore_full(
         let (body, gzip) = file_body(store, &manifest.kv, transfer.wire_gzip, None).await?;
         let token = api.restore_kv(body, gzip).await?;
         state.update(|s| s.kv_done = true).await?;
-        if let Some(t) = token
-            && t != *api.token()
-        {
-            tracing::warn!(
-                "restoring the KV snapshot replaced the destination's tokens: its operator token is now the source's"
-            );
-            api = api.with_token(t);
-            token_replaced = true;
+        match token {
+            Some(t) if t != *api.token() => {
+                tracing::warn!(
+                    "restoring the KV snapshot replaced the destination's tokens: its operator token is now the source's"
+                );
+                api = api.with_token(t);
+                token_replaced = true;
+            }
+            Some(_) => {}
+            // InfluxDB 2.9 stores tokens hashed: the restore cannot say which is the operator
+            // token. The destination now accepts the source's tokens, so the source's (an
+            // operator token: the backup needed one) is the one to go on with.
+            None => {
+                tracing::info!(
+                    "the restored metadata holds hashed tokens: going on with the source's operator token"
+                );
+                (api, token_replaced) = usable_after_kv(api, fallback_token).await?;
+            }
         }
     } else {
         // The KV store was restored by an earlier attempt: the destination's tokens are the
         // source's now. Use the given token if it still works, else the source's.
         tracing::info!("the KV snapshot was restored by an earlier attempt");
-        if let Err(e) = api.orgs().await
-            && e.is_unauthorized()
-            && let Some(t) = fallback_token
-        {
-            api = api.with_token(t.clone());
-            token_replaced = true;
-        }
+        (api, token_replaced) = usable_after_kv(api, fallback_token).await?;
     }
     if let Some(sql) = &manifest.sql
         && !state.get().await.sql_done

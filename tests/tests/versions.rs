@@ -1,14 +1,15 @@
 //! The version matrix (issue 14): influxd 2.9.1, which stores API tokens hashed by default, as a
 //! source and a destination beside 2.7.12. Real influxd only.
 //!
-//! The cells here pass. `--full --confirm-full` from 2.9.1 does not, and has no test yet:
-//! - into 2.7.12, `POST /api/v2/restore/kv` answers 500 `DB contains record of unknown migration
-//!   "create authorizationhashedindexv1 bucket"` (also with `--use-hashed-tokens=false` at the
-//!   source: the migration record is there either way);
-//! - into 2.9.1, the KV restore answers `{"token": ""}` (the restored operator token exists only
-//!   as a hash), so the CLI keeps the destination's own token, which the restore just replaced,
-//!   and `POST /api/v2/restore/sql` answers 401. The printed `--retry-restore-dir` command with
-//!   `INFLUX_DEST_TOKEN` set to the source's operator token then finishes.
+//! What broke on main, each kept as a case below:
+//! - `--full --confirm-full` from 2.9.1 into 2.7.12 backed up, then failed at the KV restore
+//!   (`POST /api/v2/restore/kv` answered 500 `DB contains record of unknown migration "create
+//!   authorizationhashedindexv1 bucket"`) and suggested a `--retry-restore-dir` that could not
+//!   succeed. It is now refused before anything is done, with what to do instead.
+//! - `--full --confirm-full` from 2.9.1 into 2.9.1: the KV restore answers `{"token": ""}` (the
+//!   restored operator token exists only as a hash), so the CLI kept the destination's own token,
+//!   which the restore had just replaced, and `POST /api/v2/restore/sql` answered 401. It now
+//!   goes on with the source's operator token and finishes.
 
 mod migration_support;
 
@@ -166,4 +167,55 @@ async fn csv_seeding_from_2_9_1_into_2_7_12_copies_every_value() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csv_seeding_from_2_9_1_into_2_9_1_copies_every_value() {
     migrate_one_bucket(InfluxdVersion::V2_9, InfluxdVersion::V2_9, Mode::Csv).await;
+}
+
+/// Starts a seeded source running `from` and an empty destination running `to` and runs
+/// `--full --confirm-full`: (source, destination, the run).
+async fn migrate_full(from: InfluxdVersion, to: InfluxdVersion) -> (Influxd, Influxd, Run) {
+    let (src, dst) =
+        tokio::join!(Influxd::start_version(from, "source"), Influxd::start_version(to, "destination"));
+    src.create_bucket(MATRIX_BUCKET).await;
+    seed(&src, MATRIX_BUCKET, 100).await;
+    src.write_ok(MATRIX_BUCKET, "ns", TYPED_LINE).await;
+    let work = tempfile::tempdir().unwrap();
+    let args =
+        ["--src-host", &src.url, "--dest-host", &dst.url, "--full", "--confirm-full", "--dir-name", "bk"];
+    let run = run(work.path(), &args, &tokens(&src, &dst)).await;
+    (src, dst, run)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_seeding_from_2_9_1_into_2_9_1_finishes_with_the_sources_operator_token() {
+    let (src, dst, run) = migrate_full(InfluxdVersion::V2_9, InfluxdVersion::V2_9).await;
+    run.expect(0);
+    assert_no_token(&run.all(), &[&src.token, &dst.token]);
+    assert!(run.stdout.contains("verification passed"), "{}", run.stdout);
+    // The destination now has the source's tokens: the source's operator token reads there.
+    let at_destination = Endpoint { server: &dst, token: &src.token };
+    assert_same_points(
+        "source",
+        &dump(&src, &src.org, MATRIX_BUCKET).await,
+        "destination",
+        &dump(at_destination, &src.org, MATRIX_BUCKET).await,
+    );
+    let (status, body) = dst.api_as(&src.token, reqwest::Method::GET, "/api/v2/authorizations", None).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, source_auths) = src.api(reqwest::Method::GET, "/api/v2/authorizations", None).await;
+    assert_eq!(
+        body["authorizations"].as_array().map(Vec::len),
+        source_auths["authorizations"].as_array().map(Vec::len),
+        "the source's authorizations, all of them"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_seeding_from_2_9_1_into_2_7_12_is_refused_before_anything_changes() {
+    let (_src, dst, run) = migrate_full(InfluxdVersion::V2_9, InfluxdVersion::V2_7).await;
+    run.expect(1);
+    let all = run.all();
+    assert!(all.contains("the source runs InfluxDB v2.9.1 and the destination v2.7.12"), "{all}");
+    assert!(all.contains("Upgrade the destination to 2.9 or later"), "{all}");
+    assert!(!all.contains("--retry-restore-dir"), "no resume hint that cannot succeed: {all}");
+    // Nothing changed: the destination's own token still works and it has no new bucket.
+    assert!(!bucket_names(&dst).await.contains(&MATRIX_BUCKET.to_string()));
 }

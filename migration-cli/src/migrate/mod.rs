@@ -421,6 +421,9 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
     if native && !full_kv_done_hint {
         preflight::check_operator(&dst, Side::Destination).await?;
     }
+    if let (Some(src), Mode::Full, false) = (&src, mode, retrying) {
+        preflight::check_full_versions(src, &dst).await?;
+    }
 
     // ---- the backup directory (and S3) ----
     let store = open_store(args).await?;

@@ -60,6 +60,28 @@ pub async fn check_host_and_token(api: &InfluxApi, side: Side) -> Result<(), Che
     }
 }
 
+/// A full migration restores the source's metadata store (KV) into the destination, which only
+/// an InfluxDB at least as new as the source can read: an older one answers 500 "DB contains
+/// record of unknown migration" after the backup was made. Refused up front, before anything is
+/// changed. Versions that report no number (`dev` builds) are let through.
+pub async fn check_full_versions(src: &InfluxApi, dst: &InfluxApi) -> Result<(), CheckFailed> {
+    let (s, d) = tokio::join!(src.health(), dst.health());
+    let (Ok(s), Ok(d)) = (s, d) else { return Ok(()) };
+    match (s.version_numbers(), d.version_numbers()) {
+        (Some(a), Some(b)) if a > b => Err(CheckFailed(format!(
+            "the source runs InfluxDB {} and the destination {}: --full restores the source's metadata store, \
+             which an older InfluxDB cannot read (it refuses it with \"unknown migration\"), so nothing was changed. \
+             Upgrade the destination to {}.{} or later, or migrate bucket by bucket without --full \
+             (--src-bucket, natively or with --csv), which works from a newer source",
+            s.version.as_deref().unwrap_or("?"),
+            d.version.as_deref().unwrap_or("?"),
+            a.0,
+            a.1
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The token is an operator token: its own authorization grants read and write on every
 /// resource type with no org restriction (influxdb `OperPermissions`). The backup and restore
 /// endpoints accept nothing less (`authorizer/backup.go`, `authorizer/restore.go`). When the
