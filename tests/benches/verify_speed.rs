@@ -85,7 +85,9 @@ async fn raw_reads(src: &Influxd, dst: &Influxd) -> (Duration, u64) {
              |> filter(fn: (r) => r._measurement == \"bulk\") |> drop(columns: [\"_start\", \"_stop\"])",
             db.bucket
         );
-        let mut resp = reqwest::Client::new()
+        // Uncompressed, as verify reads it.
+        let client = reqwest::Client::builder().no_gzip().build().expect("client");
+        let mut resp = client
             .post(format!("{}/api/v2/query", db.url))
             .query(&[("org", db.org.as_str())])
             .header("Authorization", format!("Token {}", db.token))
