@@ -35,6 +35,14 @@ impl InfluxdVersion {
             InfluxdVersion::V2_9 => &bed.influxd_2_9,
         }
     }
+
+    /// `2.7.12` or `2.9.1`.
+    pub fn label(self) -> &'static str {
+        match self {
+            InfluxdVersion::V2_7 => "2.7.12",
+            InfluxdVersion::V2_9 => "2.9.1",
+        }
+    }
 }
 
 /// One running `influxd` with its own data directory; killed when dropped.
@@ -88,6 +96,11 @@ impl Influxd {
     pub async fn start_version(version: InfluxdVersion, name: &str) -> Influxd {
         let token = format!("operator-token-{}", rand::random::<u64>());
         Self::start_with(version, name, &token, false).await
+    }
+
+    /// As [`Influxd::start_version`], onboarded with a chosen operator token.
+    pub async fn start_version_with_token(version: InfluxdVersion, name: &str, token: &str) -> Influxd {
+        Self::start_with(version, name, token, false).await
     }
 
     /// As [`Influxd::start_with_token`], serving HTTPS only, with a self-signed certificate for

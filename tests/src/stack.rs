@@ -24,7 +24,7 @@ use crate::bed::TestBed;
 use crate::esm::{LagFile, LocalMapping, MappingState};
 use crate::gateway::{ApiRoutes, LocalGateway};
 use crate::lambda::{LambdaRuntime, stage_bootstraps, workspace_binary};
-use crate::{FaultProxy, Influxd, Moto};
+use crate::{FaultProxy, Influxd, InfluxdVersion, Moto};
 
 /// How the stack is set up.
 #[derive(Debug, Clone)]
@@ -45,6 +45,8 @@ pub struct StackOptions {
     /// Onboard the destination with the source's operator token (and the same org and bucket
     /// names), as a full seeding leaves it, for tests that replay without seeding first.
     pub destination_shares_source_token: bool,
+    /// The influxd versions of the source and of the destination (2.7.12 both by default).
+    pub versions: (InfluxdVersion, InfluxdVersion),
 }
 
 impl Default for StackOptions {
@@ -56,6 +58,7 @@ impl Default for StackOptions {
             stream_writer_timeout: Duration::from_secs(20),
             destination_writer_env: Vec::new(),
             destination_shares_source_token: false,
+            versions: (InfluxdVersion::V2_7, InfluxdVersion::V2_7),
         }
     }
 }
@@ -149,12 +152,17 @@ impl LocalStack {
             }
         };
 
-        progress("starting the source and destination influxd 2.7.12");
-        let source = Influxd::start_named("source").await;
+        let (source_version, destination_version) = options.versions;
+        progress(&format!(
+            "starting the source (influxd {}) and the destination (influxd {})",
+            source_version.label(),
+            destination_version.label()
+        ));
+        let source = Influxd::start_version(source_version, "source").await;
         let destination = if options.destination_shares_source_token {
-            Influxd::start_with_token("destination", &source.token).await
+            Influxd::start_version_with_token(destination_version, "destination", &source.token).await
         } else {
-            Influxd::start_named("destination").await
+            Influxd::start_version(destination_version, "destination").await
         };
         let destination_proxy = FaultProxy::start(&destination.url).await;
         progress("starting moto (AWS APIs)");

@@ -219,3 +219,62 @@ async fn full_seeding_from_2_9_1_into_2_7_12_is_refused_before_anything_changes(
     // Nothing changed: the destination's own token still works and it has no new bucket.
     assert!(!bucket_names(&dst).await.contains(&MATRIX_BUCKET.to_string()));
 }
+
+/// The live path with a 2.9.1 source: a write through the gateway lands at both ends with equal
+/// values, and after the cutover a read through the router answers with the client's own token.
+async fn live_cell(destination: InfluxdVersion, prefix: &str) {
+    use testbed::probe;
+    use testbed::reads::{fetch, flux};
+    use testbed::stack::{LocalStack, StackOptions};
+    let stack = LocalStack::start(
+        StackOptions {
+            prefix: prefix.into(),
+            destination_shares_source_token: true,
+            versions: (InfluxdVersion::V2_9, destination),
+            ..StackOptions::default()
+        },
+        |m| eprintln!("stack: {m}"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
+    let (code, out, err) = stack.live(&["unthrottle"]).await;
+    assert_eq!(code, 0, "unthrottle: {out}{err}");
+    let written = probe::write_v2(&stack, "live", 60, 3).await;
+    stack.drain_destination().await;
+    for (what, db) in [("source", &stack.source), ("destination", &stack.destination)] {
+        let got = probe::read(&stack, db, &stack.source.bucket, "live").await;
+        assert_eq!(got, written, "{what}: every acknowledged point, value by value");
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    let (code, out, err) = stack.live(&["cutover"]).await;
+    assert_eq!(code, 0, "cutover: {out}{err}");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let query = format!(
+        "from(bucket: \"{}\") |> range(start: 0, stop: 2262-01-01T00:00:00Z) |> filter(fn: (r) => r.phase == \"live\" and r._field == \"v\") |> count()",
+        stack.source.bucket
+    );
+    let read = flux(&stack.source, &query);
+    let answer =
+        fetch(&stack.gateway.url, &read, &stack.source.token).await.expect("read through the gateway");
+    let text = String::from_utf8_lossy(&answer.body);
+    assert_eq!(answer.status, 200, "{text}");
+    let direct =
+        fetch(&stack.destination.url, &read, &stack.source.token).await.expect("read the destination");
+    assert_eq!(
+        answer.body,
+        direct.body,
+        "the router answers what the destination holds: {text} / {}",
+        String::from_utf8_lossy(&direct.body)
+    );
+    assert!(text.contains(",60"), "all 60 points counted: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_writes_and_reads_from_a_2_9_1_source_into_2_7_12() {
+    live_cell(InfluxdVersion::V2_7, "ver-29-27").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_writes_and_reads_from_a_2_9_1_source_into_2_9_1() {
+    live_cell(InfluxdVersion::V2_9, "ver-29-29").await;
+}
