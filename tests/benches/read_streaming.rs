@@ -13,22 +13,9 @@
 
 use std::time::Duration;
 
+use testbed::bench_run::{median, option};
 use testbed::reads::{Read, fetch, flux_bulk, influxql_bulk, load_bulk};
 use testbed::stack::{LocalStack, StackOptions};
-
-fn option(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number, not {v}")))
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0

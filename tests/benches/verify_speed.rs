@@ -14,22 +14,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use testbed::Influxd;
+use testbed::bench_run::{median, option};
 use testbed::lambda::workspace_binary;
 use testbed::reads::load_bulk;
-
-fn option(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number, not {v}")))
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 /// Runs `influx-migration verify <extra>` between the two servers; (time, peak RSS bytes).
 // The child is reaped by `wait4` (for its rusage), which clippy cannot see.

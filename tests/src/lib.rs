@@ -12,6 +12,7 @@
 //! tests never skip silently.
 
 pub mod bed;
+pub mod bench_run;
 pub mod dataset;
 pub mod esm;
 pub mod events;
