@@ -242,11 +242,30 @@ mod tests {
             acknowledged_points: 2,
             present_at_destination: 2,
             present_at_source: 2,
+            bypass_detected: true,
+            forgotten_acknowledged: 10,
+            forgotten_at_destination: 10,
             ..Default::default()
         };
         assert!(r.is_clean());
         r.missing_at_destination.push("w0-1".into());
         assert!(!r.is_clean());
         assert!(r.render_text().contains("PROBLEMS FOUND"));
+    }
+
+    #[test]
+    fn a_forgotten_writer_not_found_or_not_repaired_is_not_clean() {
+        let clean = Report {
+            bypass_detected: true,
+            forgotten_acknowledged: 10,
+            forgotten_at_destination: 10,
+            ..Default::default()
+        };
+        assert!(clean.is_clean());
+        let unseen = Report { bypass_detected: false, ..clean.clone() };
+        assert!(!unseen.is_clean(), "status and cutover must have named it");
+        let lost = Report { forgotten_at_destination: 9, ..clean };
+        assert!(!lost.is_clean(), "one of its points is not at the destination");
+        assert!(lost.render_text().contains("a writer left pointing at the source: 10 points acknowledged"));
     }
 }
