@@ -116,6 +116,18 @@ fn window_of(windows: &[(i64, i64)], t: i64) -> Option<usize> {
     (i < windows.len() && windows[i].0 <= t).then_some(i)
 }
 
+/// The Flux query for every stored value of `measurement` in `bucket` within `[start_ns,
+/// stop_ns)`, one raw row per value, without `_start` and `_stop` (see the module doc). The
+/// digest, `repair`'s window reads and its copies all read rows this way.
+pub(crate) fn raw_rows(bucket: &Bucket, measurement: &str, start_ns: i64, stop_ns: i64) -> String {
+    format!(
+        "from(bucketID: \"{}\") |> range(start: time(v: {start_ns}), stop: time(v: {stop_ns})) \
+         |> filter(fn: (r) => r._measurement == \"{}\") |> drop(columns: [\"_start\", \"_stop\"])",
+        bucket.id,
+        flux_string(measurement)
+    )
+}
+
 /// Reads `measurement` of `bucket` over the span of `windows` and digests each window.
 async fn digest_windows(
     api: &InfluxApi,
@@ -126,14 +138,7 @@ async fn digest_windows(
     let (Some(first), Some(last)) = (windows.first(), windows.last()) else {
         return Ok(Vec::new());
     };
-    let flux = format!(
-        "from(bucketID: \"{}\") |> range(start: {}, stop: {}) |> filter(fn: (r) => r._measurement == \"{}\") \
-         |> drop(columns: [\"_start\", \"_stop\"])",
-        bucket.id,
-        rfc3339_ns(first.0),
-        rfc3339_ns(last.1),
-        flux_string(measurement)
-    );
+    let flux = raw_rows(bucket, measurement, first.0, last.1);
     let mut digests = vec![WindowDigest::default(); windows.len()];
     let mut line = Vec::with_capacity(256);
     let mut on_row = |row: &Row<'_>| -> Result<(), CsvError> {

@@ -283,13 +283,7 @@ pub async fn copy_range(
 ) -> Result<usize, RepairError> {
     let (r_api, r_bucket) = reference;
     let (t_api, t_bucket) = target;
-    let flux = format!(
-        "from(bucketID: \"{}\") |> range(start: time(v: {start_ns}), stop: time(v: {stop_ns})) \
-         |> filter(fn: (r) => r._measurement == \"{}\") \
-         |> drop(columns: [\"_start\", \"_stop\"])",
-        r_bucket.id,
-        crate::digest::flux_string(measurement)
-    );
+    let flux = crate::digest::raw_rows(r_bucket, measurement, start_ns, stop_ns);
     let csv_err =
         |source| VerifyError::Csv { host: r_api.host().to_string(), bucket: r_bucket.name.clone(), source };
     let mut body =
@@ -354,13 +348,7 @@ pub async fn read_window(
     start_ns: i64,
     stop_ns: i64,
 ) -> Result<WindowPoints, VerifyError> {
-    let flux = format!(
-        "from(bucketID: \"{}\") |> range(start: time(v: {start_ns}), stop: time(v: {stop_ns})) \
-         |> filter(fn: (r) => r._measurement == \"{}\") \
-         |> drop(columns: [\"_start\", \"_stop\"])",
-        bucket.id,
-        crate::digest::flux_string(measurement)
-    );
+    let flux = crate::digest::raw_rows(bucket, measurement, start_ns, stop_ns);
     let mut points = WindowPoints::new();
     let mut buf = Vec::with_capacity(256);
     let mut on_row = |row: &Row<'_>| -> Result<(), CsvError> {
