@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use clap::Args;
 use serde_json::{Value, json};
-use shared::secret::Mappings;
 use time::OffsetDateTime;
 
 use crate::bypass;
-use crate::live::databases::{self, Databases};
+use crate::live::databases::Databases;
 use crate::live::lag::rfc3339;
 use crate::live::output::{Output, Verdict};
-use crate::verify as counts;
+use crate::verify::{self as counts, BucketPair};
 
 #[derive(Debug, Clone, Args)]
 pub struct BypassArgs {
@@ -30,22 +29,20 @@ pub struct Found {
     pub json: Value,
 }
 
-/// Runs the check over `[until - lookback, until)` for every bucket pair and reports each
+/// Runs the check over `[until - lookback, until)` for each of `pairs` and reports each
 /// finding with `verdict` (WARN in `status`, DIFFERS in `verify`, REFUSED in `cutover`).
 pub async fn check(
     out: &mut Output,
     dbs: &Databases,
-    mappings: &Mappings,
-    only: &[String],
+    pairs: &[BucketPair],
     until: OffsetDateTime,
     args: &BypassArgs,
     verdict: Verdict,
 ) -> anyhow::Result<Found> {
     let since = until - Duration::from_secs(args.bypass_lookback);
     let (a, b) = (nanos(since), nanos(until));
-    let pairs = databases::bucket_pairs(&dbs.src, mappings, only).await?;
     let mut rows = Vec::new();
-    for pair in &pairs.pairs {
+    for pair in pairs {
         let (s, d) = tokio::join!(
             counts::resolve(&dbs.src, pair.src_org.as_deref(), &pair.src_bucket),
             counts::resolve(&dbs.dst, pair.dst_org.as_deref(), &pair.dst_bucket)

@@ -170,8 +170,7 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
         let found = bypass::check(
             &mut out,
             &compared.dbs,
-            &compared.mappings,
-            &args.influx.buckets,
+            &compared.pairs,
             compared.until(),
             &args.bypass,
             judge(false),

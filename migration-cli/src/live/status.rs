@@ -231,31 +231,28 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<Exit> {
     }
     match Databases::connect(&args.influx, secret.as_ref()) {
         Ok(dbs) => {
-            match newest_points(&mut out, &dbs, secret.as_ref(), &args.influx.buckets).await {
-                Ok(rows) => data["buckets"] = Value::Array(rows),
-                Err(e) => errors.push(format!("{e:#}")),
-            }
-            // Writes that reached the source without the gateway, up to where the writers have
-            // replayed (without a known lag, a minute before now).
-            let until = dest_lag
-                .as_ref()
-                .and_then(|d| ReplayBound::from_readings(d, source_lag.as_ref()))
-                .map_or(now - Duration::from_secs(60), |b| b.until.min(now));
-            let until = until.replace_nanosecond(0).unwrap_or(until);
             let mappings = secret.as_ref().map(|s| s.mappings.clone()).unwrap_or_default();
-            match bypass::check(
-                &mut out,
-                &dbs,
-                &mappings,
-                &args.influx.buckets,
-                until,
-                &args.bypass,
-                Verdict::Warn,
-            )
-            .await
-            {
-                Ok(found) => data["bypass"] = found.json,
-                Err(e) => errors.push(format!("looking for writes that bypassed the gateway: {e:#}")),
+            match databases::bucket_pairs(&dbs.src, &mappings, &args.influx.buckets).await {
+                Ok(pairs) => {
+                    match newest_points(&mut out, &dbs, &pairs.pairs).await {
+                        Ok(rows) => data["buckets"] = Value::Array(rows),
+                        Err(e) => errors.push(format!("{e:#}")),
+                    }
+                    // Writes that reached the source without the gateway, up to where the
+                    // writers have replayed (without a known lag, a minute before now).
+                    let until = dest_lag
+                        .as_ref()
+                        .and_then(|d| ReplayBound::from_readings(d, source_lag.as_ref()))
+                        .map_or(now - Duration::from_secs(60), |b| b.until.min(now));
+                    let until = until.replace_nanosecond(0).unwrap_or(until);
+                    match bypass::check(&mut out, &dbs, &pairs.pairs, until, &args.bypass, Verdict::Warn)
+                        .await
+                    {
+                        Ok(found) => data["bypass"] = found.json,
+                        Err(e) => errors.push(format!("looking for writes that bypassed the gateway: {e:#}")),
+                    }
+                }
+                Err(e) => errors.push(format!("{e:#}")),
             }
         }
         Err(e) => out.check("newest points", Verdict::Unknown, format!("skipped: {e}")),
@@ -331,13 +328,10 @@ async fn stall_section(
 async fn newest_points(
     out: &mut Output,
     dbs: &Databases,
-    secret: Option<&shared::secret::EndpointSecret>,
-    only: &[String],
+    pairs: &[BucketPair],
 ) -> anyhow::Result<Vec<Value>> {
-    let mappings = secret.map(|s| s.mappings.clone()).unwrap_or_default();
-    let pairs = databases::bucket_pairs(&dbs.src, &mappings, only).await?;
     let mut rows = Vec::new();
-    for pair in &pairs.pairs {
+    for pair in pairs {
         let src = newest(&dbs.src, pair.src_org.as_deref(), &pair.src_bucket).await?;
         let dst = newest(&dbs.dst, pair.dst_org.as_deref(), &pair.dst_bucket).await?;
         let label = format!(

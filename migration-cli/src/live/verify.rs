@@ -230,7 +230,7 @@ pub async fn compare_databases(
     }
     let report = compare_streamed(out, &dbs, &pairs.pairs, &window, compare).await?;
     out.text(&report.render_table());
-    Ok(Compared { report, skipped: pairs.skipped, window, dbs, mappings })
+    Ok(Compared { report, skipped: pairs.skipped, window, dbs, pairs: pairs.pairs })
 }
 
 /// What [`compare_databases`] compared, and the result.
@@ -240,7 +240,8 @@ pub struct Compared {
     pub skipped: Vec<String>,
     pub window: TimeWindow,
     pub dbs: Databases,
-    pub mappings: shared::secret::Mappings,
+    /// The bucket pairs compared (after the secret's mappings and `--bucket`).
+    pub pairs: Vec<BucketPair>,
 }
 
 impl Compared {
@@ -361,8 +362,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     let bypassed = bypass::check(
         &mut out,
         &compared.dbs,
-        &compared.mappings,
-        &args.influx.buckets,
+        &compared.pairs,
         compared.until(),
         &args.bypass,
         Verdict::Differs,
