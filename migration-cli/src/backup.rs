@@ -4,15 +4,17 @@
 //! `20060102T150405Z`, `<base>.bolt.gz` (KV store), `<base>.sqlite.gz` (SQL store),
 //! `<base>.<shardID>.tar.gz` per shard and `<base>.manifest` (manifest version 2, pretty JSON,
 //! uncompressed) — the CLI's default `--compression gzip`; without gzip on the wire (see
-//! `--wire-compression`) the files are `.bolt`, `.sqlite` and `.tar`, exactly what
-//! `influx backup --compression none` writes. So `influx restore` reads a directory written here,
+//! `--wire-compression`, and `--gzip-compression-level none` against InfluxDB 2.9+) the files
+//! are `.bolt`, `.sqlite` and `.tar`, exactly what `influx backup --compression none` writes. So `influx restore` reads a directory written here,
 //! and [`crate::restore`] reads one `influx backup` wrote.
 //!
 //! The KV and SQL snapshots are always whole (as with the CLI); a bucket filter only chooses
 //! which buckets' shards are downloaded and listed. Shards download in parallel (`--parallel`),
 //! each streamed from the response to the file: when the server gzip'd the body (it does for
-//! bodies of 1400 bytes and more when asked) those bytes are the `.tar.gz` as they are; a raw
-//! body is compressed on the way. A transfer that fails midway is retried from the start.
+//! bodies of 1400 bytes and more when asked, unless a 2.9+ server was asked for level `none`;
+//! what arrived is read from the answer, never assumed) those bytes are the `.tar.gz` as they
+//! are; a raw body is compressed on the way. A transfer that fails midway is retried from the
+//! start.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +28,7 @@ use time::format_description::FormatItem;
 use time::macros::format_description;
 
 use crate::compression::Gzip;
-use crate::influx_api::{ApiError, InfluxApi};
+use crate::influx_api::{ApiError, BackupWire, GzipLevel, InfluxApi};
 use crate::manifest::{
     BucketManifest, COMPRESSION_GZIP, COMPRESSION_NONE, FileEntry, MANIFEST_VERSION, Manifest,
 };
@@ -68,6 +70,32 @@ impl BucketFilter {
     }
 }
 
+/// How a backup travels and is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackupCompression {
+    /// What to ask the source for. A level is sent only to InfluxDB 2.9 and later.
+    pub wire: BackupWire,
+    /// Store the files gzip'd (`.gz`, as `influx backup` does by default) or raw.
+    pub files_gzip: bool,
+}
+
+impl BackupCompression {
+    /// gzip on the wire and on disk, or neither: what `--wire-compression` chooses alone.
+    pub fn plain(gzip: bool) -> BackupCompression {
+        BackupCompression { wire: BackupWire { accept_gzip: gzip, level: None }, files_gzip: gzip }
+    }
+
+    /// With `--gzip-compression-level`: gzip is accepted (as `influx backup` always does) and
+    /// the level sent; files are stored raw for `none` (as `influx backup
+    /// --gzip-compression-level none` stores them), gzip'd otherwise.
+    pub fn with_level(level: GzipLevel) -> BackupCompression {
+        BackupCompression {
+            wire: BackupWire { accept_gzip: true, level: Some(level) },
+            files_gzip: level != GzipLevel::None,
+        }
+    }
+}
+
 /// What a backup wrote.
 #[derive(Debug, Clone, Copy)]
 pub struct BackupOutcome {
@@ -82,7 +110,7 @@ pub async fn backup(
     store: &Store,
     filter: &BucketFilter,
     parallel: usize,
-    gzip: bool,
+    compression: BackupCompression,
     progress: &Progress,
 ) -> Result<BackupOutcome, BackupError> {
     let health = api.health().await?;
@@ -93,10 +121,32 @@ pub async fn backup(
             health.version.unwrap_or_default()
         )));
     }
+    let mut compression = compression;
+    if let Some(level) = compression.wire.level
+        && health.version_numbers().is_some_and(|v| v < (2, 9))
+    {
+        // Before 2.9 the header means nothing to influxd: don't send it, and say what happens.
+        let version = health.version.clone().unwrap_or_default();
+        if level == GzipLevel::None {
+            tracing::warn!(
+                "{} runs InfluxDB {version}, which has no backup compression levels (2.9 added them); \
+                 --gzip-compression-level none is honoured by not asking it for gzip",
+                api.host()
+            );
+            compression.wire = BackupWire { accept_gzip: false, level: None };
+        } else {
+            tracing::warn!(
+                "{} runs InfluxDB {version}, which ignores --gzip-compression-level (2.9 added it); \
+                 it compresses the backup at its own default level",
+                api.host()
+            );
+            compression.wire.level = None;
+        }
+    }
     let base = OffsetDateTime::now_utc().format(BASE_FORMAT).unwrap_or_else(|_| "backup".into());
     let bytes_bar = progress.bytes("backup", None);
     tracing::info!("downloading the metadata snapshot (KV, SQL, bucket manifest) from {}", api.host());
-    let (kv, sql, buckets) = download_metadata(api, store, &base, gzip, &bytes_bar).await?;
+    let (kv, sql, buckets) = download_metadata(api, store, &base, compression, &bytes_bar).await?;
 
     let mut selected: Vec<BucketManifest> = buckets.into_iter().filter(|b| filter.matches(b)).collect();
     let shard_total: usize = selected.iter().map(|b| b.shards().count()).sum();
@@ -110,7 +160,7 @@ pub async fn backup(
                 (api.clone(), store.clone(), base.clone(), bytes_bar.clone(), total_bytes.clone());
             let shards_bar = shards_bar.clone();
             async move {
-                let r = download_shard(&api, &store, &base, id, gzip, &bar).await;
+                let r = download_shard(&api, &store, &base, id, compression, &bar).await;
                 if let Ok(Some(f)) = &r {
                     total.fetch_add(f.size as u64, Ordering::Relaxed);
                 }
@@ -163,10 +213,11 @@ async fn download_metadata(
     api: &InfluxApi,
     store: &Store,
     base: &str,
-    gzip: bool,
+    compression: BackupCompression,
     bar: &ProgressBar,
 ) -> Result<(FileEntry, Option<FileEntry>, Vec<BucketManifest>), BackupError> {
-    let mut md = api.backup_metadata(gzip).await?;
+    let mut md = api.backup_metadata(compression.wire).await?;
+    let gzip = compression.files_gzip;
     let ext = if gzip { ".gz" } else { "" };
     let (mut kv, mut sql, mut buckets) = (None, None, None);
     while let Some(part) = md.next_part().await? {
@@ -264,14 +315,15 @@ impl BackupFile {
     }
 }
 
-/// Downloads one shard to `<base>.<id>.tar.gz` (`gzip`) or `<base>.<id>.tar`, retrying transient
+/// Downloads one shard to `<base>.<id>.tar.gz` (files gzip'd, or the server gzip'd the body) or
+/// `<base>.<id>.tar`, retrying transient
 /// failures from the start. `None` when the shard no longer exists.
 async fn download_shard(
     api: &InfluxApi,
     store: &Store,
     base: &str,
     id: u64,
-    gzip: bool,
+    compression: BackupCompression,
     bar: &ProgressBar,
 ) -> Result<Option<FileEntry>, BackupError> {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
@@ -279,13 +331,13 @@ async fn download_shard(
     loop {
         let mut name = String::new();
         let attempt: Result<Option<FileEntry>, BackupError> = async {
-            let Some(mut dl) = api.backup_shard(id, gzip).await? else {
+            let Some(mut dl) = api.backup_shard(id, compression.wire).await? else {
                 return Ok(None);
             };
             tracing::debug!("backing up shard {id} (gzip on the wire: {})", dl.gzip);
             // The server gzips only bodies of 1400 bytes and more: compress the rest here so every
             // file of a gzip backup is gzip'd, as influx backup does.
-            let stored_gzip = gzip || dl.gzip;
+            let stored_gzip = compression.files_gzip || dl.gzip;
             name = if stored_gzip { format!("{base}.{id}.tar.gz") } else { format!("{base}.{id}.tar") };
             let mut file = BackupFile::create(store, &name, stored_gzip && !dl.gzip).await?;
             let copied: Result<(), BackupError> = async {

@@ -287,9 +287,55 @@ impl OrgRef<'_> {
     }
 }
 
+/// The compression levels InfluxDB 2.9+ offers for backup downloads (request header
+/// `Gzip-Compression-Level`, IDB 2.9 `http/backup_service.go`): `default` (gzip's 6), `full`
+/// (9), `speedy` (1), `none` (the answer is not gzip'd at all). Older servers ignore the header
+/// and gzip at their default level whenever gzip is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GzipLevel {
+    Default,
+    Full,
+    Speedy,
+    None,
+}
+
+impl GzipLevel {
+    /// The header value influxd 2.9 reads.
+    pub fn header_value(self) -> &'static str {
+        match self {
+            GzipLevel::Default => "default",
+            GzipLevel::Full => "full",
+            GzipLevel::Speedy => "speedy",
+            GzipLevel::None => "none",
+        }
+    }
+}
+
+/// What a backup download asks the server for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BackupWire {
+    /// `Accept-Encoding: gzip`.
+    pub accept_gzip: bool,
+    /// `Gzip-Compression-Level` (send only to 2.9+; older servers ignore it).
+    pub level: Option<GzipLevel>,
+}
+
+impl BackupWire {
+    fn apply(self, mut req: RequestBuilder) -> RequestBuilder {
+        if self.accept_gzip {
+            req = req.header(ACCEPT_ENCODING, "gzip");
+        }
+        if let Some(level) = self.level {
+            req = req.header("Gzip-Compression-Level", level.header_value());
+        }
+        req
+    }
+}
+
 /// One snapshot of a shard being downloaded.
 pub struct ShardDownload {
-    /// The body is gzip'd (the server compressed it; small bodies are sent raw, see §1.1).
+    /// The body is gzip'd (the server compressed it; small bodies, and every body from a 2.9
+    /// server asked for level `none`, are sent raw).
     pub gzip: bool,
     pub body: ByteStream,
 }
@@ -513,6 +559,13 @@ impl InfluxApi {
         if !(gunzip && gz) {
             return raw;
         }
+        self.gunzipped(call, raw)
+    }
+
+    /// Decompresses a gzip'd answer body.
+    fn gunzipped(&self, call: &str, raw: ByteStream) -> ByteStream {
+        let host = self.host.clone();
+        let call_s = call.to_string();
         // Corrupt gzip surfaces as an io::Error inside the codec; give it the host and call.
         Box::pin(gunzip_stream(raw).map_err(move |e| match e {
             ApiError::Decode { host: h, detail, .. } if h.is_empty() => {
@@ -722,14 +775,12 @@ impl InfluxApi {
     // ---------------------------------------------------------------- backup
 
     /// `GET /api/v2/backup/metadata` (operator token): the KV store, the SQL store and the bucket
-    /// manifest of the whole server, as one consistent snapshot, read part by part (`gzip` asks
-    /// for gzip on the wire; it is undone here).
-    pub async fn backup_metadata(&self, gzip: bool) -> Result<MetadataDownload, ApiError> {
+    /// manifest of the whole server, as one consistent snapshot, read part by part. `wire` says
+    /// what to ask for; whether the answer is gzip'd is read from its `Content-Encoding` (a 2.9
+    /// server asked for level `none` answers raw although gzip was accepted), and undone here.
+    pub async fn backup_metadata(&self, wire: BackupWire) -> Result<MetadataDownload, ApiError> {
         let call = MetadataDownload::CALL;
-        let mut req = self.request(Method::GET, "/api/v2/backup/metadata");
-        if gzip {
-            req = req.header(ACCEPT_ENCODING, "gzip");
-        }
+        let req = wire.apply(self.request(Method::GET, "/api/v2/backup/metadata"));
         let resp = self.send(call, req, false).await?;
         let ct = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let boundary = boundary_of(&ct).ok_or_else(|| ApiError::Decode {
@@ -737,23 +788,31 @@ impl InfluxApi {
             call: call.into(),
             detail: format!("expected a multipart answer, got content type {ct:?}"),
         })?;
-        let body = self.body_stream(call, resp, true);
+        let said_gzip = is_gzip(&resp);
+        let (magic, raw) = peek_gzip(self.body_stream(call, resp, false)).await?;
+        let body = if said_gzip || magic { self.gunzipped(call, raw) } else { raw };
         Ok(MetadataDownload { reader: MultipartReader::new(body, &boundary), host: self.host.clone() })
     }
 
-    /// `GET /api/v2/backup/shards/{id}`: the shard's TSM snapshot (a tar); with `gzip` it is
-    /// asked for gzip'd, which the server does for bodies of 1400 bytes and more. `None` when the shard no longer exists (deleted by retention
-    /// during the backup; `influx backup` warns and leaves it out the same way).
-    pub async fn backup_shard(&self, shard_id: u64, gzip: bool) -> Result<Option<ShardDownload>, ApiError> {
+    /// `GET /api/v2/backup/shards/{id}`: the shard's TSM snapshot (a tar), asked for as `wire`
+    /// says; the server gzips only bodies of 1400 bytes and more, and a 2.9 server asked for
+    /// level `none` not at all, so [`ShardDownload::gzip`] says what arrived: the
+    /// `Content-Encoding`, or the gzip magic at the start of the body when a proxy dropped that
+    /// header (a tar starts with a file name, never with `1f 8b`). `None` when the shard no
+    /// longer exists (deleted by retention during the backup; `influx backup` warns and leaves it
+    /// out the same way).
+    pub async fn backup_shard(
+        &self,
+        shard_id: u64,
+        wire: BackupWire,
+    ) -> Result<Option<ShardDownload>, ApiError> {
         let call = format!("GET /api/v2/backup/shards/{shard_id}");
-        let mut req = self.request(Method::GET, &format!("/api/v2/backup/shards/{shard_id}"));
-        if gzip {
-            req = req.header(ACCEPT_ENCODING, "gzip");
-        }
+        let req = wire.apply(self.request(Method::GET, &format!("/api/v2/backup/shards/{shard_id}")));
         match self.send(&call, req, false).await {
             Ok(resp) => {
-                let gzip = is_gzip(&resp);
-                Ok(Some(ShardDownload { gzip, body: self.body_stream(&call, resp, false) }))
+                let said_gzip = is_gzip(&resp);
+                let (magic, body) = peek_gzip(self.body_stream(&call, resp, false)).await?;
+                Ok(Some(ShardDownload { gzip: said_gzip || magic, body }))
             }
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
@@ -889,6 +948,25 @@ impl InfluxApi {
     }
 }
 
+/// The first two bytes of every gzip member (RFC 1952 §2.3.1).
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Whether `body` starts with the gzip magic, and the same body, whole: a backup answer whose
+/// `Content-Encoding` was dropped on the way (by a proxy) is still recognised. Neither a tar (a
+/// file name first) nor a multipart body (`--boundary` first) can start with `1f 8b`.
+async fn peek_gzip(mut body: ByteStream) -> Result<(bool, ByteStream), ApiError> {
+    let mut head = Vec::new();
+    while head.len() < GZIP_MAGIC.len() {
+        match body.next().await {
+            Some(chunk) => head.extend_from_slice(&chunk?),
+            None => break,
+        }
+    }
+    let gzip = head.starts_with(&GZIP_MAGIC);
+    let first = futures::stream::iter((!head.is_empty()).then(|| Ok(Bytes::from(head))));
+    Ok((gzip, Box::pin(first.chain(body))))
+}
+
 fn is_gzip(resp: &Response) -> bool {
     resp.headers()
         .get(CONTENT_ENCODING)
@@ -1006,6 +1084,43 @@ mod tests {
         let api = InfluxApi::new("http://h:1", Sensitive::new("super-secret-token"), ApiOptions::default())
             .unwrap();
         assert!(!format!("{api:?}").contains("super-secret"));
+    }
+
+    #[tokio::test]
+    async fn a_body_is_recognised_as_gzip_by_its_magic_and_given_back_whole() {
+        let body = |chunks: Vec<&'static [u8]>| -> ByteStream {
+            Box::pin(futures::stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from_static(c)))))
+        };
+        let all = |s: ByteStream| async { s.map(|c| c.unwrap().to_vec()).concat().await };
+        // The magic split over two chunks, then more.
+        let (gz, rest) = peek_gzip(body(vec![&[0x1f], &[0x8b, 8, 0], b"xyz"])).await.unwrap();
+        assert!(gz);
+        assert_eq!(all(rest).await, [0x1f, 0x8b, 8, 0, b'x', b'y', b'z']);
+        // A tar starts with a file name; a multipart body with its boundary.
+        for raw in [&b"000000001.tsm\0"[..], b"--abc\r\n"] {
+            let (gz, rest) = peek_gzip(body(vec![raw])).await.unwrap();
+            assert!(!gz);
+            assert_eq!(all(rest).await, raw);
+        }
+        let (gz, rest) = peek_gzip(body(vec![])).await.unwrap();
+        assert!(!gz);
+        assert!(all(rest).await.is_empty());
+    }
+
+    #[test]
+    fn a_compression_level_is_sent_as_2_9_reads_it() {
+        let client = reqwest::Client::new();
+        let req = |wire: BackupWire| wire.apply(client.get("http://127.0.0.1:1/")).build().unwrap();
+        let r = req(BackupWire { accept_gzip: true, level: Some(GzipLevel::Speedy) });
+        assert_eq!(r.headers()["accept-encoding"], "gzip");
+        assert_eq!(r.headers()["gzip-compression-level"], "speedy");
+        let r = req(BackupWire::default());
+        assert!(r.headers().get("accept-encoding").is_none());
+        assert!(r.headers().get("gzip-compression-level").is_none());
+        let names: Vec<_> = [GzipLevel::Default, GzipLevel::Full, GzipLevel::Speedy, GzipLevel::None]
+            .map(GzipLevel::header_value)
+            .to_vec();
+        assert_eq!(names, ["default", "full", "speedy", "none"]);
     }
 
     #[test]

@@ -21,12 +21,12 @@ use shared::sensitive::Sensitive;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::backup::{self, BucketFilter};
+use crate::backup::{self, BackupCompression, BucketFilter};
 use crate::exit::Exit;
 use crate::flux_csv::export::{ExportJob, export_bucket};
 use crate::flux_csv::import::{ImportJob, import_bucket};
 use crate::flux_csv::metadata::{BucketMetadata, data_file, metadata_file, stem_of};
-use crate::influx_api::{ApiOptions, InfluxApi, Org};
+use crate::influx_api::{ApiOptions, GzipLevel, InfluxApi, Org};
 use crate::manifest::Manifest;
 use crate::performance::Performance;
 use crate::progress::Progress;
@@ -146,6 +146,15 @@ pub struct MigrateArgs {
     /// files are then stored as .tar, as `influx backup --compression none` writes them.
     #[arg(long, value_enum, default_value_t = WireCompression::Auto)]
     pub wire_compression: WireCompression,
+
+    /// Native backup from InfluxDB 2.9 or later: the gzip level the source compresses the
+    /// backup with (its `Gzip-Compression-Level` header, as `influx backup
+    /// --gzip-compression-level` in influx CLI 2.8+): default, full (smallest), speedy (fastest)
+    /// or none (not compressed; the files are then stored as .bolt/.sqlite/.tar). Turns gzip on
+    /// for the backup download unless none. Sources before 2.9 have no levels: it is not sent to
+    /// them, and a warning says so.
+    #[arg(long, value_enum)]
+    pub gzip_compression_level: Option<GzipLevel>,
 }
 
 /// A migration failure: the message, and the exit status.
@@ -332,6 +341,26 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
     }
     if args.retry_restore_dir.is_some() && args.dir_name.is_some() {
         tracing::warn!("--dir-name is ignored with --retry-restore-dir");
+    }
+    if let Some(level) = args.gzip_compression_level {
+        if args.csv {
+            return Err(Failure::usage(
+                "--gzip-compression-level sets the compression of a native backup (the backup API); --csv exports do not \
+                 use it. Leave one of them out",
+            ));
+        }
+        if level != GzipLevel::None && args.wire_compression == WireCompression::None {
+            return Err(Failure::usage(format!(
+                "--gzip-compression-level {} asks the source to gzip the backup and --wire-compression none asks it not \
+                 to. Leave one of them out (or use --gzip-compression-level none)",
+                level.header_value()
+            )));
+        }
+        if args.retry_restore_dir.is_some() {
+            tracing::warn!(
+                "--gzip-compression-level is ignored with --retry-restore-dir (nothing is backed up)"
+            );
+        }
     }
     let mode = match (args.full, args.csv) {
         (false, false) => Mode::Bucket,
@@ -538,7 +567,11 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
                     bucket: args.src_bucket.clone(),
                 },
             };
-            let outcome = backup::backup(src, &store, &filter, parallel, wire_gzip(args.wire_compression, src), &progress).await.map_err(|e| {
+            let compression = match args.gzip_compression_level {
+                Some(level) => BackupCompression::with_level(level),
+                None => BackupCompression::plain(wire_gzip(args.wire_compression, src)),
+            };
+            let outcome = backup::backup(src, &store, &filter, parallel, compression, &progress).await.map_err(|e| {
                 if let backup::BackupError::Store(se) = &e
                     && se.is_disk_full()
                 {
