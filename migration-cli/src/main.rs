@@ -15,6 +15,7 @@ mod digest;
 mod exit;
 mod flux_csv;
 mod influx_api;
+mod kv_snapshot;
 mod live;
 mod manifest;
 mod migrate;
