@@ -11,7 +11,8 @@
 //!     "buckets": { "telegraf": "telegraf", "app/autogen": "app" },
 //!     "unmapped": "source-only",
 //!     "orgs":    { "old-org": "new-org" },
-//!     "tokens":  { "<source token>": "<destination token>" }
+//!     "tokens":  { "<source token>": "<destination token>" },
+//!     "token_hashes": { "$influxdb2-sha256$<hash of a source token>": "<destination token>" }
 //!   }
 //! }
 //! ```
@@ -30,7 +31,9 @@
 //!     the destination writer stops at the record (a stall `status` shows) until the mapping is
 //!     added or the operator parks the shard;
 //!   - `orgs`: `org` / `orgID` values renamed;
-//!   - `tokens`: a client's source token replaced by the destination token.
+//!   - `tokens`: a client's source token replaced by the destination token;
+//!   - `token_hashes`: the same, keyed by the hash influxd 2.9 stores instead of the token (a
+//!     hashed-token source's plaintext is gone; the gateway hashes what a client presents).
 //!
 //! # Cache
 //!
@@ -135,6 +138,37 @@ pub struct Mappings {
     pub orgs: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tokens: BTreeMap<Sensitive, Sensitive>,
+    /// Like `tokens`, keyed by the token's hash as influxd 2.9 stores it ([`token_hash`]): for a
+    /// hashed-token source whose plaintext tokens are gone, rebuilt at a destination with new
+    /// tokens (`influx-migration tokens --apply` writes these).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub token_hashes: BTreeMap<Sensitive, Sensitive>,
+}
+
+/// The two hashes influxd 2.9 can store a token as (`pkg/crypt/algorithm/influxdb2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenHash {
+    Sha256,
+    Sha512,
+}
+
+/// A token as influxd 2.9 stores it when token hashing is on: `$influxdb2-sha256$` (or `-sha512$`)
+/// then the unsalted digest in URL-safe base64 with padding. Unsalted on purpose (influxd looks
+/// authorizations up by it), which is what lets the gateway recognise a client's token by it.
+pub fn token_hash(token: &str, variant: TokenHash) -> Sensitive {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let engine = base64::engine::general_purpose::URL_SAFE;
+    match variant {
+        TokenHash::Sha256 => Sensitive::new(format!(
+            "$influxdb2-sha256${}",
+            engine.encode(sha2::Sha256::digest(token.as_bytes()))
+        )),
+        TokenHash::Sha512 => Sensitive::new(format!(
+            "$influxdb2-sha512${}",
+            engine.encode(sha2::Sha512::digest(token.as_bytes()))
+        )),
+    }
 }
 
 /// What the destination should receive for a write, after the mappings.
@@ -152,7 +186,11 @@ pub enum Mapped {
 
 impl Mappings {
     pub fn is_empty(&self) -> bool {
-        self.buckets.is_empty() && self.unmapped.is_none() && self.orgs.is_empty() && self.tokens.is_empty()
+        self.buckets.is_empty()
+            && self.unmapped.is_none()
+            && self.orgs.is_empty()
+            && self.tokens.is_empty()
+            && self.token_hashes.is_empty()
     }
 
     /// What a write to a bucket outside `buckets` becomes.
@@ -258,27 +296,40 @@ impl Mappings {
     /// `Token <user>:<t>`, and HTTP Basic with the token as password (what the kinesis-writer
     /// makes of a v1 write's `u`/`p`). A credential the mappings do not name is kept as it is.
     pub fn map_token(&self, authorization: &Sensitive) -> Sensitive {
-        if self.tokens.is_empty() {
+        if self.tokens.is_empty() && self.token_hashes.is_empty() {
             return authorization.clone();
         }
         let value = authorization.expose().trim();
         let mapped = match value.split_once(' ') {
-            None => self.tokens.get(&Sensitive::new(value)).cloned(),
+            None => self.destination_token(value),
             Some((scheme, rest)) => {
                 let rest = rest.trim();
                 if scheme.eq_ignore_ascii_case("basic") {
                     self.map_basic(scheme, rest)
-                } else if let Some(to) = self.tokens.get(&Sensitive::new(rest)) {
+                } else if let Some(to) = self.destination_token(rest) {
                     Some(Sensitive::new(format!("{scheme} {}", to.expose())))
                 } else {
                     rest.split_once(':').and_then(|(user, token)| {
-                        let to = self.tokens.get(&Sensitive::new(token))?;
+                        let to = self.destination_token(token)?;
                         Some(Sensitive::new(format!("{scheme} {user}:{}", to.expose())))
                     })
                 }
             }
         };
         mapped.unwrap_or_else(|| authorization.clone())
+    }
+
+    /// The destination token for a source token: by the token itself, else by its hash.
+    fn destination_token(&self, token: &str) -> Option<Sensitive> {
+        if let Some(to) = self.tokens.get(&Sensitive::new(token)) {
+            return Some(to.clone());
+        }
+        if self.token_hashes.is_empty() {
+            return None;
+        }
+        [TokenHash::Sha256, TokenHash::Sha512]
+            .into_iter()
+            .find_map(|variant| self.token_hashes.get(&token_hash(token, variant)).cloned())
     }
 
     /// `Basic base64(user:token)` with the token mapped; `None` when it does not decode or the
@@ -288,7 +339,7 @@ impl Mappings {
         let engine = base64::engine::general_purpose::STANDARD;
         let decoded = String::from_utf8(engine.decode(encoded).ok()?).ok()?;
         let (user, password) = decoded.split_once(':')?;
-        let to = self.tokens.get(&Sensitive::new(password))?;
+        let to = self.destination_token(password)?;
         Some(Sensitive::new(format!("{scheme} {}", engine.encode(format!("{user}:{}", to.expose())))))
     }
 }
@@ -690,6 +741,42 @@ mod tests {
         assert_eq!(map("Basic !!!"), "Basic !!!");
         let unknown_basic = format!("Basic {}", engine.encode("me:other"));
         assert_eq!(map(&unknown_basic), unknown_basic);
+    }
+
+    #[test]
+    fn a_hashed_token_source_maps_the_token_a_client_presents_by_its_hash() {
+        use base64::Engine as _;
+        // influxd 2.9 keeps only `$influxdb2-sha256$` + base64url(sha256(token)); after a rebuild
+        // at an older destination the mapping is keyed by that hash (the plaintext is gone).
+        let m: Mappings = serde_json::from_str(
+            r#"{"token_hashes":{
+                "$influxdb2-sha256$Bs8e7v4hsII1XAtTIPE4q3MbkOXmyd1yYRWs6qaOrwM=":"dst-tok",
+                "$influxdb2-sha512$hgzHor_RvhzF1yNoeV8knNojrw5rfA0vtlwKa2dK89VY5sEIeP5ez0B9ef8ZyypihvsGYgYGLPOZr8HhgQiZLw==":"dst-512"}}"#,
+        )
+        .unwrap();
+        let map = |s: &str| m.map_token(&Sensitive::new(s)).expose().to_string();
+        assert_eq!(map("src-tok"), "dst-tok");
+        assert_eq!(map("Token src-tok"), "Token dst-tok");
+        assert_eq!(map("Bearer src-tok"), "Bearer dst-tok");
+        assert_eq!(map("Token me:src-tok"), "Token me:dst-tok");
+        let engine = base64::engine::general_purpose::STANDARD;
+        assert_eq!(
+            map(&format!("Basic {}", engine.encode("me:src-tok"))),
+            format!("Basic {}", engine.encode("me:dst-tok"))
+        );
+        assert_eq!(map("Token other"), "Token other");
+        assert_eq!(
+            token_hash("src-tok", TokenHash::Sha512).expose(),
+            "$influxdb2-sha512$hgzHor_RvhzF1yNoeV8knNojrw5rfA0vtlwKa2dK89VY5sEIeP5ez0B9ef8ZyypihvsGYgYGLPOZr8HhgQiZLw=="
+        );
+        // A plain mapping wins over a hash of the same token.
+        let both: Mappings = serde_json::from_str(
+            r#"{"tokens":{"src-tok":"plain"},"token_hashes":{"$influxdb2-sha256$Bs8e7v4hsII1XAtTIPE4q3MbkOXmyd1yYRWs6qaOrwM=":"hashed"}}"#,
+        )
+        .unwrap();
+        assert_eq!(both.map_token(&Sensitive::new("Token src-tok")).expose(), "Token plain");
+        // The hashes are secrets too: the debug form shows none of them.
+        assert!(!format!("{m:?}").contains("Bs8e7v4"), "{m:?}");
     }
 
     #[test]

@@ -84,6 +84,7 @@ mod tests {
             unmapped: Some(shared::secret::Unmapped::SourceOnly),
             orgs: BTreeMap::from([("old-org".to_string(), "new-org".to_string())]),
             tokens: BTreeMap::from([(Sensitive::new("src-tok"), Sensitive::new("dst-tok"))]),
+            token_hashes: BTreeMap::new(),
         }
     }
 
