@@ -29,6 +29,7 @@ mod restore_state;
 mod retention_watch;
 mod s3;
 mod store;
+mod token_map;
 mod verify;
 
 use clap::{Parser, Subcommand};
