@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::Value;
+use shared::secret::{TokenHash, token_hash};
 
 const PAGE_HEADER: usize = 16;
 const ELEMENT: usize = 16;
@@ -264,6 +265,39 @@ impl StoredAuthorization {
     pub fn is_hashed(&self) -> bool {
         self.token.is_empty() && !self.hashed_token.is_empty()
     }
+
+    /// Whether `token` is this authorization's: its plaintext, or hashed as the snapshot stores
+    /// it (the variant is the hash's prefix).
+    pub fn has_token(&self, token: &str) -> bool {
+        if !self.token.is_empty() {
+            return self.token == token;
+        }
+        let variant = if self.hashed_token.starts_with("$influxdb2-sha512$") {
+            TokenHash::Sha512
+        } else {
+            TokenHash::Sha256
+        };
+        !self.hashed_token.is_empty() && token_hash(token, variant).expose() == self.hashed_token
+    }
+
+    /// An operator's authorization (influxdb `OperPermissions`): active, and read and write on
+    /// authorizations, buckets, orgs and users with no org or ID restriction.
+    pub fn is_operator(&self) -> bool {
+        let Some(permissions) = self.permissions.as_array() else { return false };
+        let unrestricted = |kind: &str, action: &str| {
+            permissions.iter().any(|p| {
+                let r = &p["resource"];
+                p["action"] == action
+                    && r["type"] == kind
+                    && r.get("orgID").is_none_or(|v| v.is_null() || v == "")
+                    && r.get("id").is_none_or(|v| v.is_null() || v == "")
+            })
+        };
+        self.status != "inactive"
+            && ["authorizations", "buckets", "orgs", "users"]
+                .iter()
+                .all(|k| unrestricted(k, "read") && unrestricted(k, "write"))
+    }
 }
 
 /// Every authorization in a KV snapshot, by ID.
@@ -384,6 +418,59 @@ mod tests {
         assert!(!all["0002"].is_hashed());
         let bolt = Bolt::open(&f).unwrap();
         assert_eq!(bolt.entries(&[b"other"]).unwrap(), vec![(&b"k"[..], &b"v"[..])]);
+    }
+
+    fn stored(token: &str, hashed: &str, permissions: Value) -> StoredAuthorization {
+        StoredAuthorization {
+            id: "0001".into(),
+            token: token.into(),
+            hashed_token: hashed.into(),
+            status: "active".into(),
+            description: String::new(),
+            org_id: String::new(),
+            user_id: String::new(),
+            permissions,
+        }
+    }
+
+    fn operator_permissions() -> Value {
+        let mut all = Vec::new();
+        for kind in ["authorizations", "buckets", "orgs", "users", "tasks"] {
+            for action in ["read", "write"] {
+                all.push(serde_json::json!({"action": action, "resource": {"type": kind}}));
+            }
+        }
+        Value::Array(all)
+    }
+
+    #[test]
+    fn a_token_is_recognised_by_its_plaintext_or_either_hash_and_nothing_else() {
+        let sha256 = token_hash("op-token", TokenHash::Sha256);
+        let sha512 = token_hash("op-token", TokenHash::Sha512);
+        for a in [
+            stored("op-token", "", Value::Null),
+            stored("", sha256.expose(), Value::Null),
+            stored("", sha512.expose(), Value::Null),
+        ] {
+            assert!(a.has_token("op-token"));
+            assert!(!a.has_token("other"));
+            assert!(!a.has_token(""));
+        }
+        assert!(!stored("", "", Value::Null).has_token(""));
+    }
+
+    #[test]
+    fn only_an_active_unrestricted_read_write_authorization_is_an_operators() {
+        assert!(stored("", "h", operator_permissions()).is_operator());
+        let mut inactive = stored("", "h", operator_permissions());
+        inactive.status = "inactive".into();
+        assert!(!inactive.is_operator());
+        let mut in_one_org = operator_permissions();
+        for p in in_one_org.as_array_mut().unwrap() {
+            p["resource"]["orgID"] = "0a".into();
+        }
+        assert!(!stored("", "h", in_one_org).is_operator(), "an all-access token is not an operator's");
+        assert!(!stored("", "h", Value::Null).is_operator());
     }
 
     #[test]

@@ -341,10 +341,72 @@ async fn usable_after_kv(
     }
     Err(RestoreError::Plan(
         "the restored metadata replaced the destination's tokens with the source's, and neither INFLUX_DEST_TOKEN \
-         nor INFLUX_SRC_TOKEN is accepted by the destination now: set INFLUX_DEST_TOKEN to the source's operator \
-         token and run the command again with --retry-restore-dir"
+         nor the operator token (--operator-token, INFLUX_OPERATOR_TOKEN or INFLUX_SRC_TOKEN) is accepted by the \
+         destination now: set INFLUX_OPERATOR_TOKEN to the source's operator token and run the command again with \
+         --retry-restore-dir"
             .into(),
     ))
+}
+
+/// The KV snapshot, unzipped.
+async fn read_kv(store: &Store, kv: &FileEntry) -> Result<Vec<u8>, RestoreError> {
+    let raw = store.read_small(&kv.file_name).await?;
+    if !kv.is_gzip() {
+        return Ok(raw);
+    }
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&raw[..]), &mut out).map_err(|e| {
+        RestoreError::Plan(format!("the KV snapshot {} is not valid gzip: {e}", kv.file_name))
+    })?;
+    Ok(out)
+}
+
+/// Before a KV snapshot whose tokens are hashed (InfluxDB 2.9) replaces the destination's tokens:
+/// after it, the destination accepts only the source's tokens and the restore cannot say which is
+/// the operator's, so the operator token to go on with must be known now and be one of the
+/// snapshot's operator authorizations. Checked against the snapshot itself, so a wrong or missing
+/// token is found while the destination is still as it was. A snapshot this reader cannot parse
+/// is let through (the check after the restore still stands).
+async fn check_operator_for_hashed_kv(
+    store: &Store,
+    kv: &FileEntry,
+    operator: Option<&Sensitive>,
+) -> Result<(), RestoreError> {
+    let snapshot = read_kv(store, kv).await?;
+    let auths = match crate::kv_snapshot::authorizations(&snapshot) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("the KV snapshot's authorizations could not be read ({e}); restoring it anyway");
+            return Ok(());
+        }
+    };
+    if !auths.values().any(|a| a.is_hashed()) {
+        return Ok(());
+    }
+    let Some(token) = operator else {
+        return Err(RestoreError::Plan(
+            "this backup's tokens are hashed (InfluxDB 2.9 or later): once its metadata is restored, the destination \
+             accepts only the source's tokens, and which one is the operator's cannot be read from the backup. \
+             Nothing was changed at the destination. Give the source's operator token with --operator-token or \
+             INFLUX_OPERATOR_TOKEN (or set INFLUX_SRC_TOKEN to it)"
+                .into(),
+        ));
+    };
+    match auths.values().find(|a| a.has_token(token.expose())) {
+        Some(a) if a.is_operator() => Ok(()),
+        Some(_) => Err(RestoreError::Plan(
+            "the operator token given is one of the backup's tokens but not its operator token (the one made when \
+             the source was set up): the restore needs that one to go on after the metadata replaces the \
+             destination's tokens. Nothing was changed at the destination"
+                .into(),
+        )),
+        None => Err(RestoreError::Plan(
+            "the operator token given (--operator-token, INFLUX_OPERATOR_TOKEN or INFLUX_SRC_TOKEN) is not a token \
+             of the backed-up source: no authorization in the backup's metadata has it. Nothing was changed at the \
+             destination. Give the source's operator token"
+                .into(),
+        )),
+    }
 }
 
 /// Full restore: KV, SQL, then every shard under its original ID.
@@ -355,7 +417,7 @@ pub async fn restore_full(
     manifest: &Manifest,
     transfer: Transfer,
     progress: &Progress,
-    fallback_token: Option<&Sensitive>,
+    operator_token: Option<&Sensitive>,
 ) -> Result<FullOutcome, RestoreError> {
     let mut api = api.clone();
     let mut token_replaced = false;
@@ -365,6 +427,7 @@ pub async fn restore_full(
         return Ok(FullOutcome { api, token_replaced });
     }
     if !st.kv_done {
+        check_operator_for_hashed_kv(store, &manifest.kv, operator_token).await?;
         tracing::info!(
             "restoring the KV snapshot {} (replaces every token, user, bucket, dashboard and task)",
             manifest.kv.file_name
@@ -382,20 +445,20 @@ pub async fn restore_full(
             }
             Some(_) => {}
             // InfluxDB 2.9 stores tokens hashed: the restore cannot say which is the operator
-            // token. The destination now accepts the source's tokens, so the source's (an
-            // operator token: the backup needed one) is the one to go on with.
+            // token. The destination now accepts the source's tokens, so the source's operator
+            // token (checked against the snapshot above) is the one to go on with.
             None => {
                 tracing::info!(
                     "the restored metadata holds hashed tokens: going on with the source's operator token"
                 );
-                (api, token_replaced) = usable_after_kv(api, fallback_token).await?;
+                (api, token_replaced) = usable_after_kv(api, operator_token).await?;
             }
         }
     } else {
         // The KV store was restored by an earlier attempt: the destination's tokens are the
         // source's now. Use the given token if it still works, else the source's.
         tracing::info!("the KV snapshot was restored by an earlier attempt");
-        (api, token_replaced) = usable_after_kv(api, fallback_token).await?;
+        (api, token_replaced) = usable_after_kv(api, operator_token).await?;
     }
     if let Some(sql) = &manifest.sql
         && !state.get().await.sql_done

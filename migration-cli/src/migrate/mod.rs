@@ -155,6 +155,19 @@ pub struct MigrateArgs {
     /// them, and a warning says so.
     #[arg(long, value_enum)]
     pub gzip_compression_level: Option<GzipLevel>,
+
+    /// --full from InfluxDB 2.9 or later, whose tokens are stored hashed: the source's operator
+    /// token (the one made when it was set up), as `influx restore --full --operator-token`. Once
+    /// the backup's metadata is restored the destination accepts only the source's tokens, and
+    /// the backup cannot say which is the operator's. Checked against the backup before the
+    /// destination changes. Default: INFLUX_SRC_TOKEN. Prefer the environment variable: a
+    /// command line can be read by other users of the machine.
+    #[arg(long, env = "INFLUX_OPERATOR_TOKEN", hide_env_values = true, value_parser = sensitive)]
+    pub operator_token: Option<Sensitive>,
+}
+
+fn sensitive(value: &str) -> Result<Sensitive, std::convert::Infallible> {
+    Ok(Sensitive::new(value))
 }
 
 /// A migration failure: the message, and the exit status.
@@ -309,8 +322,8 @@ fn restore_failed(args: &MigrateArgs, store: &Store, what: String, token_note: b
     );
     if token_note {
         m.push_str(
-            "\nThe KV snapshot is already restored: the destination's tokens are now the source's. Set INFLUX_DEST_TOKEN to the \
-             source's operator token (or keep INFLUX_SRC_TOKEN set) for the retry.\n",
+            "\nThe KV snapshot is already restored: the destination's tokens are now the source's. Set INFLUX_OPERATOR_TOKEN \
+             (or INFLUX_DEST_TOKEN) to the source's operator token for the retry.\n",
         );
     }
     Failure::failed(m)
@@ -674,7 +687,7 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
                 &manifest,
                 transfer,
                 &progress,
-                src_token.as_ref(),
+                args.operator_token.as_ref().or(src_token.as_ref()),
             )
             .await
             {
