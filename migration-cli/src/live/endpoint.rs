@@ -49,6 +49,11 @@ pub struct CurrentSecret {
 }
 
 impl CurrentSecret {
+    /// The secret's text as it is (every field, known or not).
+    pub fn raw(&self) -> &Value {
+        &self.raw
+    }
+
     /// The secret's text with `read` set to `role` and everything else untouched.
     pub fn with_read(&self, role: Role) -> String {
         let mut v = self.raw.clone();
@@ -157,8 +162,26 @@ pub async fn switch_reads(
     if current.secret.read == role {
         return Ok(Switched::Already { version_id: current.version_id.clone() });
     }
+    let (token, after) = write_version(secrets, current, current.with_read(role)).await?;
+    if after.secret.read != role {
+        return Err(EndpointError::NotApplied {
+            id: current.id.clone(),
+            written: token,
+            current: after.version_id,
+            read: after.secret.read.as_str(),
+        });
+    }
+    Ok(Switched::Written { previous_version_id: current.version_id.clone(), version_id: after.version_id })
+}
+
+/// Writes `value` as the version that replaces `current` (idempotency token from both, see the
+/// module's docs) and reads the secret back: the token used, and what `AWSCURRENT` is now.
+pub async fn write_version(
+    secrets: &aws_sdk_secretsmanager::Client,
+    current: &CurrentSecret,
+    value: String,
+) -> Result<(String, CurrentSecret), EndpointError> {
     let id = current.id.as_str();
-    let value = current.with_read(role);
     let token = request_token(&current.version_id, &value);
     secrets
         .put_secret_value()
@@ -173,15 +196,7 @@ pub async fn switch_reads(
         reason: crate::live::aws_error::describe(&e),
     })?;
     let after = read(secrets, id).await?;
-    if after.secret.read != role {
-        return Err(EndpointError::NotApplied {
-            id: id.to_string(),
-            written: token,
-            current: after.version_id,
-            read: after.secret.read.as_str(),
-        });
-    }
-    Ok(Switched::Written { previous_version_id: current.version_id.clone(), version_id: after.version_id })
+    Ok((token, after))
 }
 
 /// How long routers may keep serving the old endpoint.

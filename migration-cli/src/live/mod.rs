@@ -10,6 +10,7 @@
 //! | `rollback` | reads back to the source |
 //! | `park` | records that stall a shard for a configuration reason go to dead-letter storage, by the operator's rule |
 //! | `redrive` | dead-lettered records written again once their cause is fixed |
+//! | `tokens` | after a `--full` rebuild with new tokens: what each client uses once it leaves the gateway; `--apply` maps clients' own tokens at the gateway |
 //!
 //! Every command is idempotent (a second run finds the work done and says so), prints each check
 //! and each change, and with `--json` prints one JSON document on stdout instead. Exit codes:
@@ -39,6 +40,7 @@ mod stalls;
 mod status;
 mod stream;
 mod throttle;
+mod tokens;
 mod verify;
 
 use clap::{Args, Subcommand};
@@ -84,6 +86,10 @@ pub enum LiveCommand {
     /// Write dead-lettered records again (all, or by shard, bucket, reason or time) once their
     /// cause is fixed; each record that lands is moved under redriven/.
     Redrive(redrive::RedriveArgs),
+    /// After a --full migration that rebuilt the metadata at an older destination (new tokens):
+    /// per authorization, what a client uses once it leaves the gateway (tokens only with
+    /// --show-tokens); --apply lets the gateway map the clients' own tokens to the new ones.
+    Tokens(tokens::TokensArgs),
 }
 
 impl LiveCommand {
@@ -99,6 +105,7 @@ impl LiveCommand {
             LiveCommand::Rollback(a) => ("rollback", a.common.json),
             LiveCommand::Park(a) => ("park", a.common.json),
             LiveCommand::Redrive(a) => ("redrive", a.common.json),
+            LiveCommand::Tokens(a) => ("tokens", a.common.json),
         }
     }
 }
@@ -117,6 +124,7 @@ pub async fn run(cmd: LiveCommand) -> anyhow::Result<Exit> {
         LiveCommand::Rollback(a) => rollback::run(a).await,
         LiveCommand::Park(a) => park::run(a).await,
         LiveCommand::Redrive(a) => redrive::run(a).await,
+        LiveCommand::Tokens(a) => tokens::run(a).await,
     };
     // A script asked for one JSON document: it gets one even when the command failed (the
     // message also goes to stderr, from main).
