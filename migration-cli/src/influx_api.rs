@@ -925,6 +925,43 @@ impl InfluxApi {
     }
 }
 
+/// Generic JSON calls, for the many small metadata objects the `--full` rebuild copies
+/// ([`crate::rebuild`]) whose shapes differ between kinds and are passed through mostly as they
+/// come. Errors never quote an answer's body: an authorization's answer holds its token.
+impl InfluxApi {
+    /// `GET path?query`, the answer as JSON.
+    pub async fn get_value(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, ApiError> {
+        self.send_value(Method::GET, path, query, None).await
+    }
+
+    /// Any call with an optional JSON body; the answer as JSON (`Null` when it has no body, as a
+    /// 204 has not).
+    pub async fn send_value(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
+        let call = format!("{method} {}", path_only(path));
+        let mut req = self.request(method, path).query(query);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = self.send(&call, req, true).await?;
+        let bytes =
+            resp.bytes().await.map_err(|e| self.transport(&call, &e, self.options.call_timeout.as_secs()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::Decode {
+            host: self.host.clone(),
+            call: call.clone(),
+            detail: format!("the answer is not JSON ({e})"),
+        })
+    }
+}
+
 impl InfluxApi {
     /// `POST /api/v2/delete`: deletes the points of bucket `bucket_id` whose time is within
     /// `[start, stop]` (both RFC3339, both inclusive) and whose series matches `predicate`

@@ -23,6 +23,7 @@ mod multipart;
 mod performance;
 mod progress;
 mod prompt;
+mod rebuild;
 mod repair;
 mod restore;
 mod restore_state;

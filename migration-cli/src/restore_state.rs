@@ -4,7 +4,9 @@
 //! `*.manifest` files and AWS's script only `bucket_*`/`metadata_*`, so neither trips on it).
 //! It records, per bucket, the staging bucket created at the destination, the shard ID mapping the
 //! server returned, the shards already uploaded and, for CSV, how far the file was written; for
-//! `--full`, whether KV and SQL are restored and which shards are in. It holds no token.
+//! `--full`, whether KV and SQL are restored and which shards are in, or, when the metadata is
+//! rebuilt through the API, which source object became which destination object. It holds no
+//! token.
 //!
 //! Every change is written at once (atomically for local directories), so what the file says is
 //! done is done at the destination.
@@ -84,9 +86,31 @@ pub struct RestoreState {
     pub shards_done: BTreeSet<u64>,
     #[serde(default)]
     pub complete: bool,
+    /// `--full`: `rebuild` when the metadata is recreated through the API because the
+    /// destination is older than the source (see [`crate::rebuild`]); empty for a KV restore.
+    /// Decided once, before the backup, so a retry resumes the same way.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub full_method: String,
+    /// The versions `/health` reported when the method was decided.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source_version: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub destination_version: String,
+    /// `--full` rebuild: kind → source ID → destination ID of every object made (or found) at
+    /// the destination. What is here is not made again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub id_map: BTreeMap<String, BTreeMap<String, String>>,
 }
 
+/// [`RestoreState::full_method`] of a rebuild.
+pub const REBUILD: &str = "rebuild";
+
 impl RestoreState {
+    /// The destination ID recorded for source object `id` of `kind`.
+    pub fn mapped(&self, kind: &str, id: &str) -> Option<&str> {
+        self.id_map.get(kind)?.get(id).map(String::as_str)
+    }
+
     pub fn bucket(&self, source: &str) -> Option<&BucketProgress> {
         self.buckets.iter().find(|b| b.source == source)
     }
@@ -189,6 +213,19 @@ mod tests {
         let second = again.bucket_or_begin("o/b", "0001", "org", "b2").await.unwrap();
         assert_eq!(second, first);
         assert_eq!(again.get().await.buckets.len(), 1);
+    }
+
+    #[test]
+    fn a_state_file_from_before_the_rebuild_resumes_as_a_restore() {
+        let old: RestoreState =
+            serde_json::from_str(r#"{"mode": "full", "kv_done": true, "shards_done": [1]}"#).unwrap();
+        assert_eq!(old.full_method, "");
+        assert!(old.id_map.is_empty());
+        let mut s = RestoreState { full_method: REBUILD.into(), ..Default::default() };
+        s.id_map.entry("buckets".into()).or_default().insert("a".into(), "b".into());
+        let back: RestoreState = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+        assert_eq!(back.mapped("buckets", "a"), Some("b"));
+        assert_eq!(back.full_method, REBUILD);
     }
 
     #[tokio::test]

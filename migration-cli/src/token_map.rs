@@ -11,9 +11,6 @@
 //!
 //! The file holds destination tokens, so it is written with mode 0600 and never logged.
 
-// Written by the metadata rebuild and read by `tokens`, which land next.
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};

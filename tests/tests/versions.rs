@@ -5,7 +5,8 @@
 //! - `--full --confirm-full` from 2.9.1 into 2.7.12 backed up, then failed at the KV restore
 //!   (`POST /api/v2/restore/kv` answered 500 `DB contains record of unknown migration "create
 //!   authorizationhashedindexv1 bucket"`) and suggested a `--retry-restore-dir` that could not
-//!   succeed. It is now refused before anything is done, with what to do instead.
+//!   succeed. It was then refused up front; now the metadata is rebuilt through the API instead
+//!   (tests/full_rebuild.rs has the whole of it).
 //! - `--full --confirm-full` from 2.9.1 into 2.9.1: the KV restore answers `{"token": ""}` (the
 //!   restored operator token exists only as a hash), so the CLI kept the destination's own token,
 //!   which the restore had just replaced, and `POST /api/v2/restore/sql` answered 401. It now
@@ -177,6 +178,11 @@ async fn migrate_full(from: InfluxdVersion, to: InfluxdVersion) -> (Influxd, Inf
     src.create_bucket(MATRIX_BUCKET).await;
     seed(&src, MATRIX_BUCKET, 100).await;
     src.write_ok(MATRIX_BUCKET, "ns", TYPED_LINE).await;
+    // An empty destination: a rebuild (into an older one) makes the source's setup bucket under
+    // its own name, which the destination's setup bucket already has.
+    let (status, body) =
+        dst.api(reqwest::Method::DELETE, &format!("/api/v2/buckets/{}", dst.bucket_id), None).await;
+    assert_eq!(status, 204, "{body}");
     let work = tempfile::tempdir().unwrap();
     let args =
         ["--src-host", &src.url, "--dest-host", &dst.url, "--full", "--confirm-full", "--dir-name", "bk"];
@@ -209,15 +215,21 @@ async fn full_seeding_from_2_9_1_into_2_9_1_finishes_with_the_sources_operator_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_seeding_from_2_9_1_into_2_7_12_is_refused_before_anything_changes() {
-    let (_src, dst, run) = migrate_full(InfluxdVersion::V2_9, InfluxdVersion::V2_7).await;
-    run.expect(1);
+async fn full_seeding_from_2_9_1_into_2_7_12_rebuilds_the_metadata() {
+    let (src, dst, run) = migrate_full(InfluxdVersion::V2_9, InfluxdVersion::V2_7).await;
+    run.expect(0);
+    assert_no_token(&run.all(), &[&src.token, &dst.token]);
     let all = run.all();
-    assert!(all.contains("the source runs InfluxDB v2.9.1 and the destination v2.7.12"), "{all}");
-    assert!(all.contains("Upgrade the destination to 2.9 or later"), "{all}");
-    assert!(!all.contains("--retry-restore-dir"), "no resume hint that cannot succeed: {all}");
-    // Nothing changed: the destination's own token still works and it has no new bucket.
-    assert!(!bucket_names(&dst).await.contains(&MATRIX_BUCKET.to_string()));
+    assert!(all.contains("the destination runs InfluxDB v2.7.12, older than the source's v2.9.1"), "{all}");
+    assert!(!all.contains("--retry-restore-dir"), "no resume hint: nothing failed: {all}");
+    assert!(run.stdout.contains("verification passed"), "{}", run.stdout);
+    // Rebuilt, not restored: the destination's own operator token still works there.
+    assert_same_points(
+        "source",
+        &dump(&src, &src.org, MATRIX_BUCKET).await,
+        "destination",
+        &dump(&dst, &dst.org, MATRIX_BUCKET).await,
+    );
 }
 
 /// The live path with a 2.9.1 source: a write through the gateway lands at both ends with equal

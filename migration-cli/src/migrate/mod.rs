@@ -31,12 +31,13 @@ use crate::manifest::Manifest;
 use crate::performance::Performance;
 use crate::progress::Progress;
 use crate::prompt::{self, Answer};
+use crate::rebuild::Rebuild;
 use crate::restore::{self, BucketTarget, Transfer};
-use crate::restore_state::StateFile;
+use crate::restore_state::{REBUILD, StateFile};
 use crate::s3::{self, Ownership};
 use crate::store::Store;
 use crate::verify::{self, BucketPair, TimeWindow};
-use preflight::{CheckFailed, Side};
+use preflight::{CheckFailed, FullMethod, Side};
 
 /// Whether to gzip data on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -463,8 +464,16 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
     if native && !full_kv_done_hint {
         preflight::check_operator(&dst, Side::Destination).await?;
     }
+    let mut full_method = FullMethod::Restore;
     if let (Some(src), Mode::Full, false) = (&src, mode, retrying) {
-        preflight::check_full_versions(src, &dst).await?;
+        full_method = preflight::check_full_versions(src, &dst).await;
+        if let FullMethod::Rebuild { source_version, destination_version } = &full_method {
+            tracing::info!(
+                "the destination runs InfluxDB {destination_version}, older than the source's {source_version}: its metadata \
+                 store cannot be restored there, so --full rebuilds orgs, users, buckets, dashboards, tasks, checks, \
+                 notifications, variables, labels and authorizations through the API, with new IDs and new tokens"
+            );
+        }
     }
 
     // ---- the backup directory (and S3) ----
@@ -528,7 +537,18 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
                 }
                 csv_full_buckets = all;
             }
-            Mode::Full => {}
+            Mode::Full => {
+                if let FullMethod::Rebuild { .. } = full_method {
+                    // The rebuild makes each bucket under its own name in the org of the same name.
+                    for (b, org_name) in
+                        src.user_buckets().await.map_err(|e| Failure::failed(e.to_string()))?
+                    {
+                        let target =
+                            dst.find_org(&org_name).await.map_err(|e| Failure::failed(e.to_string()))?;
+                        preflight::require_absent_for_rebuild(&dst, target.as_ref(), &b.name).await?;
+                    }
+                }
+            }
         }
         store.create_new().await.map_err(|e| Failure::failed(e.to_string()))?;
         tracing::info!("backup directory: {}", store.describe());
@@ -544,6 +564,11 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
                 s.backup_started_at = Some(started.clone());
                 s.mode = mode.state_name().into();
                 s.source_host = src.host().to_string();
+                if let FullMethod::Rebuild { source_version, destination_version } = &full_method {
+                    s.full_method = REBUILD.into();
+                    s.source_version = source_version.clone();
+                    s.destination_version = destination_version.clone();
+                }
             })
             .await
             .map_err(|e| Failure::failed(e.to_string()))?;
@@ -617,6 +642,7 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
                 s.kv_done = false;
                 s.sql_done = false;
                 s.shards_done.clear();
+                s.id_map.clear();
                 s.complete = false;
             }
             s.destination_host = host.clone();
@@ -679,7 +705,55 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
         let step = perf.start("restore");
         tracing::info!("Restoring bucket data and metadata using the restore API");
         let manifest = restore::load_manifest(&store).await.map_err(|e| Failure::failed(e.to_string()))?;
-        if mode == Mode::Full {
+        if mode == Mode::Full && st.full_method == REBUILD {
+            let src = src.as_ref().ok_or_else(|| {
+                Failure::failed(
+                    "this --full migration rebuilds the metadata from the source's API: set INFLUX_SRC_TOKEN (and \
+                     --src-host) for the retry",
+                )
+            })?;
+            if retrying {
+                tracing::info!(
+                    "resuming the rebuild of the metadata through the API (the destination runs {}, older than the source's {})",
+                    st.destination_version,
+                    st.source_version
+                );
+            }
+            let rebuild = Rebuild {
+                src,
+                dst: &dst,
+                store: &store,
+                state: &state,
+                manifest: &manifest,
+                transfer,
+                progress: &progress,
+                source_version: st.source_version.clone(),
+                destination_version: st.destination_version.clone(),
+            };
+            let outcome = rebuild.run().await.map_err(|e| {
+                Failure::failed(format!(
+                    "Rebuilding the metadata at the destination has failed: {e}\nThe backup directory is\n\n    {}\n\n\
+                     Everything made so far is recorded there (influx-migration-state.json). To resume without backing up \
+                     again (nothing is made twice), run:\n\n    {}\n",
+                    store.describe(),
+                    retry_command(args, &store.describe())
+                ))
+            })?;
+            tracing::info!("rebuilt at the destination: {}", outcome.summary());
+            tracing::info!(
+                "{} authorization(s) were recreated with new tokens: run `influx-migration tokens --dir-name {}` to see \
+                 which token each client uses at the destination (the new tokens are in {}, readable by you only)",
+                outcome.authorizations,
+                shell_word(&store.describe()),
+                outcome.token_file.display()
+            );
+            pairs = manifest
+                .buckets
+                .iter()
+                .filter(|b| !b.is_system())
+                .map(|b| BucketPair::same(Some(&b.organization_name), &b.bucket_name))
+                .collect();
+        } else if mode == Mode::Full {
             let outcome = match restore::restore_full(
                 &dst,
                 &store,

@@ -60,25 +60,31 @@ pub async fn check_host_and_token(api: &InfluxApi, side: Side) -> Result<(), Che
     }
 }
 
-/// A full migration restores the source's metadata store (KV) into the destination, which only
-/// an InfluxDB at least as new as the source can read: an older one answers 500 "DB contains
-/// record of unknown migration" after the backup was made. Refused up front, before anything is
-/// changed. Versions that report no number (`dev` builds) are let through.
-pub async fn check_full_versions(src: &InfluxApi, dst: &InfluxApi) -> Result<(), CheckFailed> {
+/// How `--full` carries the metadata (orgs, users, tokens, dashboards, tasks, ...) over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FullMethod {
+    /// Restore the source's metadata store (KV snapshot) as it is: same IDs, same tokens.
+    Restore,
+    /// Recreate every object through the API ([`crate::rebuild`]): same names, new IDs, new
+    /// tokens. The versions are what `/health` reported, kept for `authorizations.json`.
+    Rebuild { source_version: String, destination_version: String },
+}
+
+/// Which [`FullMethod`] a full migration takes. Restoring the source's metadata store works only
+/// into an InfluxDB at least as new as the source: an older one answers 500 "DB contains record
+/// of unknown migration" to the KV restore, after the whole backup was made. So into an older
+/// destination the metadata is rebuilt through the API instead, and the caller says so before
+/// anything changes. Versions that report no number (`dev` builds), or a health call that fails,
+/// keep the restore.
+pub async fn check_full_versions(src: &InfluxApi, dst: &InfluxApi) -> FullMethod {
     let (s, d) = tokio::join!(src.health(), dst.health());
-    let (Ok(s), Ok(d)) = (s, d) else { return Ok(()) };
+    let (Ok(s), Ok(d)) = (s, d) else { return FullMethod::Restore };
     match (s.version_numbers(), d.version_numbers()) {
-        (Some(a), Some(b)) if a > b => Err(CheckFailed(format!(
-            "the source runs InfluxDB {} and the destination {}: --full restores the source's metadata store, \
-             which an older InfluxDB cannot read (it refuses it with \"unknown migration\"), so nothing was changed. \
-             Upgrade the destination to {}.{} or later, or migrate bucket by bucket without --full \
-             (--src-bucket, natively or with --csv), which works from a newer source",
-            s.version.as_deref().unwrap_or("?"),
-            d.version.as_deref().unwrap_or("?"),
-            a.0,
-            a.1
-        ))),
-        _ => Ok(()),
+        (Some(a), Some(b)) if a > b => FullMethod::Rebuild {
+            source_version: s.version.unwrap_or_default(),
+            destination_version: d.version.unwrap_or_default(),
+        },
+        _ => FullMethod::Restore,
     }
 }
 
@@ -187,6 +193,26 @@ pub async fn require_absent(api: &InfluxApi, org: Option<&Org>, name: &str) -> R
         Ok(Some(_)) => Err(CheckFailed(format!(
             "The destination bucket {name} already exists in the destination instance in the {} organization. \
              Destination buckets must be unique: pick another --dest-bucket, or remove the existing bucket",
+            org.name
+        ))),
+        Err(e) => Err(CheckFailed(format!("checking the destination bucket {name:?}: {e}"))),
+    }
+}
+
+/// `--full` rebuilding into an older destination: the bucket `name` of the source org `org` (by
+/// name) must not exist there, since the rebuild makes it under that same name.
+pub async fn require_absent_for_rebuild(
+    api: &InfluxApi,
+    org: Option<&Org>,
+    name: &str,
+) -> Result<(), CheckFailed> {
+    let Some(org) = org else { return Ok(()) };
+    match api.find_bucket(&org.id, name).await {
+        Ok(None) => Ok(()),
+        Ok(Some(_)) => Err(CheckFailed(format!(
+            "the destination's organization {:?} already has a bucket called {name:?}, and --full would rebuild the \
+             source's bucket of that name there. Nothing was changed: remove or rename that bucket at the destination \
+             (an empty one made when it was set up, for instance), then run the command again",
             org.name
         ))),
         Err(e) => Err(CheckFailed(format!("checking the destination bucket {name:?}: {e}"))),
