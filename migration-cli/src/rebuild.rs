@@ -645,6 +645,11 @@ impl Rebuild<'_> {
     /// new token is written to `authorizations.json` before the authorization is recorded done.
     async fn authorizations(&self, src_orgs: &[Org], file: &std::path::Path) -> Result<usize, RebuildError> {
         let stored = self.stored_authorizations().await?;
+        // For a backup kept in S3 the file goes to a local directory of the backup's name.
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| TokenMapError::Io { path: dir.to_path_buf(), source })?;
+        }
         let names = self.names(src_orgs).await?;
         let mut map = match TokenMap::load(file) {
             Ok(m) => m,

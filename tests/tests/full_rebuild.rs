@@ -469,3 +469,35 @@ async fn full_from_2_9_1_into_2_7_12_rebuilds_the_metadata_with_new_ids_and_toke
     let refused = write_in(&dst, &new_rw, SECOND_ORG, "history", &point).await;
     assert!(matches!(refused, 401 | 403 | 404), "the new token may not write to the other org: {refused}");
 }
+
+/// The rebuild makes each bucket under its own name in the org of the same name; a destination
+/// that already has one (its own setup bucket, here) is refused before anything changes, in words
+/// that say what to do, and with no resume hint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_rebuild_into_a_destination_holding_a_bucket_of_the_same_name_is_refused_before_anything_changes()
+ {
+    let (src, dst) = tokio::join!(
+        Influxd::start_version(InfluxdVersion::V2_9, "source"),
+        Influxd::start_version(InfluxdVersion::V2_7, "destination")
+    );
+    src.write_ok(&src.bucket, "ns", "m v=1 1\n").await;
+    let before = list(&dst, "/api/v2/buckets?limit=100", "buckets").await.len();
+    let work = tempfile::tempdir().unwrap();
+    let args =
+        ["--src-host", &src.url, "--dest-host", &dst.url, "--full", "--confirm-full", "--dir-name", "bk"];
+    let run = run(work.path(), &args, &tokens(&src, &dst)).await;
+    run.expect(1);
+    let all = run.all();
+    assert!(
+        all.contains(&format!(
+            "the destination's organization \"{}\" already has a bucket called \"{}\"",
+            dst.org, dst.bucket
+        )),
+        "{all}"
+    );
+    assert!(all.contains("Nothing was changed"), "{all}");
+    assert!(!all.contains("--retry-restore-dir"), "{all}");
+    assert!(!work.path().join("bk").exists(), "no backup was made");
+    assert_eq!(list(&dst, "/api/v2/buckets?limit=100", "buckets").await.len(), before);
+    assert_eq!(list(&dst, "/api/v2/orgs", "orgs").await.len(), 1);
+}

@@ -652,6 +652,13 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
     let st = state.get().await;
     let mut dst_after = dst.clone();
     let pairs: Vec<BucketPair>;
+    // What the operator must do next, said last (after the verification table).
+    let mut closing_note: Option<String> = None;
+    let close = |note: &Option<String>| {
+        if let Some(n) = note {
+            tracing::info!("{n}");
+        }
+    };
     if mode.is_csv() {
         let step = perf.start("restore_csv");
         tracing::info!("Restoring bucket data and metadata from csv");
@@ -740,13 +747,13 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
                 ))
             })?;
             tracing::info!("rebuilt at the destination: {}", outcome.summary());
-            tracing::info!(
+            closing_note = Some(format!(
                 "{} authorization(s) were recreated with new tokens: run `influx-migration tokens --dir-name {}` to see \
                  which token each client uses at the destination (the new tokens are in {}, readable by you only)",
                 outcome.authorizations,
                 shell_word(&store.describe()),
                 outcome.token_file.display()
-            );
+            ));
             pairs = manifest
                 .buckets
                 .iter()
@@ -804,6 +811,7 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
     // ---- verification ----
     if args.no_verify {
         tracing::info!("Migration complete (verification skipped: --no-verify)");
+        close(&closing_note);
         return Ok(Exit::Success);
     }
     let Some(src) = src.as_ref() else {
@@ -811,6 +819,7 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
             "the verification was skipped: set INFLUX_SRC_TOKEN (and --src-host) to compare with the source"
         );
         tracing::info!("Migration complete");
+        close(&closing_note);
         return Ok(Exit::Success);
     };
     let step = perf.start("verify");
@@ -829,8 +838,10 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
     print!("{}", report.render_table());
     if report.is_clean() {
         tracing::info!("Migration complete");
+        close(&closing_note);
         Ok(Exit::Success)
     } else {
+        close(&closing_note);
         Err(Failure {
             exit: Exit::Differences,
             message: format!(
