@@ -432,7 +432,7 @@ impl Rebuild<'_> {
         let path = format!("/api/v2/{api_kind}");
         let src = list(self.src, &path, &[("orgID", &src_org.id)], api_kind).await?;
         let dst = list(self.dst, &path, &[("orgID", dst_org)], api_kind).await?;
-        let taken = self.taken(kind).await;
+        let mut taken = self.taken(kind).await;
         for o in &src {
             if self.mapped(kind, s(o, "id")).await.is_some() {
                 continue;
@@ -464,6 +464,7 @@ impl Rebuild<'_> {
                 }
             };
             self.record(kind, s(o, "id"), &id).await?;
+            taken.insert(id);
         }
         Ok(src.len())
     }
@@ -516,11 +517,22 @@ impl Rebuild<'_> {
     /// finishes a half-made dashboard instead of making a second one.
     async fn dashboards(&self, src_org: &Org, dst_org: &str) -> Result<usize, RebuildError> {
         let src = list(self.src, "/api/v2/dashboards", &[("orgID", &src_org.id)], "dashboards").await?;
+        let dst = list(self.dst, "/api/v2/dashboards", &[("orgID", dst_org)], "dashboards").await?;
+        let mut taken = self.taken(DASHBOARDS).await;
         for d in &src {
             let src_id = s(d, "id");
-            let dst_id = match self.mapped(DASHBOARDS, src_id).await {
-                Some(id) => id,
-                None => {
+            // One of the same name that no source dashboard stands for was made by an attempt
+            // that died before recording it (before any of its cells, which come after).
+            let orphan = dst.iter().find(|x| s(x, "name") == s(d, "name") && !taken.contains(s(x, "id")));
+            let dst_id = match (self.mapped(DASHBOARDS, src_id).await, orphan) {
+                (Some(id), _) => id,
+                (None, Some(x)) => {
+                    let id = s(x, "id").to_string();
+                    self.record(DASHBOARDS, src_id, &id).await?;
+                    taken.insert(id.clone());
+                    id
+                }
+                (None, None) => {
                     let body =
                         json!({"orgID": dst_org, "name": s(d, "name"), "description": s(d, "description")});
                     let made =
@@ -530,6 +542,8 @@ impl Rebuild<'_> {
                     id
                 }
             };
+            let mut dst_cells: Option<Vec<Value>> = None;
+            let mut cells_taken = self.taken(CELLS).await;
             for c in d["cells"].as_array().into_iter().flatten() {
                 let key = format!("{src_id}/{}", s(c, "id"));
                 if self.mapped(CELLS, &key).await.is_some() {
@@ -543,11 +557,32 @@ impl Rebuild<'_> {
                 if !s(&view, "name").is_empty() {
                     cell["name"] = json!(s(&view, "name"));
                 }
-                let made = self
-                    .dst
-                    .send_value(Method::POST, &format!("/api/v2/dashboards/{dst_id}/cells"), &[], Some(&cell))
-                    .await?;
-                let cell_id = s(&made, "id").to_string();
+                // A cell in the same place that no source cell stands for was made by an attempt
+                // that died before recording it: its view is set (again) below.
+                if dst_cells.is_none() {
+                    let found = self.dst.get_value(&format!("/api/v2/dashboards/{dst_id}"), &[]).await?;
+                    dst_cells = Some(found["cells"].as_array().cloned().unwrap_or_default());
+                }
+                let same_place = |x: &&Value| {
+                    ["x", "y", "w", "h"].iter().all(|k| x[*k] == c[*k]) && !cells_taken.contains(s(x, "id"))
+                };
+                let orphan = dst_cells.iter().flatten().find(same_place).map(|x| s(x, "id").to_string());
+                let cell_id = match orphan {
+                    Some(id) => id,
+                    None => {
+                        let made = self
+                            .dst
+                            .send_value(
+                                Method::POST,
+                                &format!("/api/v2/dashboards/{dst_id}/cells"),
+                                &[],
+                                Some(&cell),
+                            )
+                            .await?;
+                        s(&made, "id").to_string()
+                    }
+                };
+                cells_taken.insert(cell_id.clone());
                 let body = json!({"name": s(&view, "name"), "properties": view["properties"]});
                 self.dst
                     .send_value(
@@ -578,7 +613,7 @@ impl Rebuild<'_> {
             list_tasks(self.src, &src_org.id).await?.into_iter().filter(|t| people(t, &skip_src)).collect();
         let dst: Vec<Value> =
             list_tasks(self.dst, dst_org).await?.into_iter().filter(|t| people(t, &skip_dst)).collect();
-        let taken = self.taken(TASKS).await;
+        let mut taken = self.taken(TASKS).await;
         for t in &src {
             if self.mapped(TASKS, s(t, "id")).await.is_some() {
                 continue;
@@ -596,6 +631,7 @@ impl Rebuild<'_> {
                 }
             };
             self.record(TASKS, s(t, "id"), &id).await?;
+            taken.insert(id);
         }
         Ok(src.len())
     }

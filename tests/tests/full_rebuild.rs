@@ -95,6 +95,9 @@ async fn counts(server: &Influxd, org_ids: &[String]) -> BTreeMap<&'static str, 
     c.insert("authorizations", list(server, "/api/v2/authorizations", "authorizations").await.len());
     c.insert("tasks", list(server, "/api/v2/tasks?limit=500", "tasks").await.len());
     for org in org_ids {
+        for d in list(server, &format!("/api/v2/dashboards?orgID={org}"), "dashboards").await {
+            *c.entry("cells").or_default() += d["cells"].as_array().map(Vec::len).unwrap_or(0);
+        }
         for (kind, path, key) in [
             ("dashboards", format!("/api/v2/dashboards?orgID={org}"), "dashboards"),
             ("labels", format!("/api/v2/labels?orgID={org}"), "labels"),
@@ -461,6 +464,33 @@ async fn full_from_2_9_1_into_2_7_12_rebuilds_the_metadata_with_new_ids_and_toke
     assert_eq!(counts(&dst, &org_ids).await, before, "a retry creates no duplicates");
     let map2: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(map2["authorizations"].as_array().unwrap().len(), src_auths.len());
+
+    // A crash after making objects but before recording them: the state file forgets them, and
+    // a retry takes over what is at the destination instead of making it twice.
+    let state_path = work.path().join("bk").join("influx-migration-state.json");
+    let mut state: Value = serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    let id_map = state["id_map"].as_object_mut().expect("the state file has an id map");
+    for kind in [
+        "labels",
+        "variables",
+        "dbrps",
+        "dashboards",
+        "cells",
+        "notificationEndpoints",
+        "checks",
+        "notificationRules",
+        "tasks",
+        "authorizations",
+    ] {
+        assert!(id_map.remove(kind).is_some(), "{kind} in {id_map:?}");
+    }
+    std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+    let run3 = run(work.path(), &again, &tokens(&src, &dst)).await;
+    run3.expect(0);
+    assert_no_token(&run3.all(), &secrets);
+    assert_eq!(counts(&dst, &org_ids).await, before, "a retry after a crash creates no duplicates");
+    let map3: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(map3["authorizations"], map["authorizations"], "the same new tokens");
 
     // Last (a new point would be a difference for the verification): alice's new token writes
     // where it may, and nowhere else.
