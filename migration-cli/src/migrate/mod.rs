@@ -71,8 +71,10 @@ pub struct MigrateArgs {
     pub dest_host: Option<String>,
 
     /// Full migration: replace ALL data and metadata (tokens, users, buckets, dashboards, tasks)
-    /// of the destination with the source's. With --csv: every user bucket of every organization,
-    /// and nothing else. Overrides --src-bucket and --dest-bucket.
+    /// of the destination with the source's. Into an older InfluxDB than the source, the metadata
+    /// is rebuilt through the API instead (new IDs and tokens; see authorizations.json in the
+    /// backup directory). With --csv: every user bucket of every organization, and nothing else.
+    /// Overrides --src-bucket and --dest-bucket.
     #[arg(long)]
     pub full: bool,
 
