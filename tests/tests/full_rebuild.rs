@@ -531,3 +531,60 @@ async fn full_rebuild_into_a_destination_holding_a_bucket_of_the_same_name_is_re
     assert_eq!(list(&dst, "/api/v2/buckets?limit=100", "buckets").await.len(), before);
     assert_eq!(list(&dst, "/api/v2/orgs", "orgs").await.len(), 1);
 }
+
+/// A backup directory whose state file records no method (made before it was recorded, or left
+/// by a KV restore that failed before this version) is retried as a rebuild when the destination
+/// is older, never as a KV restore bound to fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_of_a_backup_without_a_recorded_method_into_an_older_destination_rebuilds() {
+    let (src, dst) = tokio::join!(
+        Influxd::start_version(InfluxdVersion::V2_9, "source"),
+        Influxd::start_version(InfluxdVersion::V2_7, "destination")
+    );
+    ok(&dst, Method::DELETE, &format!("/api/v2/buckets/{}", dst.bucket_id), None, 204).await;
+    seed(&src, &src.bucket, 30).await;
+    let work = tempfile::tempdir().unwrap();
+    let env = tokens(&src, &dst);
+    let args =
+        ["--src-host", &src.url, "--dest-host", &dst.url, "--full", "--confirm-full", "--dir-name", "bk"];
+    run(work.path(), &args, &env).await.expect(0);
+    // As an older version left it: no method, nothing done at the destination.
+    let bucket_id = list(&dst, "/api/v2/buckets?limit=100", "buckets")
+        .await
+        .into_iter()
+        .find(|b| b["name"] == src.bucket.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(&dst, Method::DELETE, &format!("/api/v2/buckets/{bucket_id}"), None, 204).await;
+    let state_path = work.path().join("bk").join("influx-migration-state.json");
+    let mut state: Value = serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    let s = state.as_object_mut().unwrap();
+    for k in ["full_method", "source_version", "destination_version", "id_map", "buckets"] {
+        s.remove(k);
+    }
+    std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+
+    let again = [
+        "--src-host",
+        &src.url,
+        "--dest-host",
+        &dst.url,
+        "--full",
+        "--confirm-full",
+        "--retry-restore-dir",
+        "bk",
+    ];
+    let retry = run(work.path(), &again, &env).await;
+    retry.expect(0);
+    let all = retry.all();
+    assert!(all.contains("older than the source's v2.9.1"), "{all}");
+    assert!(!all.contains("restoring the KV snapshot"), "{all}");
+    assert_same_points(
+        "source",
+        &dump(&src, &src.org, &src.bucket).await,
+        "destination",
+        &dump(&dst, &dst.org, &dst.bucket).await,
+    );
+}

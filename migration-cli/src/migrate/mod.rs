@@ -332,6 +332,15 @@ fn restore_failed(args: &MigrateArgs, store: &Store, what: String, token_note: b
     Failure::failed(m)
 }
 
+/// Said before anything changes when `--full` goes into an older destination.
+fn rebuild_notice(source_version: &str, destination_version: &str) -> String {
+    format!(
+        "the destination runs InfluxDB {destination_version}, older than the source's {source_version}: its metadata \
+         store cannot be restored there, so --full rebuilds orgs, users, buckets, dashboards, tasks, checks, \
+         notifications, variables, labels and authorizations through the API, with new IDs and new tokens"
+    )
+}
+
 fn env_token(var: &str) -> Option<Sensitive> {
     std::env::var(var).ok().map(Sensitive::new)
 }
@@ -470,11 +479,7 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
     if let (Some(src), Mode::Full, false) = (&src, mode, retrying) {
         full_method = preflight::check_full_versions(src, &dst).await;
         if let FullMethod::Rebuild { source_version, destination_version } = &full_method {
-            tracing::info!(
-                "the destination runs InfluxDB {destination_version}, older than the source's {source_version}: its metadata \
-                 store cannot be restored there, so --full rebuilds orgs, users, buckets, dashboards, tasks, checks, \
-                 notifications, variables, labels and authorizations through the API, with new IDs and new tokens"
-            );
+            tracing::info!("{}", rebuild_notice(source_version, destination_version));
         }
     }
 
@@ -651,6 +656,25 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
         })
         .await
         .map_err(|e| Failure::failed(e.to_string()))?;
+    // A backup made before the method was recorded (or whose KV restore failed before this
+    // version): decide now, rather than retry a KV restore the destination cannot take.
+    let recorded = state.get().await;
+    if let (Some(src), Mode::Full, true) = (&src, mode, retrying)
+        && recorded.full_method.is_empty()
+        && !recorded.kv_done
+        && let FullMethod::Rebuild { source_version, destination_version } =
+            preflight::check_full_versions(src, &dst).await
+    {
+        tracing::info!("{}", rebuild_notice(&source_version, &destination_version));
+        state
+            .update(|s| {
+                s.full_method = REBUILD.into();
+                s.source_version = source_version;
+                s.destination_version = destination_version;
+            })
+            .await
+            .map_err(|e| Failure::failed(e.to_string()))?;
+    }
     let st = state.get().await;
     let mut dst_after = dst.clone();
     let pairs: Vec<BucketPair>;
