@@ -46,7 +46,7 @@ pub enum RebuildError {
     Api(#[from] ApiError),
     #[error(transparent)]
     Restore(#[from] RestoreError),
-    #[error("the state file: {0}")]
+    #[error("the backup directory: {0}")]
     Store(#[from] StoreError),
     #[error(transparent)]
     Kv(#[from] KvError),
@@ -880,6 +880,28 @@ mod tests {
         assert_eq!(r(json!({"type": "users", "id": "u1"})), "users/alice");
         assert_eq!(r(json!({"type": "dashboards", "orgID": "o1", "id": "d9"})), "orgs/acme/dashboards/d9");
         assert_eq!(r(json!({"type": "users"})), "users");
+    }
+
+    fn stored(token: &str, hashed: &str) -> StoredAuthorization {
+        serde_json::from_value(json!({"id": "a1", "token": token, "hashedToken": hashed})).unwrap()
+    }
+
+    #[test]
+    fn the_source_token_is_its_listed_value_else_the_snapshots_plaintext_else_its_hash() {
+        let expose = |p: (Option<Sensitive>, Option<Sensitive>)| {
+            (p.0.map(|t| t.expose().to_string()), p.1.map(|t| t.expose().to_string()))
+        };
+        let listed_27 = json!({"id": "a1", "token": "plain"});
+        assert_eq!(expose(source_secret(&listed_27, None)), (Some("plain".into()), None));
+        let listed_29 = json!({"id": "a1", "token": ""});
+        let hashed = stored("", "$influxdb2-sha256$abc");
+        assert_eq!(
+            expose(source_secret(&listed_29, Some(&hashed))),
+            (None, Some("$influxdb2-sha256$abc".into()))
+        );
+        let unhashed = stored("plain", "");
+        assert_eq!(expose(source_secret(&listed_29, Some(&unhashed))), (Some("plain".into()), None));
+        assert_eq!(expose(source_secret(&listed_29, None)), (None, None));
     }
 
     #[test]

@@ -427,6 +427,10 @@ async fn full_from_2_9_1_into_2_7_12_rebuilds_the_metadata_with_new_ids_and_toke
     let map: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     let entries = map["authorizations"].as_array().unwrap();
     assert_eq!(entries.len(), src_auths.len(), "one entry per source authorization");
+    let new_tokens: Vec<String> =
+        entries.iter().map(|e| e["destination_token"].as_str().unwrap().to_string()).collect();
+    assert!(new_tokens.iter().all(|t| !t.is_empty()), "every entry has its new token");
+    assert_no_token(&run1.all(), &new_tokens.iter().map(String::as_str).collect::<Vec<_>>());
     let entry = |token: &str| -> Value {
         let hash = token_hash(token, TokenHash::Sha256);
         entries
@@ -488,6 +492,7 @@ async fn full_from_2_9_1_into_2_7_12_rebuilds_the_metadata_with_new_ids_and_toke
     let run3 = run(work.path(), &again, &tokens(&src, &dst)).await;
     run3.expect(0);
     assert_no_token(&run3.all(), &secrets);
+    assert_no_token(&run3.all(), &new_tokens.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(counts(&dst, &org_ids).await, before, "a retry after a crash creates no duplicates");
     let map3: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(map3["authorizations"], map["authorizations"], "the same new tokens");
