@@ -194,7 +194,7 @@ async fn check_and_rule_tasks(api: &InfluxApi, org_id: &str) -> Result<BTreeSet<
 }
 
 /// A copy of `object` for a create call: without the fields the server sets, in org `org_id`.
-fn for_create(object: &Value, org_id: &str, drop: &[&str]) -> Value {
+fn for_create(object: &Value, org_id: &str) -> Value {
     let mut m: Map<String, Value> = object.as_object().cloned().unwrap_or_default();
     for k in [
         "id",
@@ -212,9 +212,6 @@ fn for_create(object: &Value, org_id: &str, drop: &[&str]) -> Value {
         "org",
     ] {
         m.remove(k);
-    }
-    for k in drop {
-        m.remove(*k);
     }
     m.insert("orgID".into(), Value::String(org_id.to_string()));
     Value::Object(m)
@@ -441,7 +438,7 @@ impl Rebuild<'_> {
             let id = match existing {
                 Some(d) => s(d, "id").to_string(),
                 None => {
-                    let mut body = for_create(o, dst_org, &[]);
+                    let mut body = for_create(o, dst_org);
                     if kind == RULES {
                         let ep = self.mapped(ENDPOINTS, s(o, "endpointID")).await.ok_or_else(|| {
                             RebuildError::Plan(format!(
@@ -909,7 +906,6 @@ mod tests {
         let c = for_create(
             &json!({"id": "1", "orgID": "o", "taskID": "t", "ownerID": "u", "name": "n", "status": "inactive", "labels": []}),
             "o2",
-            &[],
         );
         assert_eq!(c, json!({"name": "n", "status": "inactive", "orgID": "o2"}));
     }
