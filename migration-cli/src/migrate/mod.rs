@@ -398,9 +398,10 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
     if mode == Mode::Full && !args.confirm_full {
         let warning = "WARNING: if you proceed with full migration, then all tokens, users, buckets, dashboards, and other \
                        key-value data in the destination database will be replaced, permanently, with the tokens, users, \
-                       buckets, dashboards, and other key-value data in the source database. If you wish to fully migrate \
-                       only all buckets from the source database to the destination database, using --full with --csv \
-                       will do so.";
+                       buckets, dashboards, and other key-value data in the source database. (Into an InfluxDB older than the \
+                       source, they are instead rebuilt beside the destination's own, with new IDs and new tokens.) If you \
+                       wish to fully migrate only all buckets from the source database to the destination database, using \
+                       --full with --csv will do so.";
         match prompt::confirm(
             warning,
             "Type YES to proceed with full migration, NO to abort: ",
