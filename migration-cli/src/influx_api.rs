@@ -390,6 +390,22 @@ impl std::fmt::Debug for InfluxApi {
 }
 
 /// `scheme://host:port` of a URL (no user info, path or query): what messages may show.
+/// Whether an annotated CSV answer holds a data row: a line that is neither an annotation, nor
+/// blank, nor a table's header (the first plain line after annotations).
+fn has_rows(csv: &str) -> bool {
+    let mut header_seen = false;
+    for line in csv.lines().map(str::trim_end) {
+        if line.is_empty() || line.starts_with('#') {
+            header_seen = false;
+        } else if !header_seen {
+            header_seen = true;
+        } else {
+            return true;
+        }
+    }
+    false
+}
+
 pub fn host_label(url: &reqwest::Url) -> String {
     let host = url.host_str().unwrap_or("");
     let host =
@@ -730,6 +746,19 @@ impl InfluxApi {
     /// The bucket called `name` in org `org_id`, if it exists.
     pub async fn find_bucket(&self, org_id: &str, name: &str) -> Result<Option<Bucket>, ApiError> {
         Ok(self.find_buckets(Some(org_id), name).await?.into_iter().next())
+    }
+
+    /// Whether the bucket holds no point at all, at any time InfluxDB can store.
+    pub async fn bucket_is_empty(&self, org_id: &str, bucket_id: &str) -> Result<bool, ApiError> {
+        let flux = format!(
+            "from(bucketID: \"{bucket_id}\") |> range(start: 1677-09-21T00:12:43.145224194Z, stop: 2262-04-11T23:47:16.854775806Z) |> limit(n: 1) |> keep(columns: [\"_time\"])"
+        );
+        let mut body = self.query(OrgRef::Id(org_id), &flux, false).await?;
+        let mut text = Vec::new();
+        while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+            text.extend_from_slice(&chunk?);
+        }
+        Ok(!has_rows(&String::from_utf8_lossy(&text)))
     }
 
     /// `POST /api/v2/buckets`.
@@ -1090,6 +1119,19 @@ impl From<std::io::Error> for ApiError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_answer_with_only_annotations_and_headers_has_no_rows() {
+        assert!(!super::has_rows(""));
+        assert!(!super::has_rows("\r\n"));
+        assert!(!super::has_rows(
+            "#group,false,false\n#datatype,string,long\n#default,_result,\n,result,table\n\n"
+        ));
+        assert!(super::has_rows(
+            "#group,false,false,false\n#datatype,string,long,dateTime:RFC3339\n#default,_result,,\n,result,table,_time\n,,0,2024-01-01T00:00:00Z\n"
+        ));
+        assert!(super::has_rows(",result,table,_time\r\n,,0,2024-01-01T00:00:00Z\r\n"));
+    }
+
     use super::*;
 
     #[test]

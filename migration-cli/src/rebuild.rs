@@ -377,6 +377,7 @@ impl Rebuild<'_> {
                 org: Org { id: org_id, name: b.organization_name.clone(), description: None },
                 final_name: b.bucket_name.clone(),
             };
+            self.replace_empty_namesake(&target).await?;
             restore::restore_bucket(self.dst, self.store, self.state, &target, self.transfer, self.progress)
                 .await?;
             let st = self.state.get().await;
@@ -389,6 +390,33 @@ impl Rebuild<'_> {
             self.record(BUCKETS, &b.bucket_id, &id).await?;
         }
         Ok(n)
+    }
+
+    /// A bucket of the target's name that the destination had before the rebuild (its setup
+    /// bucket) and that holds no point is deleted, so the source's can take its name (the
+    /// preflight refused one that holds data). The one an earlier attempt restored is kept.
+    async fn replace_empty_namesake(&self, target: &BucketTarget) -> Result<(), RebuildError> {
+        let Some(existing) = self.dst.find_bucket(&target.org.id, &target.final_name).await? else {
+            return Ok(());
+        };
+        let ours = self.state.get().await.bucket(&target.key()).and_then(|p| p.bucket_id.clone());
+        if ours.as_deref() == Some(existing.id.as_str()) {
+            return Ok(());
+        }
+        if !self.dst.bucket_is_empty(&target.org.id, &existing.id).await? {
+            return Err(RebuildError::Plan(format!(
+                "the destination's organization {:?} has a bucket called {:?} that holds data (it was written after the \
+                 checks): move that data or rename that bucket, then run the command again",
+                target.org.name, target.final_name
+            )));
+        }
+        self.dst.delete_bucket(&existing.id).await?;
+        tracing::warn!(
+            "replaced the destination's empty bucket {:?} in organization {:?} with the source's",
+            target.final_name,
+            target.org.name
+        );
+        Ok(())
     }
 
     async fn labels(&self, src_org: &Org, dst_org: &str) -> Result<usize, RebuildError> {

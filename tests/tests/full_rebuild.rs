@@ -121,8 +121,8 @@ async fn full_from_2_9_1_into_2_7_12_rebuilds_the_metadata_with_new_ids_and_toke
         Influxd::start_version(InfluxdVersion::V2_9, "source"),
         Influxd::start_version(InfluxdVersion::V2_7, "destination")
     );
-    // An empty destination: its own setup bucket has the source's name and would clash.
-    ok(&dst, Method::DELETE, &format!("/api/v2/buckets/{}", dst.bucket_id), None, 204).await;
+    // The destination as a new instance is: its setup org, user and bucket have the source's
+    // names; the bucket is empty, so the rebuild replaces it.
 
     // ---- the source: two orgs, alice, buckets with points ----
     let org2 = src.create_org(SECOND_ORG).await;
@@ -315,6 +315,10 @@ async fn full_from_2_9_1_into_2_7_12_rebuilds_the_metadata_with_new_ids_and_toke
             && out.contains("rebuilds orgs, users, buckets, dashboards, tasks, checks, notifications, variables, labels and authorizations through the API"),
         "{out}"
     );
+    assert!(
+        out.contains(&format!("replaced the destination's empty bucket \"{}\"", dst.bucket)),
+        "the destination's empty setup bucket gives way to the source's: {out}"
+    );
     assert!(out.contains("authorization(s) were recreated with new tokens"), "{out}");
     assert!(out.contains("influx-migration tokens --dir-name"), "{out}");
     assert!(run1.stdout.contains("verification passed"), "{}", run1.stdout);
@@ -506,8 +510,8 @@ async fn full_from_2_9_1_into_2_7_12_rebuilds_the_metadata_with_new_ids_and_toke
 }
 
 /// The rebuild makes each bucket under its own name in the org of the same name; a destination
-/// that already has one (its own setup bucket, here) is refused before anything changes, in words
-/// that say what to do, and with no resume hint.
+/// bucket of that name that holds data (its setup bucket, written to here) is refused before
+/// anything changes, in words that say what to do, and with no resume hint.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_rebuild_into_a_destination_holding_a_bucket_of_the_same_name_is_refused_before_anything_changes()
  {
@@ -516,6 +520,7 @@ async fn full_rebuild_into_a_destination_holding_a_bucket_of_the_same_name_is_re
         Influxd::start_version(InfluxdVersion::V2_7, "destination")
     );
     src.write_ok(&src.bucket, "ns", "m v=1 1\n").await;
+    dst.write_ok(&dst.bucket, "ns", "at_destination v=2 2\n").await;
     let before = list(&dst, "/api/v2/buckets?limit=100", "buckets").await.len();
     let work = tempfile::tempdir().unwrap();
     let args =
@@ -525,7 +530,7 @@ async fn full_rebuild_into_a_destination_holding_a_bucket_of_the_same_name_is_re
     let all = run.all();
     assert!(
         all.contains(&format!(
-            "the destination's organization \"{}\" already has a bucket called \"{}\"",
+            "the destination's organization \"{}\" already has a bucket called \"{}\" that holds data",
             dst.org, dst.bucket
         )),
         "{all}"

@@ -200,7 +200,9 @@ pub async fn require_absent(api: &InfluxApi, org: Option<&Org>, name: &str) -> R
 }
 
 /// `--full` rebuilding into an older destination: the bucket `name` of the source org `org` (by
-/// name) must not exist there, since the rebuild makes it under that same name.
+/// name) is made there under that same name. A bucket of that name that holds no point (the
+/// one a new instance is set up with, typically) is replaced by the rebuild, as `--full`
+/// replaces the destination's metadata; one that holds data is refused.
 pub async fn require_absent_for_rebuild(
     api: &InfluxApi,
     org: Option<&Org>,
@@ -209,12 +211,25 @@ pub async fn require_absent_for_rebuild(
     let Some(org) = org else { return Ok(()) };
     match api.find_bucket(&org.id, name).await {
         Ok(None) => Ok(()),
-        Ok(Some(_)) => Err(CheckFailed(format!(
-            "the destination's organization {:?} already has a bucket called {name:?}, and --full would rebuild the \
-             source's bucket of that name there. Nothing was changed: remove or rename that bucket at the destination \
-             (an empty one made when it was set up, for instance), then run the command again",
-            org.name
-        ))),
+        Ok(Some(b)) => match api.bucket_is_empty(&org.id, &b.id).await {
+            Ok(true) => {
+                tracing::info!(
+                    "the destination's bucket {name:?} in organization {:?} holds no data: the rebuild replaces it \
+                     with the source's",
+                    org.name
+                );
+                Ok(())
+            }
+            Ok(false) => Err(CheckFailed(format!(
+                "the destination's organization {:?} already has a bucket called {name:?} that holds data, and --full \
+                 would rebuild the source's bucket of that name there. Nothing was changed: move that data or rename \
+                 that bucket at the destination, then run the command again",
+                org.name
+            ))),
+            Err(e) => {
+                Err(CheckFailed(format!("checking whether the destination bucket {name:?} holds data: {e}")))
+            }
+        },
         Err(e) => Err(CheckFailed(format!("checking the destination bucket {name:?}: {e}"))),
     }
 }
