@@ -1,6 +1,17 @@
 //! The version matrix (issue 14): influxd 2.9.1, which stores API tokens hashed by default, as a
 //! source and a destination beside 2.7.12. Real influxd only.
 //!
+//! The matrix, cell by cell (points compared value by value in each):
+//!
+//! | source → destination | one bucket, native | one bucket, `--csv` | `--full` | live path |
+//! |---|---|---|---|---|
+//! | 2.7.12 → 2.7.12 | migration_native.rs | migration_csv.rs | migration_native.rs | end_to_end.rs (the demo) |
+//! | 2.9.1 → 2.7.12 | here | here | here; full_rebuild.rs (every kind of metadata) | here; hashed_tokens_live.rs (a client's own token through a rebuild) |
+//! | 2.9.1 → 2.9.1 | here | here | here; operator_token.rs | here |
+//!
+//! Backups of 2.9.1 with and without compression, with our CLI and the real influx CLI 2.3.0:
+//! backup_2_9.rs.
+//!
 //! What broke on main, each kept as a case below:
 //! - `--full --confirm-full` from 2.9.1 into 2.7.12 backed up, then failed at the KV restore
 //!   (`POST /api/v2/restore/kv` answered 500 `DB contains record of unknown migration "create
