@@ -235,10 +235,9 @@ fn u64_at(data: &[u8], at: usize) -> Result<u64, KvError> {
     Ok(u64::from_le_bytes(w))
 }
 
-/// One authorization as InfluxDB stores it (`influxdb.Authorization`). The rebuild reads only
-/// the token fields (it takes the rest from the source's API); the others are kept for
-/// `influx-migration tokens`, being written, hence the allowance.
-#[allow(dead_code)]
+/// One authorization as InfluxDB stores it (`influxdb.Authorization`), the fields read here: the
+/// token (plain or hashed) for the rebuild's token map, status and permissions to recognise the
+/// operator's. The rest (description, org, user) is taken from the source's API.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredAuthorization {
@@ -251,12 +250,6 @@ pub struct StoredAuthorization {
     pub hashed_token: String,
     #[serde(default)]
     pub status: String,
-    #[serde(default)]
-    pub description: String,
-    #[serde(rename = "orgID", default)]
-    pub org_id: String,
-    #[serde(rename = "userID", default)]
-    pub user_id: String,
     #[serde(default)]
     pub permissions: Value,
 }
@@ -426,9 +419,6 @@ mod tests {
             token: token.into(),
             hashed_token: hashed.into(),
             status: "active".into(),
-            description: String::new(),
-            org_id: String::new(),
-            user_id: String::new(),
             permissions,
         }
     }

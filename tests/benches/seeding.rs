@@ -1,9 +1,12 @@
 //! Seeding benchmark: `influx-migration` against the tools AWS's script drives, on the same data,
-//! in the same run, against two real influxd 2.7.12.
+//! in the same run, into a real influxd 2.7.12, from a 2.7.12 source and from a 2.9.1 source.
 //!
-//! 1. Native, a bucket of `SEEDING_POINTS` points (default 5,000,000): `influx backup` +
-//!    `influx restore` (the script's non-CSV path) versus `influx-migration` with `--parallel 4`
-//!    and `--parallel 1`; ratio = ours / theirs (lower is better).
+//! 1. Native, a bucket of `SEEDING_POINTS` points (default 5,000,000), like for like: the same
+//!    compression on the wire on both sides. `influx backup` (gzip, its default) + `influx
+//!    restore` against `influx-migration --wire-compression gzip`; `influx backup --compression
+//!    none` + `influx restore` against `--wire-compression none` (what `auto` does on loopback);
+//!    and `--parallel 1`. Contenders alternate over `SEEDING_ROUNDS` rounds (default 3); ratio =
+//!    ours / theirs of the medians (lower is better).
 //! 2. CSV, a bucket of `SEEDING_CSV_POINTS` points (default 1,000,000): the script's pipeline
 //!    (`influx query --raw` to a file, then `influx write --format csv`) versus
 //!    `influx-migration --csv`; speed-up = theirs / ours.
@@ -20,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use testbed::{Influxd, TestBed};
+use testbed::{Influxd, InfluxdVersion, TestBed};
 
 const SERIES: usize = 1000;
 /// Eight weeks: eight 7-day shard groups.
@@ -138,6 +141,157 @@ async fn drop_bucket(server: &Influxd, name: &str) {
     }
 }
 
+/// The native contenders, alternated over `rounds` rounds against one source.
+struct Native<'a> {
+    ours: &'a Path,
+    influx: &'a Path,
+    work: &'a Path,
+    cli_env: &'a [(&'a str, &'a str)],
+    rounds: usize,
+}
+
+impl Native<'_> {
+    fn dir(&self, name: &str) -> String {
+        self.work.join(name).display().to_string()
+    }
+
+    /// `influx backup` (with `--compression gzip` or `none`) then `influx restore`.
+    fn influx_cli(&self, src: &Influxd, dst: &Influxd, name: &str, compression: &str) -> Measured {
+        let d = self.dir(name);
+        let b = measure(
+            self.influx,
+            &[
+                "backup",
+                &d,
+                "--host",
+                &src.url,
+                "-t",
+                &src.token,
+                "--bucket",
+                "native",
+                "--compression",
+                compression,
+            ],
+            self.cli_env,
+            self.work,
+            None,
+        );
+        let r = measure(
+            self.influx,
+            &[
+                "restore",
+                &d,
+                "--host",
+                &dst.url,
+                "-t",
+                &dst.token,
+                "--bucket",
+                "native",
+                "--new-bucket",
+                name,
+            ],
+            self.cli_env,
+            self.work,
+            None,
+        );
+        Measured { seconds: b.seconds + r.seconds, max_rss_mib: b.max_rss_mib.max(r.max_rss_mib) }
+    }
+
+    fn ours(&self, src: &Influxd, dst: &Influxd, name: &str, parallel: &str, wire: &str) -> Measured {
+        let tokens = [("INFLUX_SRC_TOKEN", src.token.as_str()), ("INFLUX_DEST_TOKEN", dst.token.as_str())];
+        measure(
+            self.ours,
+            &[
+                "--src-host",
+                &src.url,
+                "--dest-host",
+                &dst.url,
+                "--src-bucket",
+                "native",
+                "--dest-bucket",
+                name,
+                "--parallel",
+                parallel,
+                "--wire-compression",
+                wire,
+                "--no-verify",
+                "--dir-name",
+                &self.dir(name),
+            ],
+            &tokens,
+            self.work,
+            None,
+        )
+    }
+
+    /// Every contender `rounds` times in turn against `src`; each copy counted before its time
+    /// counts. Rows of medians, and the like-for-like ratios pushed to `ratios`.
+    async fn compare(
+        &self,
+        src: &Influxd,
+        dst: &Influxd,
+        version: &str,
+        points: usize,
+        ratios: &mut Vec<String>,
+    ) -> Vec<(String, Measured)> {
+        let expected = src.count("native").await;
+        // A first backup flushes the source's cache to TSM files; not timed, so every timed run
+        // reads the same files.
+        let warm = format!("warm-up-{version}");
+        measure(
+            self.influx,
+            &["backup", &self.dir(&warm), "--host", &src.url, "-t", &src.token, "--bucket", "native"],
+            self.cli_env,
+            self.work,
+            None,
+        );
+        let contenders: [(&str, &str, &str); 5] = [
+            ("influx backup + influx restore (gzip)", "cli", "gzip"),
+            ("influx-migration --parallel 4 --wire-compression gzip", "4", "gzip"),
+            ("influx backup --compression none + influx restore", "cli", "none"),
+            ("influx-migration --parallel 4 --wire-compression none", "4", "none"),
+            ("influx-migration --parallel 1 --wire-compression none", "1", "none"),
+        ];
+        let mut runs: Vec<Vec<Measured>> = contenders.iter().map(|_| Vec::new()).collect();
+        for round in 0..self.rounds {
+            for (i, (_, how, wire)) in contenders.iter().enumerate() {
+                let name = format!("v{}-{i}-{round}", version.replace('.', "-"));
+                let m = if *how == "cli" {
+                    self.influx_cli(src, dst, &name, wire)
+                } else {
+                    self.ours(src, dst, &name, how, wire)
+                };
+                assert_eq!(dst.count(&name).await, expected, "{name}: every point copied");
+                drop_bucket(dst, &name).await;
+                runs[i].push(m);
+            }
+        }
+        let mut rows = Vec::new();
+        let mut medians = Vec::new();
+        for ((label, _, _), mut r) in contenders.iter().zip(runs) {
+            r.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+            println!(
+                "  {label}, {version} source, runs: {:?}",
+                r.iter().map(|m| format!("{:.2}", m.seconds)).collect::<Vec<_>>()
+            );
+            let peak = r.iter().map(|m| m.max_rss_mib).fold(0.0, f64::max);
+            let median = r[r.len() / 2].seconds;
+            medians.push(median);
+            rows.push((
+                format!("{label}, {points} points, {version} source (median of {})", self.rounds),
+                Measured { seconds: median, max_rss_mib: peak },
+            ));
+        }
+        ratios.push(format!(
+            "native, {points} points, {version} source: ours / influx backup+restore, both gzip on the wire = {:.2}; both uncompressed = {:.2} (--parallel 1: {:.2})",
+            medians[1] / medians[0],
+            medians[3] / medians[2],
+            medians[4] / medians[2]
+        ));
+        rows
+    }
+}
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -174,132 +328,19 @@ async fn run() {
     let mut rows: Vec<(String, Measured)> = Vec::new();
     let dir = |name: &str| work.path().join(name).display().to_string();
 
-    // ---- native: influx backup + influx restore versus ours, alternated over ROUNDS rounds ----
-    // A first backup flushes the source's cache to TSM files; it is not timed, so every timed
-    // run reads the same files.
-    measure(
-        &bed.influx,
-        &["backup", &dir("warm-up"), "--host", &src.url, "-t", &src.token, "--bucket", "native"],
-        &cli_env,
-        work.path(),
-        None,
-    );
-    let cli_native = |label: &str| {
-        let d = dir(label);
-        let b = measure(
-            &bed.influx,
-            &["backup", &d, "--host", &src.url, "-t", &src.token, "--bucket", "native"],
-            &cli_env,
-            work.path(),
-            None,
-        );
-        let r = measure(
-            &bed.influx,
-            &[
-                "restore",
-                &d,
-                "--host",
-                &dst.url,
-                "-t",
-                &dst.token,
-                "--bucket",
-                "native",
-                "--new-bucket",
-                label,
-            ],
-            &cli_env,
-            work.path(),
-            None,
-        );
-        Measured { seconds: b.seconds + r.seconds, max_rss_mib: b.max_rss_mib.max(r.max_rss_mib) }
-    };
-    let ours_native = |name: &str, parallel: &str, wire: &str| {
-        measure(
-            &ours,
-            &[
-                "--src-host",
-                &src.url,
-                "--dest-host",
-                &dst.url,
-                "--src-bucket",
-                "native",
-                "--dest-bucket",
-                name,
-                "--parallel",
-                parallel,
-                "--wire-compression",
-                wire,
-                "--no-verify",
-                "--dir-name",
-                &dir(name),
-            ],
-            &tokens,
-            work.path(),
-            None,
-        )
-    };
+    // ---- native, like for like: the same compression on the wire on both sides ----
     let rounds = env_usize("SEEDING_ROUNDS", 3);
-    let (mut cli_runs, mut p4_runs, mut p1_runs, mut gz_runs) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for round in 0..rounds {
-        let name = format!("cli-{round}");
-        cli_runs.push(cli_native(&name));
-        assert_eq!(dst.count(&name).await, n_native, "{name}");
-        drop_bucket(&dst, &name).await;
-        for (parallel, wire, runs) in
-            [("4", "auto", &mut p4_runs), ("4", "gzip", &mut gz_runs), ("1", "auto", &mut p1_runs)]
-        {
-            let name = format!("ours-p{parallel}-{wire}-{round}");
-            runs.push(ours_native(&name, parallel, wire));
-            assert_eq!(dst.count(&name).await, n_native, "{name}");
-            if round == 0 && parallel == "4" && wire == "auto" {
-                // The verification step on its own: a retry of the finished restore, then verify.
-                let vm = measure(
-                    &ours,
-                    &[
-                        "--src-host",
-                        &src.url,
-                        "--dest-host",
-                        &dst.url,
-                        "--src-bucket",
-                        "native",
-                        "--dest-bucket",
-                        &name,
-                        "--retry-restore-dir",
-                        &dir(&name),
-                    ],
-                    &tokens,
-                    work.path(),
-                    None,
-                );
-                rows.push((format!("influx-migration verification of {native_points} points (alone)"), vm));
-            }
-            drop_bucket(&dst, &name).await;
-        }
-    }
-    let median = |runs: &mut Vec<Measured>| -> Measured {
-        runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
-        let peak = runs.iter().map(|m| m.max_rss_mib).fold(0.0, f64::max);
-        let mid = &runs[runs.len() / 2];
-        println!("  runs: {:?}", runs.iter().map(|m| format!("{:.2}", m.seconds)).collect::<Vec<_>>());
-        Measured { seconds: mid.seconds, max_rss_mib: peak }
-    };
-    rows.push((
-        format!("influx backup + influx restore, {native_points} points (median of {rounds})"),
-        median(&mut cli_runs),
-    ));
-    rows.push((
-        format!("influx-migration --parallel 4, {native_points} points (median of {rounds})"),
-        median(&mut p4_runs),
-    ));
-    rows.push((
-        format!("influx-migration --parallel 4 --wire-compression gzip, {native_points} points (median of {rounds})"),
-        median(&mut gz_runs),
-    ));
-    rows.push((
-        format!("influx-migration --parallel 1, {native_points} points (median of {rounds})"),
-        median(&mut p1_runs),
-    ));
+    let native_setup =
+        Native { ours: &ours, influx: &bed.influx, work: work.path(), cli_env: &cli_env, rounds };
+    let mut ratios = Vec::new();
+    rows.extend(native_setup.compare(&src, &dst, "2.7.12", native_points, &mut ratios).await);
+    // The same against a 2.9.1 source (hashed tokens; its backup API gzips unless asked not to).
+    let src29 = Influxd::start_version(InfluxdVersion::V2_9, "bench-source-2.9.1").await;
+    load(&src29, "native", native_points).await;
+    assert_eq!(src29.count("native").await as usize, native_points);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rows.extend(native_setup.compare(&src29, &dst, "2.9.1", native_points, &mut ratios).await);
+    drop(src29);
 
     // Ours, native, at the smaller size too (memory at 1M).
     let m = measure(
@@ -438,16 +479,9 @@ async fn run() {
     let get = |prefix: &str| {
         rows.iter().find(|(n, _)| n.starts_with(prefix)).map(|(_, m)| m.seconds).unwrap_or(f64::NAN)
     };
-    let cli_best = get("influx backup + influx restore");
-    println!(
-        "\nnative, {native_points} points: ours --parallel 4 / influx backup+restore (medians) = {:.2}; --parallel 1: {:.2}",
-        get("influx-migration --parallel 4,") / cli_best,
-        get("influx-migration --parallel 1") / cli_best
-    );
-    println!(
-        "native, {native_points} points: ours --parallel 4 --wire-compression gzip (as over a network) / influx backup+restore = {:.2}",
-        get("influx-migration --parallel 4 --wire-compression gzip") / cli_best
-    );
+    for line in &ratios {
+        println!("{line}");
+    }
     println!(
         "csv, {csv_points} points: script pipeline / ours = {:.1}x faster",
         get("influx query --raw") / get("influx-migration --csv")
