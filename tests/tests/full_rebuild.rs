@@ -115,6 +115,11 @@ async fn counts(server: &Influxd, org_ids: &[String]) -> BTreeMap<&'static str, 
 
 const CHECK_QUERY: &str = "from(bucket: \"recent\")\n  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)\n  |> filter(fn: (r) => r[\"_measurement\"] == \"cpu\")\n  |> filter(fn: (r) => r[\"_field\"] == \"usage\")\n  |> aggregateWindow(every: 1m, fn: mean, createEmpty: false)\n  |> yield(name: \"mean\")";
 
+/// `--full --retry-restore-dir bk` from `src` into `dst`.
+fn retry_args<'a>(src: &'a Influxd, dst: &'a Influxd) -> [&'a str; 8] {
+    ["--src-host", &src.url, "--dest-host", &dst.url, "--full", "--confirm-full", "--retry-restore-dir", "bk"]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_from_2_9_1_into_2_7_12_rebuilds_the_metadata_with_new_ids_and_tokens() {
     let (src, dst) = tokio::join!(
@@ -456,16 +461,7 @@ async fn full_from_2_9_1_into_2_7_12_rebuilds_the_metadata_with_new_ids_and_toke
     // ---- the same command again, resuming: nothing is made twice ----
     let org_ids = vec![dst.org_id.clone(), dst_org2.clone()];
     let before = counts(&dst, &org_ids).await;
-    let again = [
-        "--src-host",
-        &src.url,
-        "--dest-host",
-        &dst.url,
-        "--full",
-        "--confirm-full",
-        "--retry-restore-dir",
-        "bk",
-    ];
+    let again = retry_args(&src, &dst);
     let run2 = run(work.path(), &again, &tokens(&src, &dst)).await;
     run2.expect(0);
     assert_no_token(&run2.all(), &secrets);
@@ -576,16 +572,7 @@ async fn a_retry_of_a_backup_without_a_recorded_method_into_an_older_destination
     }
     std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
 
-    let again = [
-        "--src-host",
-        &src.url,
-        "--dest-host",
-        &dst.url,
-        "--full",
-        "--confirm-full",
-        "--retry-restore-dir",
-        "bk",
-    ];
+    let again = retry_args(&src, &dst);
     let retry = run(work.path(), &again, &env).await;
     retry.expect(0);
     let all = retry.all();

@@ -781,12 +781,7 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
                 shell_word(&store.describe()),
                 outcome.token_file.display()
             ));
-            pairs = manifest
-                .buckets
-                .iter()
-                .filter(|b| !b.is_system())
-                .map(|b| BucketPair::same(Some(&b.organization_name), &b.bucket_name))
-                .collect();
+            pairs = full_pairs(&manifest);
         } else if mode == Mode::Full {
             let outcome = match restore::restore_full(
                 &dst,
@@ -811,12 +806,7 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
                 );
             }
             dst_after = outcome.api;
-            pairs = manifest
-                .buckets
-                .iter()
-                .filter(|b| !b.is_system())
-                .map(|b| BucketPair::same(Some(&b.organization_name), &b.bucket_name))
-                .collect();
+            pairs = full_pairs(&manifest);
         } else {
             let target =
                 bucket_target(&dst, &manifest, args, dest_bucket.as_deref(), dest_org.as_ref(), &st).await?;
@@ -878,6 +868,16 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
             ),
         })
     }
+}
+
+/// What a full migration compares: every user bucket of the backup, under its own name and org.
+fn full_pairs(manifest: &Manifest) -> Vec<BucketPair> {
+    manifest
+        .buckets
+        .iter()
+        .filter(|b| !b.is_system())
+        .map(|b| BucketPair::same(Some(&b.organization_name), &b.bucket_name))
+        .collect()
 }
 
 /// Local directory or S3 prefix, with the S3 ownership check.
