@@ -3,9 +3,10 @@
 //!
 //! 1. Native, a bucket of `SEEDING_POINTS` points (default 5,000,000), like for like: the same
 //!    compression on the wire on both sides. `influx backup` (gzip, its default) + `influx
-//!    restore` against `influx-migration --wire-compression gzip`; `influx backup --compression
-//!    none` + `influx restore` against `--wire-compression none` (what `auto` does on loopback);
-//!    and `--parallel 1`. Contenders alternate over `SEEDING_ROUNDS` rounds (default 3); ratio =
+//!    restore` against `influx-migration --wire-compression gzip` (the like-for-like pair: influx
+//!    CLI 2.3.0 always asks the source for gzip); `influx backup --compression none` (raw local
+//!    files, gzip on the wire still) + `influx restore` against `--wire-compression none` (what
+//!    `auto` does on loopback); and `--parallel 1`. Contenders alternate over `SEEDING_ROUNDS` rounds (default 3); ratio =
 //!    ours / theirs of the medians (lower is better).
 //! 2. CSV, a bucket of `SEEDING_CSV_POINTS` points (default 1,000,000): the script's pipeline
 //!    (`influx query --raw` to a file, then `influx write --format csv`) versus
@@ -248,7 +249,7 @@ impl Native<'_> {
         let contenders: [(&str, &str, &str); 5] = [
             ("influx backup + influx restore (gzip)", "cli", "gzip"),
             ("influx-migration --parallel 4 --wire-compression gzip", "4", "gzip"),
-            ("influx backup --compression none + influx restore", "cli", "none"),
+            ("influx backup --compression none (gzip on the wire still) + influx restore", "cli", "none"),
             ("influx-migration --parallel 4 --wire-compression none", "4", "none"),
             ("influx-migration --parallel 1 --wire-compression none", "1", "none"),
         ];
@@ -283,7 +284,7 @@ impl Native<'_> {
             ));
         }
         ratios.push(format!(
-            "native, {points} points, {version} source: ours / influx backup+restore, both gzip on the wire = {:.2}; both uncompressed = {:.2} (--parallel 1: {:.2})",
+            "native, {points} points, {version} source: ours / influx backup+restore, both gzip on the wire (like for like) = {:.2}; ours uncompressed / influx with raw local files = {:.2} (--parallel 1: {:.2}; influx CLI 2.3.0 always asks for gzip on the wire)",
             medians[1] / medians[0],
             medians[3] / medians[2],
             medians[4] / medians[2]
