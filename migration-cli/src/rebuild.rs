@@ -829,17 +829,7 @@ impl Rebuild<'_> {
     /// The source's stored authorizations from the backup's KV snapshot (the only place a 2.9
     /// source keeps its token hashes).
     async fn stored_authorizations(&self) -> Result<BTreeMap<String, StoredAuthorization>, RebuildError> {
-        let raw = self.store.read_small(&self.manifest.kv.file_name).await?;
-        let bytes = if self.manifest.kv.is_gzip() {
-            shared::envelope::gunzip(&raw, raw.len() * 4).map_err(|e| {
-                RebuildError::Plan(format!(
-                    "the KV snapshot {} is not valid gzip: {e}",
-                    self.manifest.kv.file_name
-                ))
-            })?
-        } else {
-            raw
-        };
+        let bytes = restore::read_kv(self.store, &self.manifest.kv).await?;
         Ok(kv_snapshot::authorizations(&bytes)?)
     }
 

@@ -349,7 +349,7 @@ async fn usable_after_kv(
 }
 
 /// The KV snapshot, unzipped.
-async fn read_kv(store: &Store, kv: &FileEntry) -> Result<Vec<u8>, RestoreError> {
+pub async fn read_kv(store: &Store, kv: &FileEntry) -> Result<Vec<u8>, RestoreError> {
     let raw = store.read_small(&kv.file_name).await?;
     if !kv.is_gzip() {
         return Ok(raw);
