@@ -376,7 +376,7 @@ async fn check_operator_for_hashed_kv(
     let auths = match crate::kv_snapshot::authorizations(&snapshot) {
         Ok(a) => a,
         Err(e) => {
-            tracing::warn!("the KV snapshot's authorizations could not be read ({e}); restoring it anyway");
+            tracing::warn!("the KV snapshot could not be read here ({e}); restoring it anyway");
             return Ok(());
         }
     };
