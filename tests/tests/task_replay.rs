@@ -39,6 +39,13 @@ async fn ok(server: &Influxd, method: Method, path: &str, body: Option<Value>, w
     answer
 }
 
+/// Makes the downsampling task `name` writing to bucket `out`, with `status`; its ID.
+async fn create_task(server: &Influxd, name: &str, out: &str, status: &str) -> String {
+    let body = json!({"orgID": server.org_id, "flux": task_flux(name, &server.org, out), "status": status});
+    let made = ok(server, Method::POST, "/api/v2/tasks", Some(body), 201).await;
+    made["id"].as_str().unwrap_or_else(|| panic!("{made}")).to_string()
+}
+
 /// (scheduledFor, status) of the task's runs.
 async fn runs(server: &Influxd, task: &str) -> Vec<(String, String)> {
     let page = ok(server, Method::GET, &format!("/api/v2/tasks/{task}/runs"), None, 200).await;
@@ -81,15 +88,7 @@ async fn a_manual_run_at_a_scheduled_time_computes_what_the_scheduled_run_did(ve
     }
     server.write_ok("raw", "ns", body).await;
 
-    let scheduled = ok(
-        &server,
-        Method::POST,
-        "/api/v2/tasks",
-        Some(json!({"orgID": server.org_id, "flux": task_flux("downsample", &server.org, "scheduled"), "status": "active"})),
-        201,
-    )
-    .await;
-    let scheduled = scheduled["id"].as_str().unwrap().to_string();
+    let scheduled = create_task(&server, "downsample", "scheduled", "active").await;
     // Four scheduled runs that succeeded.
     let mut done = Vec::new();
     for _ in 0..60 {
@@ -114,15 +113,7 @@ async fn a_manual_run_at_a_scheduled_time_computes_what_the_scheduled_run_did(ve
 
     // An inactive task cannot be run by hand: influxd answers 400 "failed to force run: inactive
     // task". The handover must therefore activate a task before replaying its missed runs.
-    let inactive = ok(
-        &server,
-        Method::POST,
-        "/api/v2/tasks",
-        Some(json!({"orgID": server.org_id, "flux": task_flux("downsample-held", &server.org, "replayed"), "status": "inactive"})),
-        201,
-    )
-    .await;
-    let inactive = inactive["id"].as_str().unwrap().to_string();
+    let inactive = create_task(&server, "downsample-held", "replayed", "inactive").await;
     let (status, refused) = server
         .api(Method::POST, &format!("/api/v2/tasks/{inactive}/runs"), Some(json!({"scheduledFor": times[0]})))
         .await;
@@ -133,15 +124,7 @@ async fn a_manual_run_at_a_scheduled_time_computes_what_the_scheduled_run_did(ve
 
     // An active copy made now (its own schedule starts now, after the window), run by hand at
     // each of those times, one after the other, each waited for.
-    let copy = ok(
-        &server,
-        Method::POST,
-        "/api/v2/tasks",
-        Some(json!({"orgID": server.org_id, "flux": task_flux("downsample-copy", &server.org, "replayed"), "status": "active"})),
-        201,
-    )
-    .await;
-    let copy = copy["id"].as_str().unwrap().to_string();
+    let copy = create_task(&server, "downsample-copy", "replayed", "active").await;
     for t in &times {
         let run = ok(
             &server,
