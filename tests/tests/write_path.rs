@@ -205,7 +205,10 @@ async fn lines_without_timestamp_get_the_same_time_in_both_databases_although_th
     let before = now_ns();
     let body: String = (0..50).map(|i| format!("untimed,i={i} v={i}i\n")).collect();
     assert_204(&w.write(w.v2_write("ms", &body)).await, &w.gateway);
-    let ns_body: String = (0..50).map(|i| format!("untimed_ns,i={i} v={i}i\n")).collect();
+    let mut ns_body: String = (0..50).map(|i| format!("untimed_ns,i={i} v={i}i\n")).collect();
+    // influxd accepts a string value followed by junk and a lone backslash, and stores the value
+    // without its first and last byte (`x"y`); the stamp must not be swallowed by that backslash.
+    ns_body.push_str("untimed_ns,i=lone s=\"x\"y\\\n");
     assert_204(&w.write(w.v2_write("ns", &ns_body)).await, &w.gateway);
     let after = now_ns();
 
@@ -216,8 +219,11 @@ async fn lines_without_timestamp_get_the_same_time_in_both_databases_although_th
 
     let src = dump(&w.source).await;
     let dst = dump(&w.destination).await;
-    assert_eq!(src.len(), 100);
+    assert_eq!(src.len(), 101);
     assert_same_points("source", &src, "destination", &dst);
+    let lone =
+        src.iter().find(|r| r.get("i") == Some("lone")).expect("the line ending in a backslash was stored");
+    assert_eq!(lone.get("_value"), Some("x\"y"));
     let parse = |t: &str| {
         time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
             .unwrap()

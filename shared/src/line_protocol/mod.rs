@@ -70,11 +70,24 @@ impl Line<'_> {
     /// exception is a line whose timestamp scan stopped at a newline (influxd then ignores
     /// everything after it, e.g. ` m=" v=1 \nanything`): only the key and fields are written, as
     /// appending would leave the stamp unread.
+    ///
+    /// A line that ends with a lone backslash (`m a="x"\`, which influxd accepts: the last string
+    /// value is read as `"x"\` and stored without its first and last byte) cannot take a stamp
+    /// as it is: the backslash would escape the stamp's space. That last byte is never stored,
+    /// so it is written as `_` instead, which ends the value the same way and reads back as the
+    /// same point.
     pub fn write_stamped(&self, timestamp: i64, out: &mut Vec<u8>) {
         if self.has_timestamp {
             out.extend_from_slice(self.text);
         } else {
-            out.extend_from_slice(self.stamp_base());
+            let base = self.stamp_base();
+            let backslashes = base.iter().rev().take_while(|&&b| b == b'\\').count();
+            if backslashes % 2 == 1 {
+                out.extend_from_slice(&base[..base.len() - 1]);
+                out.push(b'_');
+            } else {
+                out.extend_from_slice(base);
+            }
             // Writing to a Vec cannot fail.
             let _ = write!(out, " {timestamp}");
         }

@@ -449,6 +449,27 @@ fn write_stamped_drops_what_influxd_ignores_after_a_newline() {
     assert!(again[0].has_timestamp);
 }
 
+/// CI found `\a a=""\` (proptest): a line that ends with a lone backslash took the stamp as
+/// `\a a=""\ 7`, where the backslash escapes the space and the stamp is read as part of the
+/// fields, so the point had no timestamp again.
+#[test]
+fn write_stamped_a_line_ending_in_a_lone_backslash_keeps_its_stamp() {
+    for (body, stamped) in [
+        (&b"\\a a=\"\"\\"[..], &b"\\a a=\"\"_ 7\n"[..]),
+        (b"m s=\"x\"y\\\\\\", b"m s=\"x\"y\\\\_ 7\n"),
+        (b"m s=\"x\"\\\\", b"m s=\"x\"\\\\ 7\n"),
+    ] {
+        let got = validate(body, NS).unwrap();
+        assert_eq!(got.len(), 1, "{}", String::from_utf8_lossy(body));
+        let mut out = Vec::new();
+        got[0].write_stamped(7, &mut out);
+        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(stamped));
+        let again = validate(&out, NS).unwrap();
+        assert_eq!(again.len(), 1);
+        assert!(again[0].has_timestamp, "{:?}", again[0]);
+    }
+}
+
 #[test]
 fn split_lines_keeps_every_line_including_comments() {
     let body = b"a v=1\n# c\n\nb s=\"x\ny\"\n";
