@@ -29,6 +29,7 @@ mod restore;
 mod restore_state;
 mod retention_watch;
 mod s3;
+mod scheduled_work;
 mod store;
 mod token_map;
 mod verify;

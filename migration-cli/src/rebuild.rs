@@ -37,6 +37,7 @@ use crate::manifest::Manifest;
 use crate::progress::Progress;
 use crate::restore::{self, BucketTarget, RestoreError, Transfer};
 use crate::restore_state::StateFile;
+use crate::scheduled_work::{self, Kind, WorkError};
 use crate::store::{Store, StoreError};
 use crate::token_map::{self, RebuiltAuthorization, TokenMap, TokenMapError};
 
@@ -54,6 +55,8 @@ pub enum RebuildError {
     TokenMap(#[from] TokenMapError),
     #[error("{0}")]
     Plan(String),
+    #[error(transparent)]
+    ScheduledWork(#[from] WorkError),
 }
 
 /// The kinds the ID map knows, as recorded in the state file.
@@ -133,6 +136,15 @@ pub struct Rebuild<'a> {
     pub progress: &'a Progress,
     pub source_version: String,
     pub destination_version: String,
+}
+
+/// The kind of scheduled work a rebuilt kind is, if it is one (tasks are made elsewhere).
+fn scheduled(kind: &str) -> Option<Kind> {
+    match kind {
+        CHECKS => Some(Kind::Check),
+        RULES => Some(Kind::Rule),
+        _ => None,
+    }
 }
 
 /// The value of a string field, or "".
@@ -467,6 +479,10 @@ impl Rebuild<'_> {
                 Some(d) => s(d, "id").to_string(),
                 None => {
                     let mut body = for_create(o, dst_org);
+                    if scheduled(kind).is_some() {
+                        // Made inactive: the source runs it until cutover (held just below).
+                        body["status"] = json!("inactive");
+                    }
                     if kind == RULES {
                         let ep = self.mapped(ENDPOINTS, s(o, "endpointID")).await.ok_or_else(|| {
                             RebuildError::Plan(format!(
@@ -488,6 +504,11 @@ impl Rebuild<'_> {
                     s(&made, "id").to_string()
                 }
             };
+            if let Some(k) = scheduled(kind)
+                && s(o, "status") == "active"
+            {
+                scheduled_work::mark_held(self.dst, k, dst_org, &id).await?;
+            }
             self.record(kind, s(o, "id"), &id).await?;
             taken.insert(id);
         }
@@ -647,7 +668,8 @@ impl Rebuild<'_> {
             let id = match existing {
                 Some(d) => s(d, "id").to_string(),
                 None => {
-                    let mut body = json!({"orgID": dst_org, "flux": s(t, "flux"), "status": s(t, "status")});
+                    // Made inactive: the source runs it until cutover (held just below).
+                    let mut body = json!({"orgID": dst_org, "flux": s(t, "flux"), "status": "inactive"});
                     if !s(t, "description").is_empty() {
                         body["description"] = json!(s(t, "description"));
                     }
@@ -655,6 +677,9 @@ impl Rebuild<'_> {
                     s(&made, "id").to_string()
                 }
             };
+            if s(t, "status") == "active" {
+                scheduled_work::mark_held(self.dst, Kind::Task, dst_org, &id).await?;
+            }
             self.record(TASKS, s(t, "id"), &id).await?;
             taken.insert(id);
         }

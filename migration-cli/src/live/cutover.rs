@@ -11,6 +11,12 @@
 //!    `--bypass-lookback` seconds of that window ([`crate::bypass`]): a writer still writing
 //!    straight to the source would lose its points when the source is switched off.
 //!
+//! 5. (not a check) scheduled work is handed to the destination ([`crate::live::handover`]):
+//!    tasks, checks and rules stop at the source, the runs the destination missed are replayed
+//!    there, and they start at the destination. Reads switch only once that is done; a
+//!    handover that fails stops the cutover (exit 1) and a rerun goes on from where it stopped.
+//!    `--dry-run` prints the plan and changes nothing.
+//!
 //! Any failure refuses with exit 4 and changes nothing; `--force` turns every refusal into a loud
 //! `FORCED` and goes on. The switch itself is [`crate::live::endpoint::switch_reads`] (a new secret
 //! version with an idempotency token); afterwards the command prints when every router will
@@ -26,9 +32,10 @@ use shared::secret::Role;
 use crate::exit::Exit;
 use crate::live::bypass::{self, BypassArgs};
 use crate::live::concurrency;
-use crate::live::databases::InfluxArgs;
+use crate::live::databases::{Databases, InfluxArgs};
 use crate::live::deployment::{Aws, Deployment};
 use crate::live::endpoint::{self, Switched};
+use crate::live::handover::{self, Side};
 use crate::live::lag::{AnyLag, LagReading, LagSource, human_duration};
 use crate::live::output::{Output, Verdict};
 use crate::live::verify::{CompareArgs, ReplayBound, WindowArgs, compare_databases};
@@ -52,6 +59,9 @@ pub struct CutoverArgs {
     /// Cut over even when a precondition does not hold (each is reported as FORCED).
     #[arg(long)]
     pub force: bool,
+    /// Make the checks and print the handover of scheduled work, but change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
@@ -195,6 +205,35 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
         out.warn(format!("--force: cutting over although {o}"));
     }
 
+    // 5. Scheduled work moves to the destination before reads do: from here on tasks, checks
+    // and rules run there, and what they missed is replayed on the destination's complete data.
+    let dbs = Databases::connect(&args.influx, Some(&current.secret))?;
+    let handed = handover::hand_over(
+        &mut out,
+        Side { api: &dbs.src, name: "source" },
+        Side { api: &dbs.dst, name: "destination" },
+        &current.secret.mappings.orgs,
+        args.dry_run,
+    )
+    .await;
+    let handover_json = handover::json_of(&handed);
+    if let Err(e) = handed {
+        out.warn(format!("handing scheduled work to the destination failed: {e}"));
+        out.note(
+            "reads stay on the source. Run cutover again: the handover goes on from where it stopped \
+             (or run rollback to give scheduled work back to the source)",
+        );
+        let data =
+            json!({"handover": handover_json, "verify": verify_json, "bypass": bypass_json, "lag": lag});
+        return Ok(out.finish(Exit::Failure, data));
+    }
+    if args.dry_run {
+        out.note("dry run: nothing was changed; reads stay on the source");
+        let data =
+            json!({"handover": handover_json, "verify": verify_json, "bypass": bypass_json, "lag": lag});
+        return Ok(out.finish(Exit::Success, data));
+    }
+
     let switched = endpoint::switch_reads(&aws.secrets, &current, Role::Destination).await?;
     let router = dep.router_function.as_deref();
     let when =
@@ -204,6 +243,7 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
     );
     let mut data = json!({
         "switched": switched,
+        "handover": handover_json,
         "forced": failed_checks,
         "verify": verify_json,
         "bypass": bypass_json,

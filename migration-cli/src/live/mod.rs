@@ -7,7 +7,9 @@
 //! | `verify` | per bucket and measurement value counts (and with `--content` digests by time window) at source and destination; exit 3 on a difference |
 //! | `repair` | makes the windows that differ right at the destination (or the source), then checks they match |
 //! | `cutover` | reads to the destination, after checking the writer is unthrottled, caught up and verified |
-//! | `rollback` | reads back to the source |
+//! | `cutover` also | hands scheduled work (tasks, checks, rules) to the destination first, replaying the runs it missed |
+//! | `rollback` | reads back to the source, then scheduled work back to it |
+//! | `handover` | only the handover of scheduled work, either way (for a `--full` seeding used without the live path) |
 //! | `park` | records that stall a shard for a configuration reason go to dead-letter storage, by the operator's rule |
 //! | `redrive` | dead-lettered records written again once their cause is fixed |
 //! | `tokens` | after a `--full` rebuild with new tokens: what each client uses once it leaves the gateway; `--apply` maps clients' own tokens at the gateway |
@@ -29,6 +31,7 @@ mod cutover;
 mod databases;
 mod deployment;
 mod endpoint;
+mod handover;
 mod lag;
 mod mapping;
 mod output;
@@ -76,10 +79,17 @@ pub enum LiveCommand {
     /// matches; exit 3 if any still differs.
     Repair(repair::RepairArgs),
     /// Send reads to the destination. Refuses (exit 4) unless the destination writer is
-    /// unthrottled, its lag is under the threshold and verify passes; --force overrides.
+    /// unthrottled, its lag is under the threshold and verify passes; --force overrides. Before
+    /// the switch, scheduled work (tasks, checks, rules) moves to the destination, which replays
+    /// the runs it missed.
     Cutover(cutover::CutoverArgs),
-    /// Send reads back to the source.
+    /// Send reads back to the source, then hand scheduled work (tasks, checks, notification
+    /// rules) back to it, replaying the runs it missed.
     Rollback(rollback::RollbackArgs),
+    /// Hand scheduled work (tasks, checks, notification rules) to one database: held (inactive)
+    /// at the other, the runs it missed replayed, then active. cutover and rollback do this
+    /// themselves; this is for a --full seeding used without the live path.
+    Handover(handover::HandoverArgs),
     /// Set aside the records that stall a shard: records of that shard failing with that status
     /// go to dead-letter storage (with your --note) until the rule expires or is released.
     Park(park::ParkArgs),
@@ -103,6 +113,7 @@ impl LiveCommand {
             LiveCommand::Repair(a) => ("repair", a.common.json),
             LiveCommand::Cutover(a) => ("cutover", a.common.json),
             LiveCommand::Rollback(a) => ("rollback", a.common.json),
+            LiveCommand::Handover(a) => ("handover", a.common.json),
             LiveCommand::Park(a) => ("park", a.common.json),
             LiveCommand::Redrive(a) => ("redrive", a.common.json),
             LiveCommand::Tokens(a) => ("tokens", a.common.json),
@@ -122,6 +133,7 @@ pub async fn run(cmd: LiveCommand) -> anyhow::Result<Exit> {
         LiveCommand::Repair(a) => repair::run(a).await,
         LiveCommand::Cutover(a) => cutover::run(a).await,
         LiveCommand::Rollback(a) => rollback::run(a).await,
+        LiveCommand::Handover(a) => handover::run(a).await,
         LiveCommand::Park(a) => park::run(a).await,
         LiveCommand::Redrive(a) => redrive::run(a).await,
         LiveCommand::Tokens(a) => tokens::run(a).await,

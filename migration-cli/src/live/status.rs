@@ -11,7 +11,9 @@
 //! - per bucket, the newest point at the source and at the destination, and per measurement the
 //!   writes that reached the source without passing through the gateway in the last hour
 //!   ([`crate::bypass`]: writers still to move) (when `INFLUX_SRC_TOKEN` and `INFLUX_DEST_TOKEN`
-//!   are set).
+//!   are set);
+//! - who owns scheduled work (tasks, checks, rules) and, for each, its last run at each side and
+//!   the runs a handover would replay ([`crate::live::handover`]).
 //!
 //! Each section stands alone: one that cannot be read is reported and the others still are; the
 //! exit code is then 1.
@@ -30,6 +32,7 @@ use crate::live::concurrency::{self, Throttle};
 use crate::live::databases::{self, Databases, InfluxArgs};
 use crate::live::deployment::{Aws, Deployment};
 use crate::live::endpoint;
+use crate::live::handover;
 use crate::live::lag::{AnyLag, LagReading, LagSource, human_duration, rfc3339};
 use crate::live::mapping::{self, Mapping};
 use crate::live::output::{Output, Verdict};
@@ -253,6 +256,10 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<Exit> {
                     }
                 }
                 Err(e) => errors.push(format!("{e:#}")),
+            }
+            match handover::status_section(&mut out, &dbs.src, &dbs.dst).await {
+                Ok(v) => data["scheduled_work"] = v,
+                Err(e) => errors.push(format!("scheduled work: {e}")),
             }
         }
         Err(e) => out.check("newest points", Verdict::Unknown, format!("skipped: {e}")),

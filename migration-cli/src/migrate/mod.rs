@@ -14,6 +14,7 @@
 
 mod preflight;
 
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, ValueEnum};
@@ -35,6 +36,7 @@ use crate::rebuild::Rebuild;
 use crate::restore::{self, BucketTarget, Transfer};
 use crate::restore_state::{REBUILD, StateFile};
 use crate::s3::{self, Ownership};
+use crate::scheduled_work;
 use crate::store::Store;
 use crate::verify::{self, BucketPair, TimeWindow};
 use preflight::{CheckFailed, FullMethod, Side};
@@ -637,6 +639,8 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
     }
 
     // ---- restore ----
+    // The earliest last run, at the snapshot, of a task held at the destination (and its name).
+    let mut tasks_ran_until: Option<(i64, String)> = None;
     // Progress recorded against another destination means nothing here.
     let host = dst.host().to_string();
     state
@@ -823,6 +827,9 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
             )];
         }
         perf.finish(step);
+        if mode == Mode::Full {
+            tasks_ran_until = hold_scheduled_work(&dst_after).await?;
+        }
     }
 
     // ---- verification ----
@@ -843,10 +850,23 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
     // Points written to the source after the backup began are not expected at the destination.
     let backup_start =
         state.get().await.backup_started_at.and_then(|t| OffsetDateTime::parse(&t, &Rfc3339).ok());
-    let stop = match (window.stop, backup_start) {
+    let mut stop = match (window.stop, backup_start) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
+    // What the source's tasks derived after their last run in the snapshot is not in it: the
+    // destination computes it at the handover. The comparison stops where that begins.
+    if let Some((until, name)) = &tasks_ran_until
+        && let Ok(t) = OffsetDateTime::from_unix_timestamp_nanos(i128::from(*until) * 1_000_000_000 + 1)
+        && stop.is_none_or(|s| t < s)
+    {
+        tracing::info!(
+            "the verification stops at {}: task \"{name}\" last ran at the source before the snapshot then, and what \
+             the source's tasks derived after that is computed at the destination when scheduled work is handed over",
+            t.format(&Rfc3339).unwrap_or_default()
+        );
+        stop = Some(t);
+    }
     let verify_window = TimeWindow::new(window.start, stop);
     let report = verify::compare(src, &dst_after, &pairs, &verify_window)
         .await
@@ -868,6 +888,43 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
             ),
         })
     }
+}
+
+/// After a `--full` restore or rebuild: every task, check and rule active at the source is held
+/// inactive at the destination ([`crate::scheduled_work`]), so nothing runs twice; the source
+/// keeps running them until `cutover` (or `handover`) moves them.
+async fn hold_scheduled_work(dst: &InfluxApi) -> Result<Option<(i64, String)>, Failure> {
+    let held = scheduled_work::hold_all(dst).await.map_err(|e| {
+        Failure::failed(format!(
+            "the data and metadata were migrated, but holding the destination's tasks, checks and rules inactive \
+             failed: {e}. Until they are held they run at both databases: run `influx-migration handover --to source` \
+             with the same hosts and tokens to hold them"
+        ))
+    })?;
+    if !held.is_empty() {
+        let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+        for i in &held {
+            *by_kind.entry(i.kind.noun()).or_default() += 1;
+        }
+        let counts: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} {k}(s)")).collect();
+        tracing::info!(
+            "{} are held inactive at the destination (labelled {}): the source runs them until `influx-migration \
+             cutover` hands them over, replaying at the destination the runs they missed (without the live path: \
+             `influx-migration handover --to destination`)",
+            counts.join(", "),
+            scheduled_work::HELD_LABEL
+        );
+    }
+    let mut earliest: Option<(i64, String)> = None;
+    for task in held.iter().filter(|i| i.kind == scheduled_work::Kind::Task) {
+        let last = scheduled_work::latest_completed(dst, &task.task_id).await.unwrap_or(None);
+        if let Some(last) = last
+            && earliest.as_ref().is_none_or(|(e, _)| last < *e)
+        {
+            earliest = Some((last, task.name.clone()));
+        }
+    }
+    Ok(earliest)
 }
 
 /// What a full migration compares: every user bucket of the backup, under its own name and org.
