@@ -28,6 +28,7 @@ pub mod ports;
 pub mod probe;
 pub mod process;
 pub mod reads;
+pub mod receiver;
 pub mod report;
 pub mod scenario;
 pub mod stack;

@@ -390,8 +390,17 @@ async fn full_from_2_9_1_into_2_7_12_rebuilds_the_metadata_with_new_ids_and_toke
     let status_of = |ts: &[Value], name: &str| -> Vec<String> {
         ts.iter().filter(|t| t["name"] == name).map(|t| t["status"].as_str().unwrap().to_string()).collect()
     };
-    assert_eq!(status_of(&tasks, "rollup"), vec!["active"]);
+    // Scheduled work stays with the source until the handover (issue 12): held, not running.
+    let held = |v: &Value| {
+        v["labels"].as_array().into_iter().flatten().any(|l| l["name"] == "influx-migration:held")
+    };
+    assert_eq!(status_of(&tasks, "rollup"), vec!["inactive"], "the source runs it until the handover");
+    assert!(tasks.iter().filter(|t| t["name"] == "rollup").all(held), "{tasks:?}");
     assert_eq!(status_of(&tasks, "paused"), vec!["inactive"], "an inactive task stays inactive");
+    assert!(
+        !tasks.iter().filter(|t| t["name"] == "paused").any(held),
+        "an inactive task is not held: {tasks:?}"
+    );
     let endpoints =
         list(&dst, &format!("/api/v2/notificationEndpoints?orgID={}", dst.org_id), "notificationEndpoints")
             .await;
@@ -401,10 +410,12 @@ async fn full_from_2_9_1_into_2_7_12_rebuilds_the_metadata_with_new_ids_and_toke
         list(&dst, &format!("/api/v2/notificationRules?orgID={}", dst.org_id), "notificationRules").await;
     assert_eq!(rules.len(), 1, "{rules:?}");
     assert_eq!(rules[0]["endpointID"], endpoints[0]["id"], "the rule points at the new endpoint");
+    assert_eq!((rules[0]["status"].as_str(), held(&rules[0])), (Some("inactive"), true), "{rules:?}");
     let checks = list(&dst, &format!("/api/v2/checks?orgID={}", dst.org_id), "checks").await;
     assert_eq!(checks.len(), 1, "{checks:?}");
     assert_eq!(checks[0]["name"], "cpu high");
     assert_eq!(checks[0]["thresholds"][0]["level"], "CRIT");
+    assert_eq!((checks[0]["status"].as_str(), held(&checks[0])), (Some("inactive"), true), "{checks:?}");
     // The check's and the rule's own tasks exist once (made by the destination with them).
     let src_tasks = list(&src, "/api/v2/tasks?limit=500", "tasks").await;
     assert_eq!(tasks.len(), src_tasks.len(), "no duplicate tasks: {tasks:?}");

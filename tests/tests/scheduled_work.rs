@@ -1,0 +1,442 @@
+//! Issue 12: scheduled work belongs to exactly one database at a time, and the handover is exact.
+//!
+//! What broke on main: a `--full` seeding copied the source's tasks active, so from that moment
+//! both databases ran them. The destination's downsampling task aggregated whatever the lagging
+//! destination held, and the runs that fell between the snapshot and the cutover were never
+//! computed there from complete data. Now the seeding leaves them inactive and labelled
+//! `influx-migration:held` at the destination (an intentionally inactive task stays unlabelled
+//! and inactive), and `handover` holds them at the giver, replays at the taker every schedule
+//! time it missed, in order, and activates them there.
+//!
+//! Real influxd on both sides. The live path is stood in for by writing the same raw points into
+//! both databases (what the gateway's two stream-writers do); the data are written before any
+//! run, so the source's scheduled runs and the destination's replayed runs read the same points
+//! and must write the same derived values.
+
+mod migration_support;
+
+use std::time::Duration;
+
+use migration_support::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+use testbed::receiver::Receiver;
+use testbed::{Influxd, InfluxdVersion};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+const EVERY_S: i64 = 2;
+const HELD: &str = "influx-migration:held";
+
+fn task_flux(name: &str, org: &str, measurement: &str) -> String {
+    format!(
+        "option task = {{name: \"{name}\", every: {EVERY_S}s}}\n\
+         from(bucket: \"raw\")\n  |> range(start: -task.every)\n  |> filter(fn: (r) => r._measurement == \"m\")\n  \
+         |> aggregateWindow(every: 1s, fn: mean)\n  |> set(key: \"_measurement\", value: \"{measurement}\")\n  \
+         |> to(bucket: \"down\", org: \"{org}\")\n"
+    )
+}
+
+async fn ok(server: &Influxd, method: Method, path: &str, body: Option<Value>, want: u16) -> Value {
+    let (status, answer) = server.api(method, path, body).await;
+    assert_eq!(status, want, "{path}: {answer}");
+    answer
+}
+
+/// The task named `name`: `(status, labelled held, latestCompleted)`.
+async fn task(server: &Influxd, name: &str) -> (String, bool, String) {
+    let page = ok(server, Method::GET, &format!("/api/v2/tasks?name={name}"), None, 200).await;
+    let t =
+        page["tasks"].as_array().and_then(|a| a.first()).unwrap_or_else(|| panic!("no task {name}: {page}"));
+    let held = t["labels"].as_array().into_iter().flatten().any(|l| l["name"] == HELD);
+    (
+        t["status"].as_str().unwrap_or_default().to_string(),
+        held,
+        t["latestCompleted"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// `(_time, _value)` of the derived points of `measurement` in `down` within `[start, stop)`.
+async fn derived(server: &Influxd, measurement: &str, start: &str, stop: &str) -> Vec<(String, String)> {
+    let rows = server
+        .query(&format!(
+            "from(bucket: \"down\") |> range(start: {start}, stop: {stop}) \
+             |> filter(fn: (r) => r._measurement == \"{measurement}\")"
+        ))
+        .await;
+    let mut v: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.get("_time").unwrap_or("").to_string(), r.get("_value").unwrap_or("").to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+fn seconds(rfc: &str) -> i64 {
+    OffsetDateTime::parse(rfc, &Rfc3339).unwrap_or_else(|e| panic!("{rfc}: {e}")).unix_timestamp()
+}
+
+fn rfc(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix).unwrap().format(&Rfc3339).unwrap()
+}
+
+/// Raw points every 100 ms over `[from, from + span)` seconds, values that differ point to point.
+fn raw_points(from: i64, span: i64, seed: u64) -> String {
+    let mut body = String::new();
+    let mut x = seed;
+    for i in 0..span * 10 {
+        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let t = from * 1_000_000_000 + i * 100_000_000;
+        body.push_str(&format!("m,host=a v={}.{:03} {t}\n", (x >> 40) % 1000, (x >> 20) % 1000));
+    }
+    body
+}
+
+/// Waits until the task named `name` at `server` has completed a run scheduled after `after`.
+async fn ran_after(server: &Influxd, name: &str, after: i64) -> i64 {
+    for _ in 0..120 {
+        let (_, _, latest) = task(server, name).await;
+        if !latest.is_empty() && seconds(&latest) > after {
+            return seconds(&latest);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("{name} did not run after {} at {}", rfc(after), server.url);
+}
+
+/// The check or rule named `name` at `path` (`checks` or `notificationRules`): `(status, held)`.
+async fn monitor_item(server: &Influxd, path: &str, name: &str) -> (String, bool, Value) {
+    let page = ok(server, Method::GET, &format!("/api/v2/{path}?orgID={}", server.org_id), None, 200).await;
+    let item = page[path]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|i| i["name"] == name)
+        .unwrap_or_else(|| panic!("no {path} {name}: {page}"))
+        .clone();
+    let held = item["labels"].as_array().into_iter().flatten().any(|l| l["name"] == HELD);
+    (item["status"].as_str().unwrap_or_default().to_string(), held, item)
+}
+
+/// The latest completed run of a check's or rule's task, in Unix seconds.
+async fn monitor_latest(server: &Influxd, path: &str, name: &str) -> i64 {
+    let (_, _, item) = monitor_item(server, path, name).await;
+    let task_id = item["taskID"].as_str().unwrap_or_else(|| panic!("{item}"));
+    let t = ok(server, Method::GET, &format!("/api/v2/tasks/{task_id}"), None, 200).await;
+    t["latestCompleted"].as_str().map(seconds).unwrap_or(0)
+}
+
+/// A threshold check on the raw data, a rule paging on every CRIT status, and the HTTP endpoint
+/// it posts to.
+async fn make_monitoring(server: &Influxd, receiver: &str) {
+    let endpoint = ok(
+        server,
+        Method::POST,
+        "/api/v2/notificationEndpoints",
+        Some(json!({"name": "pager", "orgID": server.org_id, "type": "http", "status": "active",
+                    "url": receiver, "method": "POST", "authMethod": "none"})),
+        201,
+    )
+    .await;
+    let query = "from(bucket: \"raw\")\n  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)\n  \
+                 |> filter(fn: (r) => r._measurement == \"m\" and r._field == \"v\")\n  \
+                 |> aggregateWindow(every: 2s, fn: max, createEmpty: false)\n  |> yield(name: \"max\")";
+    ok(
+        server,
+        Method::POST,
+        "/api/v2/checks",
+        Some(json!({"name": "hot", "orgID": server.org_id, "type": "threshold", "status": "active",
+                    "every": format!("{EVERY_S}s"), "offset": "0s", "tags": [],
+                    "query": {"text": query, "editMode": "advanced",
+                              "builderConfig": {"buckets": [], "tags": [], "functions": []}},
+                    "statusMessageTemplate": "${r._check_name} is ${r._level}",
+                    "thresholds": [{"type": "greater", "value": 990.0, "level": "CRIT", "allValues": false}]})),
+        201,
+    )
+    .await;
+    ok(
+        server,
+        Method::POST,
+        "/api/v2/notificationRules",
+        Some(json!({"name": "page", "orgID": server.org_id, "type": "http", "status": "active",
+                    "endpointID": endpoint["id"], "every": format!("{EVERY_S}s"), "offset": "0s",
+                    "runbookLink": "", "tagRules": [],
+                    "statusRules": [{"currentLevel": "CRIT", "previousLevel": null}]})),
+        201,
+    )
+    .await;
+}
+
+/// Points the destination's copy of the endpoint at its own receiver, so each notification says
+/// which database sent it (a rule's task embeds its endpoint, so the rule is written again).
+async fn repoint(server: &Influxd, receiver: &str) {
+    let page =
+        ok(server, Method::GET, &format!("/api/v2/notificationEndpoints?orgID={}", server.org_id), None, 200)
+            .await;
+    let mut ep = page["notificationEndpoints"][0].clone();
+    ep["url"] = json!(receiver);
+    let id = ep["id"].as_str().unwrap().to_string();
+    ok(server, Method::PUT, &format!("/api/v2/notificationEndpoints/{id}"), Some(ep), 200).await;
+    let (_, _, rule) = monitor_item(server, "notificationRules", "page").await;
+    let id = rule["id"].as_str().unwrap().to_string();
+    ok(server, Method::PUT, &format!("/api/v2/notificationRules/{id}"), Some(rule), 200).await;
+}
+
+/// `(incident, status time)` of each notification: the check's name and the data's time, and
+/// the time of the status it reports (ns).
+fn incidents(receiver: &Receiver) -> Vec<((String, i64), i64)> {
+    receiver
+        .received()
+        .iter()
+        .map(|n| {
+            let b = &n.body;
+            let key = (
+                b["_check_name"].as_str().unwrap_or_default().to_string(),
+                b["_source_timestamp"].as_i64().unwrap_or(-1),
+            );
+            (key, b["_status_timestamp"].as_i64().unwrap_or(-1))
+        })
+        .collect()
+}
+
+/// `(check name, _source_timestamp)` of the CRIT statuses in `_monitoring` with `_time` in `[start, stop)`.
+async fn crit_statuses(server: &Influxd, start: i64, stop: i64) -> Vec<(String, i64)> {
+    let rows = server
+        .query(&format!(
+            "from(bucket: \"_monitoring\") |> range(start: {}, stop: {}) \
+             |> filter(fn: (r) => r._measurement == \"statuses\" and r._level == \"crit\" and r._field == \"_source_timestamp\")",
+            rfc(start),
+            rfc(stop)
+        ))
+        .await;
+    let mut v: Vec<(String, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get("_check_name").unwrap_or("").to_string(),
+                r.get("_value").unwrap_or("-1").parse().unwrap_or(-1),
+            )
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn handover(src: &Influxd, dst: &Influxd, to: &str, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["handover", "--src-host", &src.url, "--dest-host", &dst.url, "--to", to];
+    args.extend_from_slice(extra);
+    args.into_iter().map(String::from).collect()
+}
+
+async fn cli(work: &std::path::Path, src: &Influxd, dst: &Influxd, args: &[String]) -> Run {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = run(work, &args, &tokens(src, dst)).await;
+    assert_no_token(&run.all(), &[&src.token, &dst.token]);
+    run
+}
+
+async fn the_destination_takes_scheduled_work_only_at_the_handover_and_replays_what_it_missed(
+    version: InfluxdVersion,
+) {
+    let src = Influxd::start_version(version, "sched-src").await;
+    let mut dst = Influxd::start_version(version, "sched-dst").await;
+    for b in ["raw", "down"] {
+        src.create_bucket(b).await;
+    }
+    // Raw data from 20 s ago to 3 minutes ahead, so every run of the test reads complete data.
+    let start = OffsetDateTime::now_utc().unix_timestamp() - 20;
+    src.write_ok("raw", "ns", raw_points(start, 200, 0x2545_f491_4f6c_dd1d)).await;
+
+    let body = |name: &str, measurement: &str, status: &str| json!({"orgID": src.org_id, "flux": task_flux(name, &src.org, measurement), "status": status});
+    ok(&src, Method::POST, "/api/v2/tasks", Some(body("downsample", "m_1s", "active")), 201).await;
+    ok(&src, Method::POST, "/api/v2/tasks", Some(body("paused", "m_paused", "inactive")), 201).await;
+    let (src_pager, dst_pager) = (Receiver::start().await, Receiver::start().await);
+    make_monitoring(&src, &src_pager.url).await;
+    let first = ran_after(&src, "downsample", 0).await;
+    let mut rule_first = 0;
+    while rule_first == 0 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        rule_first = monitor_latest(&src, "notificationRules", "page").await;
+    }
+
+    // Seed the destination with everything.
+    let work = tempfile::tempdir().unwrap();
+    let seed = run(
+        work.path(),
+        &["--src-host", &src.url, "--dest-host", &dst.url, "--full", "--confirm-full", "--dir-name", "bk"],
+        &tokens(&src, &dst),
+    )
+    .await;
+    seed.expect(0);
+    assert_no_token(&seed.all(), &[&src.token, &dst.token]);
+    // A full restore brings the source's users and tokens: the destination answers to them now.
+    dst.token = src.token.clone();
+    dst.org_id = src.org_id.clone();
+    dst.org = src.org.clone();
+    assert!(seed.all().contains("handover"), "the seeding says how scheduled work moves: {}", seed.all());
+
+    // The destination holds the copy: inactive, labelled; the paused task is inactive, unlabelled.
+    let (status, held, _) = task(&dst, "downsample").await;
+    assert_eq!((status.as_str(), held), ("inactive", true), "the destination does not run the task");
+    let (status, held, _) = task(&dst, "paused").await;
+    assert_eq!((status.as_str(), held), ("inactive", false), "an intentionally inactive task is not held");
+    let (status, held, _) = task(&src, "downsample").await;
+    assert_eq!((status.as_str(), held), ("active", false), "the source keeps running it");
+    for path in ["checks", "notificationRules"] {
+        let name = if path == "checks" { "hot" } else { "page" };
+        let (status, held, _) = monitor_item(&dst, path, name).await;
+        assert_eq!((status.as_str(), held), ("inactive", true), "the destination does not run {path} {name}");
+        assert_eq!(monitor_item(&src, path, name).await.0, "active");
+    }
+    repoint(&dst, &dst_pager.url).await;
+
+    // The source runs on while the destination holds; the destination computes nothing meanwhile.
+    let (_, _, dst_latest) = task(&dst, "downsample").await;
+    let snapshot = seconds(&dst_latest);
+    let later = ran_after(&src, "downsample", snapshot + 3 * EVERY_S).await;
+    tokio::time::sleep(Duration::from_secs(EVERY_S as u64 + 1)).await;
+    assert!(
+        derived(&dst, "m_1s", &rfc(snapshot + 1), &rfc(later + 1)).await.is_empty(),
+        "the destination ran a held task"
+    );
+    // The live path delivers later raw points to both databases.
+    let more = raw_points(start + 200, 60, 0x9e37_79b9_7f4a_7c15);
+    src.write_ok("raw", "ns", more.clone()).await;
+    dst.write_ok("raw", "ns", more).await;
+
+    // The plan changes nothing.
+    let plan = cli(work.path(), &src, &dst, &handover(&src, &dst, "destination", &["--dry-run"])).await;
+    plan.expect(0);
+    assert!(plan.all().contains("downsample"), "{}", plan.all());
+    assert_eq!(task(&dst, "downsample").await.0, "inactive");
+    assert_eq!(task(&src, "downsample").await.0, "active");
+
+    let moved = cli(work.path(), &src, &dst, &handover(&src, &dst, "destination", &[])).await;
+    moved.expect(0);
+    let (status, held, hold_point) = task(&src, "downsample").await;
+    assert_eq!((status.as_str(), held), ("inactive", true), "the source stopped: {}", moved.all());
+    let (status, held, _) = task(&dst, "downsample").await;
+    assert_eq!((status.as_str(), held), ("active", false), "the destination runs it: {}", moved.all());
+    for server in [&src, &dst] {
+        assert_eq!(
+            task(server, "paused").await.0,
+            "inactive",
+            "a paused task stays paused at {}",
+            server.url
+        );
+    }
+    for path in ["checks", "notificationRules"] {
+        let name = if path == "checks" { "hot" } else { "page" };
+        assert_eq!(monitor_item(&src, path, name).await.0, "inactive", "{path} {name} stopped at the source");
+        assert_eq!(monitor_item(&dst, path, name).await.0, "active", "{path} {name} runs at the destination");
+    }
+    let rule_handed = monitor_latest(&src, "notificationRules", "page").await;
+
+    // Value by value, from the source's first run to its last: the destination replayed every
+    // run it missed (those that fell while it held the task), from complete data.
+    let hold_point = seconds(&hold_point);
+    let window = (rfc(first - EVERY_S), rfc(hold_point + 1));
+    let at_source = derived(&src, "m_1s", &window.0, &window.1).await;
+    let at_destination = derived(&dst, "m_1s", &window.0, &window.1).await;
+    assert!(at_source.len() as i64 >= (hold_point - first), "the source derived points: {at_source:?}");
+    assert_eq!(at_destination, at_source, "derived points over {window:?}");
+    let after = ran_after(&dst, "downsample", hold_point + EVERY_S).await;
+    assert!(
+        !derived(&dst, "m_1s", &rfc(hold_point + 1), &rfc(after + 1)).await.is_empty(),
+        "the destination goes on deriving after the handover"
+    );
+    let paused = derived(&dst, "m_paused", &rfc(start - 60), &rfc(after + 60)).await;
+    if !paused.is_empty() {
+        let (_, _, latest) = task(&dst, "paused").await;
+        panic!(
+            "the paused task ran at the destination: {paused:?} (its latestCompleted there {latest}); at the source: {:?}",
+            derived(&src, "m_paused", &rfc(start - 60), &rfc(after + 60)).await
+        );
+    }
+
+    // Again: nothing to do, nothing changes.
+    let again = cli(work.path(), &src, &dst, &handover(&src, &dst, "destination", &[])).await;
+    again.expect(0);
+    assert!(again.all().contains("nothing to hand over"), "{}", again.all());
+    assert_eq!(task(&src, "downsample").await.0, "inactive");
+    assert_eq!(task(&dst, "downsample").await.0, "active");
+
+    // Back to the source: it replays what it missed since it stopped.
+    let back = cli(work.path(), &src, &dst, &handover(&src, &dst, "source", &[])).await;
+    back.expect(0);
+    let (status, held, _) = task(&dst, "downsample").await;
+    assert_eq!((status.as_str(), held), ("inactive", true), "{}", back.all());
+    let (status, held, _) = task(&src, "downsample").await;
+    assert_eq!((status.as_str(), held), ("active", false), "{}", back.all());
+    let (_, _, back_point) = task(&dst, "downsample").await;
+    let back_point = seconds(&back_point);
+    assert!(back_point > hold_point);
+    let window = (rfc(first - EVERY_S), rfc(back_point + 1));
+    let at_source = derived(&src, "m_1s", &window.0, &window.1).await;
+    let at_destination = derived(&dst, "m_1s", &window.0, &window.1).await;
+    assert_eq!(at_source, at_destination, "derived points over {window:?} after the hand-back");
+
+    // Every incident paged exactly once, by the database that owned scheduled work then.
+    let rule_back = monitor_latest(&dst, "notificationRules", "page").await;
+    let rule_last = ran_after_monitor(&src, rule_back + EVERY_S).await;
+    let from_source = incidents(&src_pager);
+    let from_destination = incidents(&dst_pager);
+    let ns = 1_000_000_000;
+    for (key, status_at) in &from_destination {
+        assert!(
+            *status_at >= rule_handed * ns && *status_at < rule_back * ns,
+            "the destination paged {key:?} (status at {status_at}) outside its ownership [{rule_handed}, {rule_back})"
+        );
+    }
+    for (key, status_at) in &from_source {
+        assert!(
+            *status_at < rule_handed * ns || *status_at >= rule_back * ns,
+            "the source paged {key:?} (status at {status_at}) while the destination owned scheduled work"
+        );
+    }
+    let mut all: Vec<(String, i64)> =
+        from_source.iter().chain(&from_destination).map(|(k, _)| k.clone()).collect();
+    all.sort();
+    let paged = all.len();
+    all.dedup();
+    assert_eq!(paged, all.len(), "an incident was paged twice: {from_source:?} {from_destination:?}");
+    let expected = crit_statuses(&src, rule_first, rule_last).await;
+    assert!(!expected.is_empty(), "the check found no incident to page");
+    let mut paged_in_window: Vec<(String, i64)> = from_source
+        .iter()
+        .chain(&from_destination)
+        .filter(|(_, at)| *at >= rule_first * ns && *at < rule_last * ns)
+        .map(|(k, _)| k.clone())
+        .collect();
+    paged_in_window.sort();
+    assert_eq!(paged_in_window, expected, "every CRIT status paged once");
+}
+
+/// Waits until the source's rule has run at or after `at`; its latest completed run.
+async fn ran_after_monitor(server: &Influxd, at: i64) -> i64 {
+    for _ in 0..120 {
+        let latest = monitor_latest(server, "notificationRules", "page").await;
+        if latest >= at {
+            return latest;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("the rule did not run at {} at {}", rfc(at), server.url);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_work_moves_exactly_once_on_2_7_12() {
+    the_destination_takes_scheduled_work_only_at_the_handover_and_replays_what_it_missed(
+        InfluxdVersion::V2_7,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_work_moves_exactly_once_on_2_9_1() {
+    the_destination_takes_scheduled_work_only_at_the_handover_and_replays_what_it_missed(
+        InfluxdVersion::V2_9,
+    )
+    .await;
+}
