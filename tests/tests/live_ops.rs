@@ -538,3 +538,117 @@ async fn missing_names_and_tokens_are_reported_with_what_to_pass() {
     assert_eq!(doc["outcome"], "failure");
     assert!(doc["error"].as_str().unwrap().contains("GetSecretValue on secret no/such/secret"), "{doc}");
 }
+
+/// A downsampling task `rollup` (every 2 s) at `server`, from its bucket into `derived`, with
+/// `status`; labelled held when `held`, as a `--full` seeding leaves the destination's copy.
+async fn make_rollup(server: &Influxd, status: &str, held: bool) -> String {
+    let flux = format!(
+        "option task = {{name: \"rollup\", every: 2s}}\n\
+         from(bucket: \"{}\") |> range(start: -task.every) |> aggregateWindow(every: 1s, fn: last)\n  \
+         |> to(bucket: \"derived\", org: \"{}\")\n",
+        server.bucket, server.org
+    );
+    let (code, task) = server
+        .api(
+            reqwest::Method::POST,
+            "/api/v2/tasks",
+            Some(json!({"orgID": server.org_id, "flux": flux, "status": status})),
+        )
+        .await;
+    assert_eq!(code, 201, "{task}");
+    let id = task["id"].as_str().unwrap().to_string();
+    if held {
+        let (code, label) = server
+            .api(
+                reqwest::Method::POST,
+                "/api/v2/labels",
+                Some(json!({"orgID": server.org_id, "name": "influx-migration:held"})),
+            )
+            .await;
+        assert_eq!(code, 201, "{label}");
+        let (code, answer) = server
+            .api(
+                reqwest::Method::POST,
+                &format!("/api/v2/tasks/{id}/labels"),
+                Some(json!({"labelID": label["label"]["id"]})),
+            )
+            .await;
+        assert_eq!(code, 201, "{answer}");
+    }
+    id
+}
+
+/// `(status, labelled held)` of the task `id`.
+async fn rollup_state(server: &Influxd, id: &str) -> (String, bool) {
+    let (code, task) = server.api(reqwest::Method::GET, &format!("/api/v2/tasks/{id}"), None).await;
+    assert_eq!(code, 200, "{task}");
+    let held = task["labels"].as_array().into_iter().flatten().any(|l| l["name"] == "influx-migration:held");
+    (task["status"].as_str().unwrap_or_default().to_string(), held)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutover_hands_scheduled_work_to_the_destination_and_rollback_hands_it_back() {
+    let live = Live::deploy().await;
+    live.write_same_data().await;
+    live.write_lag(100);
+    live.cli(&["unthrottle"]);
+    for server in [&live.src, &live.dst] {
+        server.create_bucket("derived").await;
+    }
+    let src_task = make_rollup(&live.src, "active", false).await;
+    let dst_task = make_rollup(&live.dst, "inactive", true).await;
+
+    let status = live.cli(&["status", "--json"]);
+    assert_eq!(status.json()["scheduled_work"]["owner"], "source", "{}", status.stdout);
+
+    // The plan changes nothing.
+    let plan = live.cli(&["cutover", "--dry-run", "--json"]);
+    assert_eq!(plan.code, 0, "{}\n{}", plan.stdout, plan.stderr);
+    assert_eq!(plan.json()["handover"]["dry_run"], true);
+    assert_eq!(plan.json()["handover"]["moved"][0]["name"], "rollup", "{}", plan.stdout);
+    assert_eq!(live.read_endpoint().await.0, "source");
+    assert_eq!(rollup_state(&live.src, &src_task).await, ("active".to_string(), false));
+    assert_eq!(rollup_state(&live.dst, &dst_task).await, ("inactive".to_string(), true));
+
+    let cut = live.cli(&["cutover", "--json"]);
+    assert_eq!(cut.code, 0, "{}\n{}", cut.stdout, cut.stderr);
+    let moved = &cut.json()["handover"]["moved"];
+    assert_eq!(
+        (moved[0]["kind"].as_str(), moved[0]["name"].as_str()),
+        (Some("task"), Some("rollup")),
+        "{moved}"
+    );
+    assert_eq!(moved[0]["failed"], 0, "{moved}");
+    assert_eq!(
+        rollup_state(&live.src, &src_task).await,
+        ("inactive".to_string(), true),
+        "the source stopped"
+    );
+    assert_eq!(
+        rollup_state(&live.dst, &dst_task).await,
+        ("active".to_string(), false),
+        "the destination runs it"
+    );
+    assert_eq!(live.read_endpoint().await.0, "destination");
+    let status = live.cli(&["status", "--json"]);
+    assert_eq!(status.json()["scheduled_work"]["owner"], "destination", "{}", status.stdout);
+
+    let back = live.cli(&["rollback", "--json"]);
+    assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
+    assert_eq!(back.json()["handover"]["moved"][0]["name"], "rollup", "{}", back.stdout);
+    assert_eq!(
+        rollup_state(&live.src, &src_task).await,
+        ("active".to_string(), false),
+        "the source runs it again"
+    );
+    assert_eq!(rollup_state(&live.dst, &dst_task).await, ("inactive".to_string(), true));
+
+    // A second rollback has nothing to hand back; a second cutover moves it again.
+    let again = live.cli(&["rollback", "--json"]);
+    assert_eq!(again.code, 0, "{}", again.stdout);
+    assert_eq!(again.json()["handover"]["moved"], json!([]), "{}", again.stdout);
+    let recut = live.cli(&["cutover", "--json"]);
+    assert_eq!(recut.code, 0, "{}\n{}", recut.stdout, recut.stderr);
+    assert_eq!(rollup_state(&live.src, &src_task).await, ("inactive".to_string(), true));
+    assert_eq!(rollup_state(&live.dst, &dst_task).await, ("active".to_string(), false));
+}
