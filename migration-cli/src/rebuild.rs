@@ -501,7 +501,11 @@ impl Rebuild<'_> {
                         );
                     }
                     let made = self.dst.send_value(Method::POST, &path, &[], Some(&body)).await?;
-                    s(&made, "id").to_string()
+                    let id = s(&made, "id").to_string();
+                    if let Some(k) = scheduled(kind) {
+                        scheduled_work::unschedule(self.dst, k, &id).await?;
+                    }
+                    id
                 }
             };
             if let Some(k) = scheduled(kind)
@@ -674,7 +678,9 @@ impl Rebuild<'_> {
                         body["description"] = json!(s(t, "description"));
                     }
                     let made = self.dst.send_value(Method::POST, "/api/v2/tasks", &[], Some(&body)).await?;
-                    s(&made, "id").to_string()
+                    let id = s(&made, "id").to_string();
+                    scheduled_work::unschedule(self.dst, Kind::Task, &id).await?;
+                    id
                 }
             };
             if s(t, "status") == "active" {

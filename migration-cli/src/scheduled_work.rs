@@ -321,6 +321,19 @@ async fn set_status(api: &InfluxApi, item: &Item, status: &str) -> Result<(), Wo
     Ok(())
 }
 
+/// Stops influxd from running an item it was asked to make inactive. influxd (2.7.12, 2.9.1)
+/// schedules every task it creates whatever its status (the coordinator's `TaskCreated`), and an
+/// update from inactive to inactive changes nothing (`TaskUpdated`), so an item made with
+/// `"status": "inactive"` runs while it shows inactive. Activating and deactivating it releases
+/// it from the scheduler.
+pub async fn unschedule(api: &InfluxApi, kind: Kind, id: &str) -> Result<(), WorkError> {
+    let path = format!("/api/v2/{}/{id}", kind.path());
+    for status in ["active", "inactive"] {
+        api.send_value(Method::PATCH, &path, &[], Some(&json!({"status": status}))).await?;
+    }
+    Ok(())
+}
+
 /// Holds an item: labelled first, inactive second. Returns whether anything changed.
 pub async fn hold(api: &InfluxApi, item: &Item, label_id: &str) -> Result<bool, WorkError> {
     let mut changed = false;
@@ -408,6 +421,12 @@ pub async fn hold_all(api: &InfluxApi) -> Result<Vec<Item>, WorkError> {
 pub async fn latest_completed(api: &InfluxApi, task_id: &str) -> Result<Option<i64>, WorkError> {
     let task = api.get_value(&format!("/api/v2/tasks/{task_id}"), &[]).await?;
     Ok(parse_time(s(&task, "latestCompleted")))
+}
+
+/// When a task was made (Unix seconds): no run of it is scheduled before.
+pub async fn created_at(api: &InfluxApi, task_id: &str) -> Result<Option<i64>, WorkError> {
+    let task = api.get_value(&format!("/api/v2/tasks/{task_id}"), &[]).await?;
+    Ok(parse_time(s(&task, "createdAt")))
 }
 
 /// One run of a task.
@@ -528,6 +547,82 @@ pub async fn wait_run(
     }
 }
 
+/// The buckets a task's Flux writes to: every `bucket: "<name>"` argument of a `to(` call
+/// (`to` and `experimental.to`). A bucket given by ID or computed is not found.
+pub fn output_buckets(flux: &str) -> Vec<String> {
+    let bytes = flux.as_bytes();
+    let mut found = Vec::new();
+    let mut at = 0;
+    while let Some(i) = flux[at..].find("to(") {
+        let start = at + i;
+        at = start + 3;
+        let before = start.checked_sub(1).map(|b| bytes[b]);
+        if before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            continue;
+        }
+        // The call's arguments: up to the matching parenthesis, strings skipped.
+        let (mut depth, mut j, mut in_string) = (1usize, at, false);
+        while j < bytes.len() && depth > 0 {
+            match bytes[j] {
+                b'\\' if in_string => j += 1,
+                b'"' => in_string = !in_string,
+                b'(' if !in_string => depth += 1,
+                b')' if !in_string => depth -= 1,
+                _ => {}
+            }
+            j += 1;
+        }
+        let args = &flux[at..j.min(flux.len())];
+        let mut from = 0;
+        while let Some(k) = args[from..].find("bucket") {
+            let key = from + k;
+            from = key + 6;
+            let prev = key.checked_sub(1).map(|b| args.as_bytes()[b]);
+            if prev.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                continue;
+            }
+            let rest = args[from..].trim_start();
+            let Some(rest) = rest.strip_prefix(':') else { continue };
+            let Some(rest) = rest.trim_start().strip_prefix('"') else { continue };
+            let mut name = String::new();
+            let mut chars = rest.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => name.extend(chars.next()),
+                    '"' => {
+                        found.push(std::mem::take(&mut name));
+                        break;
+                    }
+                    c => name.push(c),
+                }
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// `(org name, bucket)` of every bucket a task of any org writes to ([`output_buckets`]): a
+/// task that runs, or is held for the other database (an inactive one, paused on purpose, is
+/// left out).
+pub async fn task_outputs(api: &InfluxApi) -> Result<Vec<(String, String)>, WorkError> {
+    let mut out = Vec::new();
+    for org in api.orgs().await? {
+        for task in list_tasks(api, &org.id).await? {
+            if s(&task, "status") != "active" && !has_held_label(&task) {
+                continue;
+            }
+            for bucket in output_buckets(s(&task, "flux")) {
+                out.push((org.name.clone(), bucket));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -570,5 +665,15 @@ mod tests {
         assert_eq!(schedule_of(&json!({"every": "5s"})), Schedule::Every(5));
         assert_eq!(schedule_of(&json!({"cron": "0 * * * *"})), Schedule::Other("cron 0 * * * *".into()));
         assert_eq!(schedule_of(&json!({"every": "1mo"})), Schedule::Other("every 1mo".into()));
+    }
+
+    #[test]
+    fn output_buckets_are_the_bucket_arguments_of_to_calls() {
+        let flux = "option task = {name: \"down\", every: 1m}\n\
+                    from(bucket: \"raw\") |> range(start: -task.every)\n  |> to(bucket: \"down_1m\", org: \"o\")\n\
+                    x |> experimental.to(org: \"o\", bucket : \"wide\")\n\
+                    y |> to(bucketID: \"0123\") |> into(bucket: \"not a to\")\n\
+                    z |> to(bucket: \"a \\\"quoted\\\" (name)\", fn: (r) => ({r with b: \"bucket: \"}))";
+        assert_eq!(output_buckets(flux), vec!["a \"quoted\" (name)", "down_1m", "wide"]);
     }
 }

@@ -71,6 +71,8 @@ pub struct Report {
     /// Items left where they are, and why.
     pub left: Vec<String>,
     pub monitoring_copied: usize,
+    /// Derived values the taker lacked (or held otherwise) up to the giver's last runs, written.
+    pub derived_written: usize,
     pub dry_run: bool,
 }
 
@@ -148,6 +150,43 @@ pub async fn run(args: HandoverArgs) -> anyhow::Result<Exit> {
 const RUN_LIMIT: Duration = Duration::from_secs(600);
 /// Longest to wait for the giver's runs in flight after the hold.
 const SETTLE_LIMIT: Duration = Duration::from_secs(120);
+
+/// Periods before the taker's last run that a task's replay recomputes. influxd finishes runs
+/// out of order and keeps the latest `latestCompleted`, so a run still in flight when the
+/// snapshot was taken (or lagging under load) writes its points at the giver after a later run
+/// already counts as done; a backup can miss them. Recomputing those periods at the taker, on its
+/// complete data, writes the same values again where they were not missed.
+const TASK_OVERLAP_PERIODS: i64 = 2;
+
+/// Where an item's replay starts, from the taker's and the giver's last runs: a task recomputes
+/// from a little before its own last run at the taker (the snapshot, or where it last held the
+/// work); a check or rule goes on after the giver's last run (the giver already paged for the
+/// earlier ones).
+/// The overlap never reaches before the task was made (`created`): runs that never happened
+/// at the giver are not invented at the taker.
+fn replay_start(
+    item: &Item,
+    taker_last: Option<i64>,
+    giver_last: Option<i64>,
+    created: Option<i64>,
+) -> Option<i64> {
+    match (item.kind, &item.schedule) {
+        (Kind::Task, Schedule::Every(every)) => {
+            taker_last.map(|t| (t - TASK_OVERLAP_PERIODS * every).max(created.unwrap_or(i64::MIN)).min(t))
+        }
+        (Kind::Task, Schedule::Other(_)) => taker_last,
+        _ => giver_last,
+    }
+}
+
+/// The times at or before which a replay reruns a task even where the taker has a run: the
+/// overlap of [`replay_start`].
+fn always_rerun_until(item: &Item, from: i64) -> i64 {
+    match (item.kind, &item.schedule) {
+        (Kind::Task, Schedule::Every(every)) => from + TASK_OVERLAP_PERIODS * every,
+        _ => i64::MIN,
+    }
+}
 
 fn property_key(item: &Item) -> String {
     format!("replay-from-{}", item.id)
@@ -253,7 +292,8 @@ async fn times_to_replay(
         .into_iter()
         .map(|r| r.scheduled_for)
         .collect();
-    let mut times: Vec<i64> = wanted.into_iter().filter(|x| !done.contains(x)).collect();
+    let rerun = always_rerun_until(t, from);
+    let mut times: Vec<i64> = wanted.into_iter().filter(|x| *x <= rerun || !done.contains(x)).collect();
     times.sort_unstable();
     times.dedup();
     Ok((times, note))
@@ -321,10 +361,12 @@ pub async fn hand_over(
 
     if dry_run {
         for (g, t) in &pairs {
-            let from = match t.kind {
-                Kind::Task => work::latest_completed(taker.api, &t.task_id).await?,
-                _ => work::latest_completed(giver.api, &g.task_id).await?,
-            };
+            let from = replay_start(
+                t,
+                work::latest_completed(taker.api, &t.task_id).await?,
+                work::latest_completed(giver.api, &g.task_id).await?,
+                work::created_at(taker.api, &t.task_id).await?,
+            );
             let props =
                 work::held_label(taker.api, &t.org_id, false).await?.map(|(_, p)| p).unwrap_or_default();
             let from = props.get(&property_key(t)).and_then(|v| v.parse().ok()).or(from);
@@ -369,6 +411,48 @@ pub async fn hand_over(
     for (g, _) in &pairs {
         settle(giver.api, g).await?;
     }
+    // 2b. The taker's derived buckets made to match the giver's up to the giver's last runs.
+    // What the giver derived is final up to there, while the taker's copy can lack some of it:
+    // influxd's backup leaves out points still in a write cache being flushed (its shard
+    // snapshot skips the cache then), and runs finish out of order. Nothing is deleted.
+    let mut derived: BTreeMap<(String, String, String), (String, i64)> = BTreeMap::new();
+    for (g, t) in pairs.iter().filter(|(_, t)| t.kind == Kind::Task) {
+        let Some(until) = work::latest_completed(giver.api, &g.task_id).await? else { continue };
+        let task = giver.api.get_value(&format!("/api/v2/tasks/{}", g.id), &[]).await?;
+        for bucket in work::output_buckets(task.get("flux").and_then(Value::as_str).unwrap_or_default()) {
+            let e =
+                derived.entry((g.org_id.clone(), t.org_id.clone(), bucket)).or_insert((t.org.clone(), until));
+            e.1 = e.1.min(until);
+        }
+    }
+    for ((g_org, t_org, bucket), (org_name, until)) in &derived {
+        let (gb, tb) =
+            (giver.api.find_bucket(g_org, bucket).await?, taker.api.find_bucket(t_org, bucket).await?);
+        let (Some(gb), Some(tb)) = (gb, tb) else {
+            out.warn(format!(
+                "the derived bucket {org_name}/{bucket} is missing at the {} or the {}: its points were not compared",
+                giver.name, taker.name
+            ));
+            continue;
+        };
+        let stop =
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(*until) * 1_000_000_000 + 1).ok();
+        let window = crate::verify::TimeWindow::new(None, stop);
+        let n = crate::live::repair::match_bucket((giver.api, &gb), (taker.api, &tb), &window)
+            .await
+            .map_err(|e| WorkError::Answer {
+                host: taker.api.host().to_string(),
+                what: format!("making the derived bucket {bucket} match the {}'s: {e:#}", giver.name),
+            })?;
+        report.derived_written += n;
+        out.did(format!(
+            "the derived bucket {org_name}/{bucket} matches the {}'s up to {}: {n} value(s) written at the {}",
+            giver.name,
+            work::rfc3339(*until),
+            taker.name
+        ));
+    }
+
     // 3. Where each replay starts, recorded once.
     let mut starts: Vec<Option<i64>> = Vec::new();
     let mut t_labels: BTreeMap<String, String> = BTreeMap::new();
@@ -379,10 +463,12 @@ pub async fn hand_over(
         let from = match props.get(&key).and_then(|v| v.parse::<i64>().ok()) {
             Some(f) => Some(f),
             None => {
-                let f = match t.kind {
-                    Kind::Task => work::latest_completed(taker.api, &t.task_id).await?,
-                    _ => work::latest_completed(giver.api, &g.task_id).await?,
-                };
+                let f = replay_start(
+                    t,
+                    work::latest_completed(taker.api, &t.task_id).await?,
+                    work::latest_completed(giver.api, &g.task_id).await?,
+                    work::created_at(taker.api, &t.task_id).await?,
+                );
                 if let Some(f) = f {
                     work::set_label_property(taker.api, &label_id, &key, Some(&f.to_string())).await?;
                 }
@@ -480,6 +566,36 @@ pub async fn hand_over(
     Ok(report)
 }
 
+/// What `verify --derived` compares: the source buckets the source's tasks write to, and where
+/// the side that holds scheduled work last ran its tasks, less the periods a replay recomputes
+/// (Unix seconds, and that side's name): up to there both sides have derived the same points.
+pub struct DerivedScope {
+    pub buckets: Vec<String>,
+    pub until: Option<(i64, &'static str)>,
+}
+
+pub async fn derived_scope(src: &InfluxApi, dst: &InfluxApi) -> Result<DerivedScope, WorkError> {
+    let buckets: Vec<String> = work::task_outputs(src).await?.into_iter().map(|(_, b)| b).collect();
+    let mut until = None;
+    for (api, name) in [(src, "source"), (dst, "destination")] {
+        for item in work::inventory(api).await?.iter().filter(|i| i.kind == Kind::Task && i.held) {
+            let last = work::latest_completed(api, &item.task_id).await?;
+            if let Some(last) = replay_start(item, last, None, work::created_at(api, &item.task_id).await?)
+                && until.is_none_or(|(u, _)| last < u)
+            {
+                until = Some((last, name));
+            }
+        }
+        if until.is_some() {
+            break;
+        }
+    }
+    let mut buckets = buckets;
+    buckets.sort();
+    buckets.dedup();
+    Ok(DerivedScope { buckets, until })
+}
+
 /// Who owns scheduled work, from what each side holds: `(owner, detail)`.
 pub fn ownership(src: &[Item], dst: &[Item]) -> (String, String) {
     let held = |items: &[Item]| items.iter().filter(|i| i.held).count();
@@ -518,7 +634,7 @@ pub async fn status_section(out: &mut Output, src: &InfluxApi, dst: &InfluxApi) 
     for (g, t) in &pairs {
         let g_last = work::latest_completed(giver, &g.task_id).await?;
         let t_last = work::latest_completed(taker, &t.task_id).await?;
-        let from = if t.kind == Kind::Task { t_last } else { g_last };
+        let from = replay_start(t, t_last, g_last, work::created_at(taker, &t.task_id).await?);
         let to_replay = match (&t.schedule, from) {
             (Schedule::Every(e), Some(f)) => Some(work::every_times(*e, f, now_seconds()).len()),
             _ => None,
@@ -614,5 +730,29 @@ mod tests {
         assert_eq!(ownership(&dst, &src).0, "destination");
         assert!(ownership(&dst, &dst).0.starts_with("split"));
         assert_eq!(ownership(&[], &[]).0, "nobody holds anything");
+    }
+
+    #[test]
+    fn a_task_replay_recomputes_two_periods_but_never_before_the_task_was_made() {
+        let mut task = item(Kind::Task, "down", true, true);
+        task.schedule = Schedule::Every(2);
+        assert_eq!(replay_start(&task, Some(100), Some(200), None), Some(96));
+        assert_eq!(replay_start(&task, Some(100), Some(200), Some(90)), Some(96));
+        assert_eq!(replay_start(&task, Some(100), Some(200), Some(98)), Some(98));
+        assert_eq!(replay_start(&task, Some(100), None, Some(150)), Some(100), "never after its last run");
+        assert_eq!(replay_start(&task, None, Some(200), None), None);
+        assert_eq!(always_rerun_until(&task, 96), 100);
+        task.schedule = Schedule::Other("0 * * * *".into());
+        assert_eq!(replay_start(&task, Some(100), Some(200), Some(50)), Some(100));
+    }
+
+    #[test]
+    fn checks_and_rules_go_on_after_the_givers_last_run() {
+        for kind in [Kind::Check, Kind::Rule] {
+            let mut it = item(kind, "hot", true, true);
+            it.schedule = Schedule::Every(60);
+            assert_eq!(replay_start(&it, Some(100), Some(200), Some(10)), Some(200));
+            assert_eq!(always_rerun_until(&it, 200), i64::MIN, "a rule is never rerun: it would page again");
+        }
     }
 }

@@ -93,11 +93,39 @@ struct Sides<'a> {
     target: (&'a InfluxApi, &'a Bucket),
 }
 
+/// What a repair may do.
+#[derive(Debug, Clone, Copy)]
+struct Policy {
+    delete_extra: bool,
+    dry_run: bool,
+}
+
+/// Makes every measurement of the target bucket hold what the reference holds over `window`
+/// (writing what differs or is missing, deleting nothing); the values written. The handover
+/// makes the taker's derived buckets match the giver's with it.
+pub async fn match_bucket(
+    reference: (&InfluxApi, &Bucket),
+    target: (&InfluxApi, &Bucket),
+    window: &TimeWindow,
+) -> anyhow::Result<usize> {
+    let measurements = counts::count_values(reference.0, reference.1, window).await?;
+    let sides = Sides { reference, target };
+    let policy = Policy { delete_extra: false, dry_run: false };
+    let mut written = 0;
+    for m in measurements.keys() {
+        written += repair_measurement(&sides, m, window, policy)
+            .await
+            .with_context(|| format!("bucket {}, measurement {m}", reference.1.name))?
+            .values_written;
+    }
+    Ok(written)
+}
+
 async fn repair_measurement(
     sides: &Sides<'_>,
     measurement: &str,
     window: &TimeWindow,
-    args: &RepairArgs,
+    args: Policy,
 ) -> anyhow::Result<Repaired> {
     let ((r_api, r_bucket), (t_api, t_bucket)) = (sides.reference, sides.target);
     let find = || async {
@@ -221,9 +249,14 @@ async fn repair_pair(
     let (sides, label) = (&sides, &name);
     let results: Vec<anyhow::Result<Repaired>> = futures::stream::iter(measurements.iter())
         .map(|m| async move {
-            repair_measurement(sides, m, window, args)
-                .await
-                .with_context(|| format!("bucket {label}, measurement {m}"))
+            repair_measurement(
+                sides,
+                m,
+                window,
+                Policy { delete_extra: args.delete_extra, dry_run: args.dry_run },
+            )
+            .await
+            .with_context(|| format!("bucket {label}, measurement {m}"))
         })
         .buffered(usize::from(args.max_concurrency))
         .collect()
