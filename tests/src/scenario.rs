@@ -227,7 +227,11 @@ pub async fn run(
     phase("verify", t, &mut report);
     let t = Instant::now();
     let reads_failed_before = traffic.failed_reads().len();
-    cli(stack, cutover, 0, progress).await?;
+    let cut = cli(stack, cutover, 0, progress).await?;
+    // What the cutover did with tasks, checks and rules (the handover of scheduled work).
+    if let Some(at) = cut.lines().find_map(|l| l.find("scheduled work").map(|i| l[i..].to_string())) {
+        report.notes.push(format!("cutover handed over {at}"));
+    }
     mark(stack, &mut report, "cutover");
     progress(&format!("reads go to the destination; clients keep going for {:?}", options.after_cutover));
     tokio::time::sleep(options.after_cutover).await;
