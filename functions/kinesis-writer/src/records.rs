@@ -52,7 +52,12 @@ pub fn prepare(
         if line.has_timestamp {
             chunker.push_line(line.text, b"").map_err(envelope_error)?;
         } else {
-            chunker.push_line(line.stamp_base(), stamp.as_bytes()).map_err(envelope_error)?;
+            let (base, bridge) = line.stamp_split();
+            if bridge.is_empty() {
+                chunker.push_line(base, stamp.as_bytes()).map_err(envelope_error)?;
+            } else {
+                chunker.push_line(base, &[bridge, stamp.as_bytes()].concat()).map_err(envelope_error)?;
+            }
         }
     }
     let records = chunker.finish().map_err(envelope_error)?;
@@ -110,6 +115,22 @@ mod tests {
         assert_eq!(r.header.received_at_ns, 1_700_000_000_123_456_789);
         assert_eq!(r.header.request_id, "r1");
         assert_eq!(r.header.authorization.unwrap().expose(), "Token t");
+    }
+
+    /// What broke: the gateway appended ` <stamp>` after a lone trailing backslash, which
+    /// escaped the space, so influxd stored the stamp inside the string value and gave the point
+    /// its own arrival time, different at each database.
+    #[test]
+    fn a_line_ending_in_a_lone_backslash_keeps_its_stamp_through_the_gateway() {
+        // (A backslash before a newline escapes it: the line must end the body.)
+        let body = b"m s=\"x\"y\\";
+        let w = write(body, Precision::Seconds);
+        let lines = validate(&w.body, Precision::Seconds).unwrap();
+        let p =
+            prepare(&w, None, &lines, 1_700_000_000_123_456_789, PartitionKeyMode::Random, MAX_RECORD_BYTES)
+                .unwrap();
+        let r = Record::decode(&p.records[0]).unwrap();
+        assert_eq!(r.body().unwrap(), b"m s=\"x\"y_ 1700000000\n");
     }
 
     #[test]

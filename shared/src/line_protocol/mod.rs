@@ -80,18 +80,23 @@ impl Line<'_> {
         if self.has_timestamp {
             out.extend_from_slice(self.text);
         } else {
-            let base = self.stamp_base();
-            let backslashes = base.iter().rev().take_while(|&&b| b == b'\\').count();
-            if backslashes % 2 == 1 {
-                out.extend_from_slice(&base[..base.len() - 1]);
-                out.push(b'_');
-            } else {
-                out.extend_from_slice(base);
-            }
+            let (base, bridge) = self.stamp_split();
+            out.extend_from_slice(base);
+            out.extend_from_slice(bridge);
             // Writing to a Vec cannot fail.
             let _ = write!(out, " {timestamp}");
         }
         out.push(b'\n');
+    }
+
+    /// For a line without a timestamp: what a stamp (` <timestamp>`) follows, in two parts: the
+    /// line's bytes to keep, and the bytes between them and the stamp: `_` in place of a lone
+    /// trailing backslash, which would escape the stamp's space (see [`Line::write_stamped`]),
+    /// else nothing. Every writer that stamps lines goes through this.
+    pub fn stamp_split(&self) -> (&[u8], &'static [u8]) {
+        let base = self.stamp_base();
+        let backslashes = base.iter().rev().take_while(|&&b| b == b'\\').count();
+        if backslashes % 2 == 1 { (&base[..base.len() - 1], b"_") } else { (base, b"") }
     }
 
     /// For a line without a timestamp: the part a stamp (` <timestamp>`) is appended to, so that
