@@ -175,25 +175,6 @@ async fn list(
     }
 }
 
-/// Tasks page by `after` (the tasks API has no offset).
-async fn list_tasks(api: &InfluxApi, org_id: &str) -> Result<Vec<Value>, ApiError> {
-    let mut out: Vec<Value> = Vec::new();
-    loop {
-        let after = out.last().map(|t| s(t, "id").to_string()).unwrap_or_default();
-        let mut q = vec![("orgID", org_id), ("limit", "500")];
-        if !after.is_empty() {
-            q.push(("after", &after));
-        }
-        let page = api.get_value("/api/v2/tasks", &q).await?;
-        let items = page.get("tasks").and_then(Value::as_array).cloned().unwrap_or_default();
-        let n = items.len();
-        out.extend(items);
-        if n < 500 {
-            return Ok(out);
-        }
-    }
-}
-
 /// The IDs of the tasks that checks and notification rules of org `org_id` run as.
 async fn check_and_rule_tasks(api: &InfluxApi, org_id: &str) -> Result<BTreeSet<String>, ApiError> {
     let mut ids = BTreeSet::new();
@@ -659,10 +640,16 @@ impl Rebuild<'_> {
         let people = |t: &Value, skip: &BTreeSet<String>| {
             !skip.contains(s(t, "id")) && matches!(s(t, "type"), "" | "basic" | "system")
         };
-        let src: Vec<Value> =
-            list_tasks(self.src, &src_org.id).await?.into_iter().filter(|t| people(t, &skip_src)).collect();
-        let dst: Vec<Value> =
-            list_tasks(self.dst, dst_org).await?.into_iter().filter(|t| people(t, &skip_dst)).collect();
+        let src: Vec<Value> = scheduled_work::list_tasks(self.src, &src_org.id)
+            .await?
+            .into_iter()
+            .filter(|t| people(t, &skip_src))
+            .collect();
+        let dst: Vec<Value> = scheduled_work::list_tasks(self.dst, dst_org)
+            .await?
+            .into_iter()
+            .filter(|t| people(t, &skip_dst))
+            .collect();
         let mut taken = self.taken(TASKS).await;
         for t in &src {
             if self.mapped(TASKS, s(t, "id")).await.is_some() {

@@ -195,8 +195,8 @@ fn has_held_label(v: &Value) -> bool {
 }
 
 /// The tasks of an org that people made (`type` system; checks' and rules' tasks are listed
-/// with their check or rule), paged by `after`.
-async fn list_tasks(api: &InfluxApi, org_id: &str) -> Result<Vec<Value>, ApiError> {
+/// with their check or rule), paged by `after` (the tasks API has no offset).
+pub async fn list_tasks(api: &InfluxApi, org_id: &str) -> Result<Vec<Value>, ApiError> {
     let mut out: Vec<Value> = Vec::new();
     loop {
         let after = out.last().map(|t| s(t, "id").to_string()).unwrap_or_default();

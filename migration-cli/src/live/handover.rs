@@ -76,6 +76,21 @@ pub struct Report {
     pub dry_run: bool,
 }
 
+impl Moved {
+    /// An item about to move, replayed from `from`.
+    fn new(item: &Item, from: Option<i64>) -> Moved {
+        Moved {
+            kind: item.kind.noun(),
+            org: item.org.clone(),
+            name: item.name.clone(),
+            replay_from: from.map(work::rfc3339),
+            replayed: 0,
+            failed: 0,
+            not_computed: None,
+        }
+    }
+}
+
 impl Report {
     pub fn replayed(&self) -> usize {
         self.moved.iter().map(|m| m.replayed).sum()
@@ -186,6 +201,16 @@ fn always_rerun_until(item: &Item, from: i64) -> i64 {
         (Kind::Task, Schedule::Every(every)) => from + TASK_OVERLAP_PERIODS * every,
         _ => i64::MIN,
     }
+}
+
+/// [`replay_start`] of a pair, from what the two databases say now.
+async fn start_of(giver: Side<'_>, taker: Side<'_>, g: &Item, t: &Item) -> Result<Option<i64>, WorkError> {
+    Ok(replay_start(
+        t,
+        work::latest_completed(taker.api, &t.task_id).await?,
+        work::latest_completed(giver.api, &g.task_id).await?,
+        work::created_at(taker.api, &t.task_id).await?,
+    ))
 }
 
 fn property_key(item: &Item) -> String {
@@ -361,12 +386,7 @@ pub async fn hand_over(
 
     if dry_run {
         for (g, t) in &pairs {
-            let from = replay_start(
-                t,
-                work::latest_completed(taker.api, &t.task_id).await?,
-                work::latest_completed(giver.api, &g.task_id).await?,
-                work::created_at(taker.api, &t.task_id).await?,
-            );
+            let from = start_of(giver, taker, g, t).await?;
             let props =
                 work::held_label(taker.api, &t.org_id, false).await?.map(|(_, p)| p).unwrap_or_default();
             let from = props.get(&property_key(t)).and_then(|v| v.parse().ok()).or(from);
@@ -382,15 +402,7 @@ pub async fn hand_over(
                 taker.name,
                 from.map(work::rfc3339).unwrap_or_else(|| "-".into())
             ));
-            report.moved.push(Moved {
-                kind: t.kind.noun(),
-                org: t.org.clone(),
-                name: t.name.clone(),
-                replay_from: from.map(work::rfc3339),
-                replayed: 0,
-                failed: 0,
-                not_computed: None,
-            });
+            report.moved.push(Moved::new(t, from));
         }
         return Ok(report);
     }
@@ -463,12 +475,7 @@ pub async fn hand_over(
         let from = match props.get(&key).and_then(|v| v.parse::<i64>().ok()) {
             Some(f) => Some(f),
             None => {
-                let f = replay_start(
-                    t,
-                    work::latest_completed(taker.api, &t.task_id).await?,
-                    work::latest_completed(giver.api, &g.task_id).await?,
-                    work::created_at(taker.api, &t.task_id).await?,
-                );
+                let f = start_of(giver, taker, g, t).await?;
                 if let Some(f) = f {
                     work::set_label_property(taker.api, &label_id, &key, Some(&f.to_string())).await?;
                 }
@@ -507,15 +514,7 @@ pub async fn hand_over(
         for ((g, t), from) in pairs.iter().zip(&starts).filter(|((_, t), _)| t.kind == kind) {
             work::activate(taker.api, t).await?;
             let until = work::latest_completed(taker.api, &t.task_id).await?.unwrap_or_else(now_seconds);
-            let mut moved = Moved {
-                kind: t.kind.noun(),
-                org: t.org.clone(),
-                name: t.name.clone(),
-                replay_from: from.map(work::rfc3339),
-                replayed: 0,
-                failed: 0,
-                not_computed: None,
-            };
+            let mut moved = Moved::new(t, *from);
             if let Some(from) = from {
                 let (times, note) = times_to_replay(giver, taker, g, t, *from, until).await?;
                 if let Some(n) = &note {
