@@ -963,6 +963,29 @@ impl InfluxApi {
         self.send_value(Method::GET, path, query, None).await
     }
 
+    /// The `{"<key>": [...]}` items of every page of a list call paged by `offset` (100 a page).
+    pub async fn list_all(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        key: &str,
+    ) -> Result<Vec<Value>, ApiError> {
+        let mut out: Vec<Value> = Vec::new();
+        loop {
+            let offset = out.len().to_string();
+            let mut q = query.to_vec();
+            q.push(("limit", "100"));
+            q.push(("offset", &offset));
+            let page = self.get_value(path, &q).await?;
+            let items = page.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+            let n = items.len();
+            out.extend(items);
+            if n < 100 {
+                return Ok(out);
+            }
+        }
+    }
+
     /// Any call with an optional JSON body; the answer as JSON (`Null` when it has no body, as a
     /// 204 has not).
     pub async fn send_value(

@@ -159,20 +159,7 @@ async fn list(
     query: &[(&str, &str)],
     key: &str,
 ) -> Result<Vec<Value>, ApiError> {
-    let mut out: Vec<Value> = Vec::new();
-    loop {
-        let offset = out.len().to_string();
-        let mut q = query.to_vec();
-        q.push(("limit", "100"));
-        q.push(("offset", &offset));
-        let page = api.get_value(path, &q).await?;
-        let items = page.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
-        let n = items.len();
-        out.extend(items);
-        if n < 100 {
-            return Ok(out);
-        }
-    }
+    api.list_all(path, query, key).await
 }
 
 /// The IDs of the tasks that checks and notification rules of org `org_id` run as.

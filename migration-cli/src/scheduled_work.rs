@@ -214,22 +214,6 @@ pub async fn list_tasks(api: &InfluxApi, org_id: &str) -> Result<Vec<Value>, Api
     }
 }
 
-/// Checks or rules of an org, paged by offset.
-async fn list_paged(api: &InfluxApi, path: &str, key: &str, org_id: &str) -> Result<Vec<Value>, ApiError> {
-    let mut out: Vec<Value> = Vec::new();
-    loop {
-        let offset = out.len().to_string();
-        let q = [("orgID", org_id), ("limit", "100"), ("offset", offset.as_str())];
-        let page = api.get_value(path, &q).await?;
-        let items = page.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
-        let n = items.len();
-        out.extend(items);
-        if n < 100 {
-            return Ok(out);
-        }
-    }
-}
-
 /// Every task, check and rule of every org the token sees.
 pub async fn inventory(api: &InfluxApi) -> Result<Vec<Item>, WorkError> {
     let mut items = Vec::new();
@@ -237,7 +221,10 @@ pub async fn inventory(api: &InfluxApi) -> Result<Vec<Item>, WorkError> {
         for kind in Kind::ALL {
             let values = match kind {
                 Kind::Task => list_tasks(api, &org.id).await?,
-                _ => list_paged(api, &format!("/api/v2/{}", kind.path()), kind.path(), &org.id).await?,
+                _ => {
+                    api.list_all(&format!("/api/v2/{}", kind.path()), &[("orgID", &org.id)], kind.path())
+                        .await?
+                }
             };
             for v in values {
                 let id = s(&v, "id").to_string();
