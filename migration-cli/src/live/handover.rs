@@ -601,7 +601,13 @@ pub fn ownership(src: &[Item], dst: &[Item]) -> (String, String) {
     let active = |items: &[Item]| items.iter().filter(|i| i.active && !i.held).count();
     let (hs, hd) = (held(src), held(dst));
     let owner = match (hs, hd) {
-        (0, 0) => "nobody holds anything",
+        // Nothing held: each database runs what it has; both running the same work pages twice.
+        (0, 0) if active(src) > 0 && active(dst) > 0 => {
+            "both (nothing is held: the same work may run twice; make one side's copies inactive and label them \
+             influx-migration:held)"
+        }
+        (0, 0) if active(dst) > 0 => "destination (nothing is held)",
+        (0, 0) => "source (nothing is held)",
         (0, _) => "source",
         (_, 0) => "destination",
         _ => "split (a handover did not finish: run cutover or rollback again)",
@@ -728,7 +734,10 @@ mod tests {
         assert_eq!(ownership(&src, &dst).0, "source");
         assert_eq!(ownership(&dst, &src).0, "destination");
         assert!(ownership(&dst, &dst).0.starts_with("split"));
-        assert_eq!(ownership(&[], &[]).0, "nobody holds anything");
+        assert_eq!(ownership(&[], &[]).0, "source (nothing is held)");
+        let running = vec![item(Kind::Task, "down", true, false)];
+        assert!(ownership(&running, &running).0.starts_with("both"), "both run it: pages twice");
+        assert_eq!(ownership(&[], &running).0, "destination (nothing is held)");
     }
 
     #[test]

@@ -904,8 +904,9 @@ async fn hold_scheduled_work(dst: &InfluxApi) -> Result<bool, Failure> {
     let held = scheduled_work::hold_all(dst).await.map_err(|e| {
         Failure::failed(format!(
             "the data and metadata were migrated, but holding the destination's tasks, checks and rules inactive \
-             failed: {e}. Until they are held they run at both databases: run `influx-migration handover --to source` \
-             with the same hosts and tokens to hold them"
+             failed: {e}. Until they are held they run at both databases: make those active at the destination \
+             inactive there (in the UI, or `influx task update --status inactive`) and label them {}",
+            scheduled_work::HELD_LABEL
         ))
     })?;
     if !held.is_empty() {
