@@ -163,7 +163,7 @@ pub async fn run(args: HandoverArgs) -> anyhow::Result<Exit> {
 
 /// Longest a single replayed run may take.
 const RUN_LIMIT: Duration = Duration::from_secs(600);
-/// Longest to wait for the giver's runs in flight after the hold.
+/// Longest to wait for the giver's runs in flight after the hold (all items together).
 const SETTLE_LIMIT: Duration = Duration::from_secs(120);
 
 /// Periods before the taker's last run that a task's replay recomputes. influxd finishes runs
@@ -269,16 +269,24 @@ async fn label(api: &InfluxApi, org_id: &str) -> Result<(String, BTreeMap<String
     })
 }
 
-/// Waits until the giver has no run of `item` in flight.
-async fn settle(api: &InfluxApi, item: &Item) -> Result<(), WorkError> {
-    let started = tokio::time::Instant::now();
+/// Waits until the giver has no run of `item` in flight, or until `deadline` (shared by all
+/// items). Only runs scheduled within the overlap before its last run count: a database restored
+/// from a snapshot lists the runs that were in flight at the snapshot as started for ever, and
+/// waiting for those would only spend the deadline.
+async fn settle(api: &InfluxApi, item: &Item, deadline: tokio::time::Instant) -> Result<(), WorkError> {
+    let period = match item.schedule {
+        Schedule::Every(every) => every,
+        Schedule::Other(_) => 3_600,
+    };
     loop {
         let now = now_seconds();
+        let last = work::latest_completed(api, &item.task_id).await?.unwrap_or(now);
+        let recent = last - TASK_OVERLAP_PERIODS * period;
         let busy = work::runs(api, &item.task_id, now - 86_400, now + 3_600)
             .await?
             .into_iter()
-            .any(|r| !r.finished());
-        if !busy || started.elapsed() > SETTLE_LIMIT {
+            .any(|r| !r.finished() && r.scheduled_for >= recent);
+        if !busy || tokio::time::Instant::now() > deadline {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -420,8 +428,9 @@ pub async fn hand_over(
         out.did(format!("held {} at the {} (inactive)", g.describe(), giver.name));
     }
     // 2. The giver's last runs finish.
+    let deadline = tokio::time::Instant::now() + SETTLE_LIMIT;
     for (g, _) in &pairs {
-        settle(giver.api, g).await?;
+        settle(giver.api, g, deadline).await?;
     }
     // 2b. The taker's derived buckets made to match the giver's up to the giver's last runs.
     // What the giver derived is final up to there, while the taker's copy can lack some of it:
