@@ -9,6 +9,7 @@
 //! (see [`exit::Exit`]); the work lives in [`migrate`] and [`live`].
 
 mod backup;
+mod bucket_work;
 mod bypass;
 mod compression;
 mod digest;

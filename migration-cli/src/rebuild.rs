@@ -174,7 +174,7 @@ async fn check_and_rule_tasks(api: &InfluxApi, org_id: &str) -> Result<BTreeSet<
 }
 
 /// A copy of `object` for a create call: without the fields the server sets, in org `org_id`.
-fn for_create(object: &Value, org_id: &str) -> Value {
+pub(crate) fn for_create(object: &Value, org_id: &str) -> Value {
     let mut m: Map<String, Value> = object.as_object().cloned().unwrap_or_default();
     for k in [
         "id",

@@ -537,12 +537,23 @@ pub async fn wait_run(
 /// The buckets a task's Flux writes to: every `bucket: "<name>"` argument of a `to(` call
 /// (`to` and `experimental.to`). A bucket given by ID or computed is not found.
 pub fn output_buckets(flux: &str) -> Vec<String> {
+    bucket_arguments(flux, "to(")
+}
+
+/// The buckets a task's or a check's Flux reads: every `bucket: "<name>"` argument of a
+/// `from(` call. A bucket given by ID or computed is not found.
+pub fn input_buckets(flux: &str) -> Vec<String> {
+    bucket_arguments(flux, "from(")
+}
+
+/// Every literal `bucket: "<name>"` argument of the calls `call` (`"to("`, `"from("`) in `flux`.
+fn bucket_arguments(flux: &str, call: &str) -> Vec<String> {
     let bytes = flux.as_bytes();
     let mut found = Vec::new();
     let mut at = 0;
-    while let Some(i) = flux[at..].find("to(") {
+    while let Some(i) = flux[at..].find(call) {
         let start = at + i;
-        at = start + 3;
+        at = start + call.len();
         let before = start.checked_sub(1).map(|b| bytes[b]);
         if before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_') {
             continue;
@@ -662,5 +673,15 @@ mod tests {
                     y |> to(bucketID: \"0123\") |> into(bucket: \"not a to\")\n\
                     z |> to(bucket: \"a \\\"quoted\\\" (name)\", fn: (r) => ({r with b: \"bucket: \"}))";
         assert_eq!(output_buckets(flux), vec!["a \"quoted\" (name)", "down_1m", "wide"]);
+    }
+
+    #[test]
+    fn input_buckets_are_the_bucket_arguments_of_from_calls() {
+        let flux = "import \"influxdata/influxdb/v1\"\n\
+                    a = from(bucket: \"raw\") |> range(start: -1h)\n\
+                    b = from(bucketID: \"0123\") |> range(start: -1h)\n\
+                    c = v1.from(bucket: \"other\", start: -1h)\n\
+                    d = xfrom(bucket: \"not a from\") |> to(bucket: \"down\")";
+        assert_eq!(input_buckets(flux), vec!["other", "raw"]);
     }
 }

@@ -15,6 +15,8 @@
 
 mod migration_support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use migration_support::*;
@@ -24,17 +26,13 @@ use testbed::receiver::Receiver;
 use testbed::{Influxd, InfluxdVersion};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use tokio::task::JoinHandle;
 
 const EVERY_S: i64 = 2;
 const HELD: &str = "influx-migration:held";
 
 fn task_flux(name: &str, org: &str, measurement: &str) -> String {
-    format!(
-        "option task = {{name: \"{name}\", every: {EVERY_S}s}}\n\
-         from(bucket: \"raw\")\n  |> range(start: -task.every)\n  |> filter(fn: (r) => r._measurement == \"m\")\n  \
-         |> aggregateWindow(every: 1s, fn: mean)\n  |> set(key: \"_measurement\", value: \"{measurement}\")\n  \
-         |> to(bucket: \"down\", org: \"{org}\")\n"
-    )
+    downsample_flux(name, org, &format!("every: {EVERY_S}s"), measurement, "down")
 }
 
 async fn ok(server: &Influxd, method: Method, path: &str, body: Option<Value>, want: u16) -> Value {
@@ -576,5 +574,225 @@ async fn a_rebuilt_destination_runs_none_of_the_tasks_it_holds() {
         derived_at_destination.is_empty(),
         "the destination derived points: {}",
         derived_at_destination.len()
+    );
+}
+
+/// The names of the tasks of `server`'s org, sorted.
+async fn task_names(server: &Influxd) -> Vec<String> {
+    let page = ok(server, Method::GET, &format!("/api/v2/tasks?orgID={}", server.org_id), None, 200).await;
+    let mut names: Vec<String> = page["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| t["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Issue 12, bucket-level migrations: what broke on main is that a migration of some buckets
+/// moved no scheduled work at all, so after the cutover the downsampling of a migrated bucket
+/// and its alerts ran nowhere but at the source. Now the work that uses only migrated buckets
+/// moves (held until the handover), the rest is listed and left alone at the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_migration_moves_only_the_work_of_its_buckets_and_lists_the_rest() {
+    let src = Influxd::start_version(InfluxdVersion::V2_7, "bw-src").await;
+    let dst = Influxd::start_version(InfluxdVersion::V2_7, "bw-dst").await;
+    for b in ["raw", "down", "other"] {
+        src.create_bucket(b).await;
+    }
+    let start = OffsetDateTime::now_utc().unix_timestamp() - 20;
+    src.write_ok("raw", "ns", raw_points(start, 60, 11)).await;
+    let elsewhere = format!(
+        "option task = {{name: \"elsewhere\", every: {EVERY_S}s}}\n\
+         from(bucket: \"other\") |> range(start: -task.every) |> to(bucket: \"other\", org: \"{}\")\n",
+        src.org
+    );
+    for flux in [task_flux("downsample", &src.org, "m_1s"), elsewhere] {
+        let body = json!({"orgID": src.org_id, "flux": flux, "status": "active"});
+        ok(&src, Method::POST, "/api/v2/tasks", Some(body), 201).await;
+    }
+    let pager = Receiver::start().await;
+    make_monitoring(&src, &pager.url).await;
+
+    let migrate = |bucket: &'static str, dir: &'static str| {
+        vec!["--src-host", &src.url, "--dest-host", &dst.url, "--src-bucket", bucket, "--dir-name", dir]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<String>>()
+    };
+    let work = tempfile::tempdir().unwrap();
+    // raw first: the check on raw moves with its rule and endpoint; the downsampling task also
+    // writes to down, which the destination does not have yet; elsewhere uses no migrated bucket.
+    let first = cli(work.path(), &src, &dst, &migrate("raw", "bk-raw")).await;
+    first.expect(0);
+    let said = first.all();
+    for line in [
+        "left at the source, not migrated: task \"downsample\" (org test-org): it also uses bucket(s) down",
+        "left at the source, not migrated: task \"elsewhere\" (org test-org): it uses other, none of the buckets",
+        "check \"hot\" (org test-org) is at the destination, held inactive",
+        "notification rule \"page\" (org test-org) is at the destination, held inactive",
+    ] {
+        assert!(said.contains(line), "{line:?} not in:\n{said}");
+    }
+    for path in ["checks", "notificationRules"] {
+        let name = if path == "checks" { "hot" } else { "page" };
+        let (status, held, _) = monitor_item(&dst, path, name).await;
+        assert_eq!((status.as_str(), held), ("inactive", true), "{path} {name} held at the destination");
+    }
+    assert!(task_names(&dst).await.is_empty(), "no task moved with raw alone");
+
+    // down second: now the downsampling task has both its buckets at the destination.
+    let second = cli(work.path(), &src, &dst, &migrate("down", "bk-down")).await;
+    second.expect(0);
+    assert!(
+        second.all().contains("task \"downsample\" (org test-org) is at the destination, held inactive"),
+        "{}",
+        second.all()
+    );
+    assert!(second.all().contains("task \"elsewhere\" (org test-org): it uses other"), "{}", second.all());
+    assert_eq!(task_names(&dst).await, vec!["downsample"], "elsewhere is left alone");
+    let (status, held, _) = task(&dst, "downsample").await;
+    assert_eq!((status.as_str(), held), ("inactive", true));
+    assert_eq!(monitor_item(&dst, "checks", "hot").await.0, "inactive", "the second run made nothing twice");
+    let page = ok(&dst, Method::GET, &format!("/api/v2/checks?orgID={}", dst.org_id), None, 200).await;
+    assert_eq!(page["checks"].as_array().map(Vec::len), Some(1), "{page}");
+
+    // The handover moves what moved and leaves elsewhere running at the source.
+    let moved = cli(work.path(), &src, &dst, &handover(&src, &dst, "destination", &[])).await;
+    moved.expect(0);
+    assert_eq!(task(&src, "downsample").await.0, "inactive", "{}", moved.all());
+    assert_eq!(task(&dst, "downsample").await.0, "active", "{}", moved.all());
+    assert_eq!(task(&src, "elsewhere").await.0, "active", "left alone: {}", moved.all());
+    for path in ["checks", "notificationRules"] {
+        let name = if path == "checks" { "hot" } else { "page" };
+        assert_eq!(monitor_item(&src, path, name).await.0, "inactive");
+        assert_eq!(monitor_item(&dst, path, name).await.0, "active");
+    }
+    assert!(moved.all().contains("elsewhere"), "the handover lists what it leaves: {}", moved.all());
+}
+
+/// Raw points written every 100 ms: to the source at once, to the destination `delay` later (a
+/// stream writer that lags), each with the time it was made. Stops, having delivered every
+/// point to both, when `stop` is set.
+fn feed(
+    src: &Influxd,
+    dst_token: &str,
+    dst_url: &str,
+    delay: Duration,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    let (src_url, src_token, org) = (src.url.clone(), src.token.clone(), src.org.clone());
+    let (dst_url, dst_token) = (dst_url.to_string(), dst_token.to_string());
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        let write = |url: String, token: String, body: String| {
+            let (http, org) = (http.clone(), org.clone());
+            async move {
+                let status = http
+                    .post(format!("{url}/api/v2/write"))
+                    .query(&[("org", org.as_str()), ("bucket", "raw"), ("precision", "ns")])
+                    .header("Authorization", format!("Token {token}"))
+                    .body(body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16());
+                assert!(matches!(status, Ok(204)), "write to {url}: {status:?}");
+            }
+        };
+        let mut late: std::collections::VecDeque<(std::time::Instant, String)> = Default::default();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        loop {
+            let stopping = stop.load(Ordering::SeqCst);
+            if !stopping {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                let t = OffsetDateTime::now_utc().unix_timestamp_nanos();
+                let line = format!("m,host=a v={}.{:03} {t}\n", (x >> 40) % 1000, (x >> 20) % 1000);
+                write(src_url.clone(), src_token.clone(), line.clone()).await;
+                late.push_back((std::time::Instant::now() + delay, line));
+            }
+            while late.front().is_some_and(|(due, _)| stopping || *due <= std::time::Instant::now()) {
+                let (_, line) = late.pop_front().unwrap();
+                write(dst_url.clone(), dst_token.clone(), line).await;
+            }
+            if stopping {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// Issue 12: a run replayed at the taker computes what the scheduled run would have only if it
+/// reads no earlier than that run would have: schedule time + the task's `offset`, which is how
+/// an operator gives late points time to arrive (through the stream, the destination gets them
+/// late). The handover starts its replays at once, and replays the times up to the taker's
+/// `latestCompleted` after activation; influxd sets that to the activation time less the offset
+/// (measured here: with a 3 s offset, activated at about :46, the replays ended at :42), and its
+/// scheduler runs the later times at time + offset. This keeps that true: points 1.5 s late
+/// are all in every 1 s mean the destination derives around the handover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_run_waits_for_the_tasks_offset_so_points_still_on_the_way_are_in() {
+    let src = Influxd::start_version(InfluxdVersion::V2_7, "offset-src").await;
+    let mut dst = Influxd::start_version(InfluxdVersion::V2_7, "offset-dst").await;
+    for b in ["raw", "down"] {
+        src.create_bucket(b).await;
+    }
+    let flux = downsample_flux("late", &src.org, "every: 2s, offset: 3s", "late_1s", "down");
+    ok(
+        &src,
+        Method::POST,
+        "/api/v2/tasks",
+        Some(json!({"orgID": src.org_id, "flux": flux, "status": "active"})),
+        201,
+    )
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let seed = run(
+        work.path(),
+        &["--src-host", &src.url, "--dest-host", &dst.url, "--full", "--confirm-full", "--dir-name", "bk"],
+        &tokens(&src, &dst),
+    )
+    .await;
+    seed.expect(0);
+    dst.token = src.token.clone();
+    dst.org_id = src.org_id.clone();
+    dst.org = src.org.clone();
+    let start = OffsetDateTime::now_utc().unix_timestamp();
+
+    // The destination receives every point 1.5 s late, well within the task's 3 s offset.
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = feed(&src, &dst.token, &dst.url, Duration::from_millis(1500), stop.clone());
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let moved = cli(work.path(), &src, &dst, &handover(&src, &dst, "destination", &[])).await;
+    moved.expect(0);
+    // The destination goes on running it on schedule; then every point is delivered.
+    let end = ran_after(&dst, "late", OffsetDateTime::now_utc().unix_timestamp() + 2).await;
+    stop.store(true, Ordering::SeqCst);
+    feeder.await.unwrap();
+
+    // Every 1 s mean the destination holds, from before the handover to its last run, is the mean
+    // of the points both databases now hold.
+    let from = start - start.rem_euclid(2) + 2;
+    let expected: Vec<(String, String)> = src
+        .query(&format!(
+            "from(bucket: \"raw\") |> range(start: {}, stop: {}) |> filter(fn: (r) => r._measurement == \"m\") \
+             |> aggregateWindow(every: 1s, fn: mean, createEmpty: false)",
+            rfc(from),
+            rfc(end)
+        ))
+        .await
+        .iter()
+        .map(|r| (r.get("_time").unwrap_or("").to_string(), r.get("_value").unwrap_or("").to_string()))
+        .collect();
+    let got = derived(&dst, "late_1s", &rfc(from + 1), &rfc(end + 1)).await;
+    assert!(expected.len() as i64 >= end - from - 1, "points every 100 ms: {expected:?}");
+    assert_eq!(
+        got,
+        expected,
+        "derived at the destination over ({}, {}]; the handover said:\n{}",
+        rfc(from),
+        rfc(end),
+        moved.all()
     );
 }

@@ -14,6 +14,8 @@
 
 mod migration_support;
 
+use migration_support::downsample_flux;
+
 use std::time::Duration;
 
 use reqwest::Method;
@@ -25,12 +27,7 @@ use time::format_description::well_known::Rfc3339;
 const EVERY_S: i64 = 2;
 
 fn task_flux(name: &str, org: &str, out: &str) -> String {
-    format!(
-        "option task = {{name: \"{name}\", every: {EVERY_S}s}}\n\
-         from(bucket: \"raw\")\n  |> range(start: -task.every)\n  |> filter(fn: (r) => r._measurement == \"m\")\n  \
-         |> aggregateWindow(every: 1s, fn: mean)\n  |> set(key: \"_measurement\", value: \"m_1s\")\n  \
-         |> to(bucket: \"{out}\", org: \"{org}\")\n"
-    )
+    downsample_flux(name, org, &format!("every: {EVERY_S}s"), "m_1s", out)
 }
 
 async fn ok(server: &Influxd, method: Method, path: &str, body: Option<Value>, want: u16) -> Value {

@@ -831,6 +831,9 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
             tasks_held = hold_scheduled_work(&dst_after).await?;
         }
     }
+    if mode != Mode::Full {
+        tasks_held = move_bucket_work(src.as_ref(), &dst_after, &pairs).await?;
+    }
 
     // ---- verification ----
     if args.no_verify {
@@ -924,6 +927,40 @@ async fn hold_scheduled_work(dst: &InfluxApi) -> Result<bool, Failure> {
         );
     }
     Ok(held.iter().any(|i| i.kind == scheduled_work::Kind::Task))
+}
+
+/// After a migration of some buckets: the tasks, checks and rules that belong with them are made
+/// at the destination and held for the source ([`crate::bucket_work`]); the rest is listed.
+/// Whether a task was moved.
+async fn move_bucket_work(
+    src: Option<&InfluxApi>,
+    dst: &InfluxApi,
+    pairs: &[BucketPair],
+) -> Result<bool, Failure> {
+    let Some(src) = src else {
+        tracing::warn!(
+            "the source's tasks, checks and notification rules were not looked at (no source token): those that \
+             use the migrated buckets are not at the destination"
+        );
+        return Ok(false);
+    };
+    let outcome = crate::bucket_work::copy(src, dst, pairs).await.map_err(|e| {
+        Failure::failed(format!(
+            "the data was migrated, but moving the tasks, checks and notification rules of the migrated buckets \
+             failed: {e}. Run the same command with --retry-restore-dir to finish (what is already at the \
+             destination is taken, not made twice)"
+        ))
+    })?;
+    for m in &outcome.moved {
+        tracing::info!(
+            "{m} is at the destination, held inactive (labelled {}) until `influx-migration cutover` hands it over",
+            scheduled_work::HELD_LABEL
+        );
+    }
+    for l in &outcome.left {
+        tracing::info!("left at the source, not migrated: {l}");
+    }
+    Ok(outcome.tasks_moved)
 }
 
 /// What a full migration compares: every user bucket of the backup, under its own name and org.

@@ -198,6 +198,17 @@ pub async fn bucket(server: &Influxd, name: &str) -> Option<Value> {
     body["buckets"].as_array().unwrap().iter().find(|b| b["name"] == name).cloned()
 }
 
+/// A downsampling task's Flux: on `schedule` (`every: 2s`, `every: 2s, offset: 3s`), the 1 s
+/// means of the `m` points of bucket `raw` over its period, as `measurement` into bucket `out`.
+pub fn downsample_flux(name: &str, org: &str, schedule: &str, measurement: &str, out: &str) -> String {
+    format!(
+        "option task = {{name: \"{name}\", {schedule}}}\n\
+         from(bucket: \"raw\")\n  |> range(start: -task.every)\n  |> filter(fn: (r) => r._measurement == \"m\")\n  \
+         |> aggregateWindow(every: 1s, fn: mean)\n  |> set(key: \"_measurement\", value: \"{measurement}\")\n  \
+         |> to(bucket: \"{out}\", org: \"{org}\")\n"
+    )
+}
+
 /// Panics when any of the tokens appears in `text`.
 pub fn assert_no_token(text: &str, tokens: &[&str]) {
     for t in tokens {
