@@ -31,6 +31,7 @@ pub mod reads;
 pub mod receiver;
 pub mod report;
 pub mod scenario;
+pub mod scheduled;
 pub mod stack;
 pub mod template;
 pub mod traffic;

@@ -24,6 +24,8 @@ use tokio::net::TcpListener;
 pub struct Notification {
     pub path: String,
     pub body: Value,
+    /// When it arrived, Unix seconds.
+    pub at: f64,
 }
 
 /// A running receiver; dropping it stops it.
@@ -53,7 +55,12 @@ impl Receiver {
                             let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
                                 Value::String(String::from_utf8_lossy(&bytes).into_owned())
                             });
-                            store.lock().unwrap_or_else(|p| p.into_inner()).push(Notification { path, body });
+                            let at = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9;
+                            store.lock().unwrap_or_else(|p| p.into_inner()).push(Notification {
+                                path,
+                                body,
+                                at,
+                            });
                             let answer = Response::builder().status(204).body(Empty::<Bytes>::new());
                             Ok::<_, Infallible>(answer.unwrap_or_default())
                         }

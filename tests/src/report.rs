@@ -37,6 +37,36 @@ pub struct Report {
     /// Events on the same time axis as `lag` (e.g. "unthrottle", "cutover").
     pub marks: Vec<(f64, String)>,
     pub notes: Vec<String>,
+    /// Tasks, checks and rules through the handovers (issue 12); `None` when the run did not
+    /// get that far, which is not clean.
+    pub scheduled: Option<ScheduledReport>,
+}
+
+/// What became of the scheduled work: handed over at the cutover, back at the rollback, over
+/// again at the second cutover.
+#[derive(Debug, Clone, Default)]
+pub struct ScheduledReport {
+    /// What each handover said, in order.
+    pub handovers: Vec<String>,
+    pub runs_replayed: u64,
+    /// Downsampled windows compared value by value between the databases, and those that differ.
+    pub derived_compared: usize,
+    pub derived_differing: Vec<String>,
+    pub paging: crate::scheduled::Paging,
+    /// Points the paused task wrote, anywhere.
+    pub paused_task_points: usize,
+}
+
+impl ScheduledReport {
+    pub fn is_clean(&self) -> bool {
+        self.derived_compared > 0
+            && self.derived_differing.is_empty()
+            && self.paging.incidents > 0
+            && self.paging.notified_once == self.paging.incidents
+            && self.paging.duplicates.is_empty()
+            && self.paging.from_non_owner.is_empty()
+            && self.paused_task_points == 0
+    }
 }
 
 impl Report {
@@ -49,6 +79,7 @@ impl Report {
             && self.present_at_destination == self.acknowledged_points
             && self.bypass_detected
             && self.forgotten_at_destination == self.forgotten_acknowledged
+            && self.scheduled.as_ref().is_some_and(ScheduledReport::is_clean)
     }
 
     pub fn render_text(&self) -> String {
@@ -94,6 +125,45 @@ impl Report {
         );
         for b in &self.bypass {
             let _ = writeln!(s, "  {b}");
+        }
+        match &self.scheduled {
+            Some(w) => {
+                let p = &w.paging;
+                let _ = writeln!(
+                    s,
+                    "scheduled work (a downsampling task, a threshold check and its paging rule), owned by one database at a time:"
+                );
+                for h in &w.handovers {
+                    let _ = writeln!(s, "  {h}");
+                }
+                let _ = writeln!(s, "  task runs replayed at the handovers: {}", w.runs_replayed);
+                let _ = writeln!(
+                    s,
+                    "  downsampled windows compared value by value: {}, differing: {}",
+                    w.derived_compared,
+                    w.derived_differing.len()
+                );
+                for d in w.derived_differing.iter().take(5) {
+                    let _ = writeln!(s, "    {d}");
+                }
+                let _ = writeln!(
+                    s,
+                    "  incidents: {}, notified exactly once: {}, duplicates: {}, missed: {}, from the database not owning: {} ({} notification(s) received)",
+                    p.incidents,
+                    p.notified_once,
+                    p.duplicates.len(),
+                    p.missed.len(),
+                    p.from_non_owner.len(),
+                    p.received
+                );
+                for d in p.from_non_owner.iter().take(5) {
+                    let _ = writeln!(s, "    {d}");
+                }
+                let _ = writeln!(s, "  points written by the paused task: {}", w.paused_task_points);
+            }
+            None => {
+                let _ = writeln!(s, "scheduled work: not checked (the run stopped before)");
+            }
         }
         let _ = writeln!(s, "dead-letter records: {}", self.dead_letters.len());
         for d in &self.dead_letters {
@@ -236,6 +306,40 @@ mod tests {
         assert!(svg.contains(">cutover</text>"));
     }
 
+    fn clean_scheduled() -> ScheduledReport {
+        ScheduledReport {
+            derived_compared: 10,
+            paging: crate::scheduled::Paging { incidents: 3, notified_once: 3, ..Default::default() },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_page_twice_a_missed_one_a_derived_difference_or_no_scheduled_work_check_is_not_clean() {
+        let clean = Report {
+            bypass_detected: true,
+            forgotten_acknowledged: 10,
+            forgotten_at_destination: 10,
+            scheduled: Some(clean_scheduled()),
+            ..Default::default()
+        };
+        assert!(clean.is_clean());
+        assert!(!Report { scheduled: None, ..clean.clone() }.is_clean(), "never checked is not clean");
+        let with = |f: &dyn Fn(&mut ScheduledReport)| {
+            let mut w = clean_scheduled();
+            f(&mut w);
+            Report { scheduled: Some(w), ..clean.clone() }
+        };
+        assert!(!with(&|w| w.paging.duplicates.push(5)).is_clean(), "paged twice");
+        assert!(!with(&|w| w.paging.notified_once = 2).is_clean(), "an incident missed");
+        assert!(!with(&|w| w.paging.from_non_owner.push("x".into())).is_clean());
+        assert!(!with(&|w| w.derived_differing.push("x".into())).is_clean());
+        assert!(!with(&|w| w.derived_compared = 0).is_clean(), "nothing compared proves nothing");
+        assert!(!with(&|w| w.paused_task_points = 1).is_clean());
+        let text = with(&|w| w.paging.duplicates.push(5)).render_text();
+        assert!(text.contains("duplicates: 1"), "{text}");
+    }
+
     #[test]
     fn a_report_with_a_missing_point_is_not_clean() {
         let mut r = Report {
@@ -245,6 +349,7 @@ mod tests {
             bypass_detected: true,
             forgotten_acknowledged: 10,
             forgotten_at_destination: 10,
+            scheduled: Some(clean_scheduled()),
             ..Default::default()
         };
         assert!(r.is_clean());
@@ -259,6 +364,7 @@ mod tests {
             bypass_detected: true,
             forgotten_acknowledged: 10,
             forgotten_at_destination: 10,
+            scheduled: Some(clean_scheduled()),
             ..Default::default()
         };
         assert!(clean.is_clean());

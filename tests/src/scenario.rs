@@ -1,7 +1,9 @@
 //! A whole live migration on the local stack, the way the runbook (docs/runbook.md) runs it, with
 //! clients writing and reading through the gateway from start to end:
 //!
-//! 1. load the source (several orgs and buckets, users, tokens, a dashboard, a task);
+//! 1. load the source (several orgs and buckets, users, tokens, a dashboard, a task), and make
+//!    its scheduled work: a 5 s downsampling task, a paused one, a threshold check and the rule
+//!    that pages on it;
 //! 2. start client traffic through the gateway (dual writing: records reach the source at once
 //!    and wait in the stream for the throttled destination writer);
 //! 3. seed: `influx-migration --full --confirm-full` from source to destination;
@@ -14,8 +16,13 @@
 //! 5. `influx-migration verify`, then `influx-migration cutover` while readers keep querying
 //!    (with faults, `verify --content` must name exactly the deliberate type conflict, and the
 //!    cutover is forced past it);
+//!    5b. `influx-migration rollback`, then `cutover` again: reads and scheduled work go back to
+//!    the source and over once more;
 //! 6. stop the clients, let both writers drain, and check every acknowledged point in both
-//!    databases, value by value, and every read.
+//!    databases, value by value, and every read; and the scheduled work made in step 1
+//!    ([`crate::scheduled`]): the downsampled points equal at both over the whole window, every
+//!    incident paged exactly once and only by the database that owned scheduled work then, the
+//!    paused task silent everywhere.
 //!
 //! Deliberately bad records are added along the way (a record no database can parse, put
 //! straight into the stream, and a point whose field type conflicts with data only the
@@ -27,7 +34,9 @@ use aws_sdk_kinesis::primitives::Blob;
 use shared::envelope::{Api, Chunker, Header, MAX_RECORD_BYTES, WriteParams};
 use shared::sensitive::Sensitive;
 
-use crate::report::Report;
+use crate::receiver::Receiver;
+use crate::report::{Report, ScheduledReport};
+use crate::scheduled::{self, IncidentWriter, Ownership};
 use crate::stack::LocalStack;
 use crate::traffic::{ForgottenWriter, Traffic, TrafficConfig, missing_points};
 
@@ -103,6 +112,10 @@ pub async fn run(
     ));
     let loaded = crate::dataset::load(&stack.source, options.points, |m| progress(m)).await?;
     report.loaded_points = loaded.points;
+    // Scheduled work: a downsampling task, a paused one, a check and the rule that pages.
+    let (src_pager, dst_pager) = (Receiver::start().await, Receiver::start().await);
+    scheduled::set_up(&stack.source, &stack.source.bucket, &src_pager.url).await?;
+    let scheduled_from = unix_now() as i64;
     phase("load the source", t, &mut report);
 
     // 2. Clients, through the gateway.
@@ -126,6 +139,12 @@ pub async fn run(
         &stack.source.bucket,
         &stack.source.token,
         Duration::from_millis(500),
+    );
+    let mut incidents = IncidentWriter::start(
+        &stack.gateway.url,
+        &stack.source.org,
+        &stack.source.bucket,
+        &stack.source.token,
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let s = traffic.stats();
@@ -162,6 +181,8 @@ pub async fn run(
     }
     // The full restore gave the destination the source's tokens.
     stack.set_destination_token(&stack.source.token);
+    // The destination's copy of the pager posts to its own receiver, so every page says who sent it.
+    scheduled::repoint(&stack.destination, &stack.source.token, &stack.source.org_id, &dst_pager.url).await?;
     phase("dual writing + seeding (--full)", t, &mut report);
     progress(&format!(
         "seeding done; {} points acknowledged to clients so far",
@@ -227,22 +248,43 @@ pub async fn run(
     phase("verify", t, &mut report);
     let t = Instant::now();
     let reads_failed_before = traffic.failed_reads().len();
+    let mut ownership = Ownership::default();
+    let mut work = ScheduledReport::default();
+    let started = unix_now();
     let cut = cli(stack, cutover, 0, progress).await?;
-    // What the cutover did with tasks, checks and rules (the handover of scheduled work).
-    if let Some(at) = cut.lines().find_map(|l| l.find("scheduled work").map(|i| l[i..].to_string())) {
-        report.notes.push(format!("cutover handed over {at}"));
-    }
+    ownership.handovers.push((started, unix_now(), "destination"));
+    handed_over(&mut work, "cutover", &cut);
     mark(stack, &mut report, "cutover");
     progress(&format!("reads go to the destination; clients keep going for {:?}", options.after_cutover));
     tokio::time::sleep(options.after_cutover).await;
+    phase("cutover (+ clients after it)", t, &mut report);
+
+    // 5b. Roll back, then cut over again: reads and scheduled work go back to the source (which
+    //     replays the runs it missed) and over once more, while clients keep going.
+    let t = Instant::now();
+    progress("rollback: reads and scheduled work back to the source");
+    let started = unix_now();
+    let back = cli(stack, &["rollback"], 0, progress).await?;
+    ownership.handovers.push((started, unix_now(), "source"));
+    handed_over(&mut work, "rollback", &back);
+    mark(stack, &mut report, "rollback");
+    tokio::time::sleep(options.after_cutover).await;
+    progress("cutover again");
+    let started = unix_now();
+    let again = cli(stack, cutover, 0, progress).await?;
+    ownership.handovers.push((started, unix_now(), "destination"));
+    handed_over(&mut work, "cutover again", &again);
+    mark(stack, &mut report, "cutover again");
+    tokio::time::sleep(options.after_cutover).await;
     let failed_during_cutover = traffic.failed_reads().len() - reads_failed_before;
     report.reads_failed_during_cutover = failed_during_cutover as u64;
-    phase("cutover (+ clients after it)", t, &mut report);
+    phase("rollback, cutover again (+ clients)", t, &mut report);
 
     // 6. The end: stop clients, drain both writers, check everything.
     let t = Instant::now();
     traffic.stop().await;
     forgotten.stop().await;
+    incidents.stop().await;
     let stats = traffic.stats();
     progress(&format!(
         "clients stopped: {} points acknowledged; draining both writers",
@@ -303,8 +345,75 @@ pub async fn run(
             .notes
             .push(format!("failed read at {:.1} s ({}): {:?} {}", f.at_secs, f.query, f.status, f.detail));
     }
+    check_scheduled_work(stack, &mut work, scheduled_from, &incidents, &ownership, (&src_pager, &dst_pager))
+        .await?;
+    report.scheduled = Some(work);
     phase("drain and check", t, &mut report);
     Ok(report)
+}
+
+fn unix_now() -> f64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9
+}
+
+/// Keeps what a cutover or rollback said of scheduled work, and the runs it replayed.
+fn handed_over(work: &mut ScheduledReport, step: &str, out: &str) {
+    let verdict = out.lines().find(|l| l.contains("scheduled work") && l.contains("run(s) replayed"));
+    let Some(line) = verdict.or_else(|| out.lines().find(|l| l.contains("scheduled work:"))) else {
+        work.handovers.push(format!("{step}: said nothing of scheduled work"));
+        return;
+    };
+    let said = line.trim();
+    work.handovers.push(format!("{step}: {said}"));
+    let replayed = said
+        .split(" run(s) replayed")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok());
+    work.runs_replayed += replayed.unwrap_or(0);
+}
+
+/// What a user checks of the scheduled work at the end: the downsampled points value by value
+/// over the whole window the source computed, every incident paged once and by the owner, and
+/// the paused task silent everywhere.
+async fn check_scheduled_work(
+    stack: &LocalStack,
+    work: &mut ScheduledReport,
+    from: i64,
+    incidents: &IncidentWriter,
+    ownership: &Ownership,
+    (src_pager, dst_pager): (&Receiver, &Receiver),
+) -> Result<(), String> {
+    let token = &stack.source.token;
+    let (src, dst) = (&stack.source, &stack.destination);
+    // The source computed from its first run to the second cutover's hold.
+    let start = from - from.rem_euclid(scheduled::EVERY_S) + scheduled::EVERY_S;
+    let until = scheduled::latest_completed(src, token, scheduled::TASK).await? + 1;
+    let at_source: std::collections::BTreeMap<String, String> =
+        scheduled::derived(src, token, "traffic_5s", start, until).await.into_iter().collect();
+    let at_destination: std::collections::BTreeMap<String, String> =
+        scheduled::derived(dst, token, "traffic_5s", start, until).await.into_iter().collect();
+    work.derived_compared = at_source.len().max(at_destination.len());
+    for (time, v) in &at_source {
+        match at_destination.get(time) {
+            Some(d) if d == v => {}
+            Some(d) => work.derived_differing.push(format!("{time}: source {v}, destination {d}")),
+            None => work.derived_differing.push(format!("{time}: source {v}, missing at the destination")),
+        }
+    }
+    for (time, d) in &at_destination {
+        if !at_source.contains_key(time) {
+            work.derived_differing.push(format!("{time}: destination {d}, missing at the source"));
+        }
+    }
+    let end = unix_now() as i64;
+    work.paused_task_points = scheduled::derived(src, token, "paused_5s", 0, end + 60).await.len()
+        + scheduled::derived(dst, token, "paused_5s", 0, end + 60).await.len();
+    // An incident is due once its check and rule have run (window end + offset + a rule period
+    // + its offset), with room to spare.
+    let due: Vec<i64> = incidents.incidents().into_iter().filter(|t| *t + 25 < end).collect();
+    work.paging = scheduled::paging(&due, &scheduled::received(src_pager, dst_pager), ownership);
+    Ok(())
 }
 
 /// Step 4b: `status` must name the forgotten writer's measurement, `cutover` must refuse because

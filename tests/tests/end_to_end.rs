@@ -5,7 +5,8 @@
 //! destination stream-writer process killed while a write of its batch is in flight, the
 //! endpoint secret flipped (cutover) while readers query, deliberately bad records.
 //! Assertions: every acknowledged point is in both databases with its value; no write request
-//! and no read failed; dead-letter storage holds exactly the deliberately bad records; the
+//! and no read failed (through cutover, rollback and cutover again); the scheduled work's
+//! downsampled points equal at both, every incident paged once by the owner of scheduled work; dead-letter storage holds exactly the deliberately bad records; the
 //! router serves the destination after the cutover.
 
 use std::time::Duration;
@@ -86,6 +87,21 @@ async fn a_live_migration_under_faults_loses_no_acknowledged_write_and_no_read()
     assert_eq!(bodies[0], ("destination".to_string(), "deliberately_bad value=\n".to_string()));
     assert!(bodies[1].0 == "destination" && bodies[1].1.starts_with("type_conflict v=1.5 "), "{bodies:?}");
     assert_eq!(bodies[2], ("source".to_string(), "deliberately_bad value=\n".to_string()));
+
+    // Scheduled work (issue 12), through cutover, rollback and cutover again: the downsampled
+    // points equal at both databases value by value over the whole window the source computed,
+    // every incident paged exactly once and never by the database that did not own scheduled
+    // work then, the paused task silent everywhere.
+    let work = report.scheduled.as_ref().expect("the scenario checked scheduled work");
+    assert_eq!(work.handovers.len(), 3, "{:?}", work.handovers);
+    assert!(work.runs_replayed > 0, "the handovers replayed missed runs: {:?}", work.handovers);
+    assert!(work.derived_compared >= 10, "downsampled windows compared: {}", work.derived_compared);
+    assert!(work.derived_differing.is_empty(), "downsampled points differ: {:?}", work.derived_differing);
+    let p = &work.paging;
+    assert!(p.incidents >= 3, "incidents during the run: {p:?}");
+    assert_eq!((p.notified_once, &p.duplicates, &p.missed), (p.incidents, &vec![], &vec![]), "{p:?}");
+    assert!(p.from_non_owner.is_empty(), "paged by the database not owning scheduled work: {p:?}");
+    assert_eq!(work.paused_task_points, 0, "the paused task ran");
 
     // The seeding recorded its steps where it ran (the stack's work directory), as AWS's script does.
     let perf = std::fs::read_to_string(stack.work_dir.join("performance.txt"))
