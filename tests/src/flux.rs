@@ -72,6 +72,16 @@ pub fn parse_annotated_csv(text: &str) -> Vec<FluxRecord> {
 }
 
 /// Sorts rows by measurement, tag values, field and time.
+/// `(_time, _value)` of each row, sorted: what a test compares of derived points.
+pub fn time_values(rows: &[FluxRecord]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.get("_time").unwrap_or("").to_string(), r.get("_value").unwrap_or("").to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
 pub fn sort_points(rows: &mut [FluxRecord]) {
     rows.sort_by_key(|r| r.point().into_iter().collect::<Vec<_>>());
 }

@@ -343,12 +343,7 @@ pub async fn derived(
             token,
         )
         .await;
-    let mut v: Vec<(String, String)> = rows
-        .iter()
-        .map(|r| (r.get("_time").unwrap_or("").to_string(), r.get("_value").unwrap_or("").to_string()))
-        .collect();
-    v.sort();
-    v
+    crate::flux::time_values(&rows)
 }
 
 /// `latestCompleted` of the task named `name`, Unix seconds (0 when it never ran).

@@ -62,12 +62,7 @@ async fn derived(server: &Influxd, measurement: &str, start: &str, stop: &str) -
              |> filter(fn: (r) => r._measurement == \"{measurement}\")"
         ))
         .await;
-    let mut v: Vec<(String, String)> = rows
-        .iter()
-        .map(|r| (r.get("_time").unwrap_or("").to_string(), r.get("_value").unwrap_or("").to_string()))
-        .collect();
-    v.sort();
-    v
+    testbed::flux::time_values(&rows)
 }
 
 fn seconds(rfc: &str) -> i64 {
@@ -221,6 +216,16 @@ async fn crit_statuses(server: &Influxd, start: i64, stop: i64) -> Vec<(String, 
     v
 }
 
+/// `influx-migration --full` from `src` into `dst`, which must succeed without printing a token.
+async fn seed_full(work: &std::path::Path, src: &Influxd, dst: &Influxd) -> Run {
+    let args =
+        ["--src-host", &src.url, "--dest-host", &dst.url, "--full", "--confirm-full", "--dir-name", "bk"];
+    let seed = run(work, &args, &tokens(src, dst)).await;
+    seed.expect(0);
+    assert_no_token(&seed.all(), &[&src.token, &dst.token]);
+    seed
+}
+
 /// `verify` of the two servers on their own, up to now, counts and content.
 fn verify(src: &Influxd, dst: &Influxd, extra: &[&str]) -> Vec<String> {
     let mut args =
@@ -273,14 +278,7 @@ async fn the_destination_takes_scheduled_work_only_at_the_handover_and_replays_w
 
     // Seed the destination with everything.
     let work = tempfile::tempdir().unwrap();
-    let seed = run(
-        work.path(),
-        &["--src-host", &src.url, "--dest-host", &dst.url, "--full", "--confirm-full", "--dir-name", "bk"],
-        &tokens(&src, &dst),
-    )
-    .await;
-    seed.expect(0);
-    assert_no_token(&seed.all(), &[&src.token, &dst.token]);
+    let seed = seed_full(work.path(), &src, &dst).await;
     // A full restore brings the source's users and tokens: the destination answers to them now.
     dst.token = src.token.clone();
     dst.org_id = src.org_id.clone();
@@ -552,13 +550,7 @@ async fn a_rebuilt_destination_runs_none_of_the_tasks_it_holds() {
         }
     }
     let work = tempfile::tempdir().unwrap();
-    let seed = run(
-        work.path(),
-        &["--src-host", &src.url, "--dest-host", &dst.url, "--full", "--confirm-full", "--dir-name", "bk"],
-        &tokens(&src, &dst),
-    )
-    .await;
-    seed.expect(0);
+    seed_full(work.path(), &src, &dst).await;
     assert_eq!(task(&dst, "downsample").await.0, "inactive");
     assert_eq!(task(&dst, "paused").await.0, "inactive");
     // Three schedule ticks.
@@ -748,13 +740,7 @@ async fn a_replayed_run_waits_for_the_tasks_offset_so_points_still_on_the_way_ar
     )
     .await;
     let work = tempfile::tempdir().unwrap();
-    let seed = run(
-        work.path(),
-        &["--src-host", &src.url, "--dest-host", &dst.url, "--full", "--confirm-full", "--dir-name", "bk"],
-        &tokens(&src, &dst),
-    )
-    .await;
-    seed.expect(0);
+    seed_full(work.path(), &src, &dst).await;
     dst.token = src.token.clone();
     dst.org_id = src.org_id.clone();
     dst.org = src.org.clone();
@@ -774,17 +760,15 @@ async fn a_replayed_run_waits_for_the_tasks_offset_so_points_still_on_the_way_ar
     // Every 1 s mean the destination holds, from before the handover to its last run, is the mean
     // of the points both databases now hold.
     let from = start - start.rem_euclid(2) + 2;
-    let expected: Vec<(String, String)> = src
+    let means = src
         .query(&format!(
             "from(bucket: \"raw\") |> range(start: {}, stop: {}) |> filter(fn: (r) => r._measurement == \"m\") \
              |> aggregateWindow(every: 1s, fn: mean, createEmpty: false)",
             rfc(from),
             rfc(end)
         ))
-        .await
-        .iter()
-        .map(|r| (r.get("_time").unwrap_or("").to_string(), r.get("_value").unwrap_or("").to_string()))
-        .collect();
+        .await;
+    let expected = testbed::flux::time_values(&means);
     let got = derived(&dst, "late_1s", &rfc(from + 1), &rfc(end + 1)).await;
     assert!(expected.len() as i64 >= end - from - 1, "points every 100 ms: {expected:?}");
     assert_eq!(

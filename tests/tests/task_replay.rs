@@ -61,12 +61,7 @@ async fn output(server: &Influxd, bucket: &str, start: &str, stop: &str) -> Vec<
             "from(bucket: \"{bucket}\") |> range(start: {start}, stop: {stop}) |> filter(fn: (r) => r._measurement == \"m_1s\")"
         ))
         .await;
-    let mut v: Vec<(String, String)> = rows
-        .iter()
-        .map(|r| (r.get("_time").unwrap_or("").to_string(), r.get("_value").unwrap_or("").to_string()))
-        .collect();
-    v.sort();
-    v
+    testbed::flux::time_values(&rows)
 }
 
 async fn a_manual_run_at_a_scheduled_time_computes_what_the_scheduled_run_did(version: InfluxdVersion) {
