@@ -85,6 +85,9 @@ pub struct Item {
     /// Carries [`HELD_LABEL`].
     pub held: bool,
     pub schedule: Schedule,
+    /// How long after a scheduled time the run starts (`offset`, whole seconds; 0 when none),
+    /// which is how late a point may arrive and still be read.
+    pub offset: i64,
 }
 
 impl Item {
@@ -238,6 +241,7 @@ pub async fn inventory(api: &InfluxApi) -> Result<Vec<Item>, WorkError> {
                     active: s(&v, "status") == "active",
                     held: has_held_label(&v),
                     schedule: schedule_of(&v),
+                    offset: duration_seconds(s(&v, "offset")).unwrap_or(0),
                     id,
                 });
             }
@@ -372,6 +376,7 @@ pub async fn mark_held(api: &InfluxApi, kind: Kind, org_id: &str, id: &str) -> R
         active: true,
         held: has_held_label(&have),
         schedule: Schedule::Other(String::new()),
+        offset: 0,
     };
     hold(api, &item, &label_id).await?;
     Ok(())

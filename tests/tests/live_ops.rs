@@ -600,6 +600,13 @@ async fn cutover_hands_scheduled_work_to_the_destination_and_rollback_hands_it_b
 
     let status = live.cli(&["status", "--json"]);
     assert_eq!(status.json()["scheduled_work"]["owner"], "source", "{}", status.stdout);
+    // The task has no offset and the source writer lags 10 ms: its runs read too early.
+    let early = &status.json()["scheduled_work"]["reading_too_early"];
+    assert_eq!(early.as_array().map(Vec::len), Some(1), "{}", status.stdout);
+    assert!(
+        early[0].as_str().is_some_and(|w| w.contains("\"rollup\"") && w.contains("at the source")),
+        "{early}"
+    );
 
     // The plan changes nothing.
     let plan = live.cli(&["cutover", "--dry-run", "--json"]);

@@ -40,6 +40,7 @@ use crate::live::CommonArgs;
 use crate::live::databases::{Databases, InfluxArgs};
 use crate::live::deployment::{Aws, Deployment};
 use crate::live::endpoint;
+use crate::live::lag::human_duration;
 use crate::live::output::{Output, Verdict};
 use crate::scheduled_work::{self as work, Item, Kind, Schedule, WorkError};
 
@@ -631,13 +632,52 @@ pub fn ownership(src: &[Item], dst: &[Item]) -> (String, String) {
     (owner.to_string(), detail)
 }
 
+/// The tasks and checks running at `database` whose `offset` is shorter than its writer's
+/// `lag`, each with what that costs.
+/// A rule is left out: it reads the statuses its checks write inside influxd, which no writer
+/// delays.
+pub fn late_readers(items: &[Item], lag: Duration, database: &str) -> Vec<String> {
+    items
+        .iter()
+        .filter(|i| i.active && !i.held && matches!(i.kind, Kind::Task | Kind::Check))
+        .filter(|i| Duration::from_secs(u64::try_from(i.offset).unwrap_or(0)) < lag)
+        .map(|i| {
+            format!(
+                "{} runs at the {database} with offset {} s, but the {database} writer lags {}: its runs \
+                 read windows before all their points are in, and what it derives from them stays partial. \
+                 Give it an offset above the writer's lag (runbook: \"Tasks, checks and notification rules after \
+                 the seeding\")",
+                i.describe(),
+                i.offset,
+                human_duration(lag)
+            )
+        })
+        .collect()
+}
+
 /// `status`'s section: who owns scheduled work and, per task, check and rule, its last run on
-/// each side and the runs a handover would replay now.
-pub async fn status_section(out: &mut Output, src: &InfluxApi, dst: &InfluxApi) -> Result<Value, WorkError> {
+/// each side and the runs a handover would replay now; a warning for each that runs where the
+/// writer lags more than its offset (`lags`: the source's and the destination's writer, where
+/// known).
+pub async fn status_section(
+    out: &mut Output,
+    src: &InfluxApi,
+    dst: &InfluxApi,
+    lags: (Option<Duration>, Option<Duration>),
+) -> Result<Value, WorkError> {
     let s_items = work::inventory(src).await?;
     let d_items = work::inventory(dst).await?;
     let (owner, detail) = ownership(&s_items, &d_items);
     out.check("scheduled work owner", Verdict::Info, format!("{owner} ({detail})"));
+    let mut late = Vec::new();
+    for (items, lag, database) in [(&s_items, lags.0, "source"), (&d_items, lags.1, "destination")] {
+        if let Some(lag) = lag {
+            late.extend(late_readers(items, lag, database));
+        }
+    }
+    for w in &late {
+        out.warn(w.clone());
+    }
     let (taker_items, giver_items, taker, giver) = if d_items.iter().any(|i| i.held) {
         (&d_items, &s_items, dst, src)
     } else {
@@ -674,7 +714,7 @@ pub async fn status_section(out: &mut Output, src: &InfluxApi, dst: &InfluxApi) 
             "runs_to_replay": to_replay,
         }));
     }
-    Ok(json!({"owner": owner, "detail": detail, "items": rows}))
+    Ok(json!({"owner": owner, "detail": detail, "items": rows, "reading_too_early": late}))
 }
 
 /// The handover's part of a command's JSON.
@@ -700,7 +740,39 @@ mod tests {
             active,
             held,
             schedule: Schedule::Every(10),
+            offset: 0,
         }
+    }
+
+    #[test]
+    fn status_warns_when_work_reads_a_window_before_its_writer_has_delivered_it() {
+        // The demo measured a 7 s source writer lag and a task with a 4 s offset summed windows
+        // in part; status named the lag but never tied it to the work that reads too early.
+        let mut late = item(Kind::Task, "down", true, false);
+        late.offset = 4;
+        let mut covered = item(Kind::Check, "cpu", true, false);
+        covered.offset = 30;
+        let mut paused = item(Kind::Task, "off", false, false);
+        paused.offset = 0;
+        let mut held = item(Kind::Task, "held", false, true);
+        held.offset = 0;
+        let mut rule = item(Kind::Rule, "page", true, false);
+        rule.offset = 0;
+        let items = [late, covered, paused, held, rule];
+        let warned = late_readers(&items, Duration::from_secs(7), "source");
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(warned[0].contains("\"down\""), "{}", warned[0]);
+        assert!(warned[0].contains("offset 4 s") && warned[0].contains("lags 7.0 s"), "{}", warned[0]);
+        assert!(late_readers(&items, Duration::from_secs(4), "source").is_empty(), "lag within every offset");
+        // Without an offset, any lag at all reads windows early.
+        let none = item(Kind::Check, "no-offset", true, false);
+        let warned = late_readers(&[none], Duration::from_millis(800), "destination");
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(
+            warned[0].contains("at the destination") && warned[0].contains("lags 800 ms"),
+            "{}",
+            warned[0]
+        );
     }
 
     #[test]

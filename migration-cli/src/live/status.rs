@@ -257,7 +257,9 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<Exit> {
                 }
                 Err(e) => errors.push(format!("{e:#}")),
             }
-            match handover::status_section(&mut out, &dbs.src, &dbs.dst).await {
+            let lags =
+                (source_lag.as_ref().and_then(LagReading::age), dest_lag.as_ref().and_then(LagReading::age));
+            match handover::status_section(&mut out, &dbs.src, &dbs.dst, lags).await {
                 Ok(v) => data["scheduled_work"] = v,
                 Err(e) => errors.push(format!("scheduled work: {e}")),
             }
