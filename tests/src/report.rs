@@ -314,15 +314,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_page_twice_a_missed_one_a_derived_difference_or_no_scheduled_work_check_is_not_clean() {
-        let clean = Report {
+    /// A run with nothing wrong: the forgotten writer found and repaired, scheduled work clean.
+    fn clean_report() -> Report {
+        Report {
             bypass_detected: true,
             forgotten_acknowledged: 10,
             forgotten_at_destination: 10,
             scheduled: Some(clean_scheduled()),
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn a_page_twice_a_missed_one_a_derived_difference_or_no_scheduled_work_check_is_not_clean() {
+        let clean = clean_report();
         assert!(clean.is_clean());
         assert!(!Report { scheduled: None, ..clean.clone() }.is_clean(), "never checked is not clean");
         let with = |f: &dyn Fn(&mut ScheduledReport)| {
@@ -346,11 +351,7 @@ mod tests {
             acknowledged_points: 2,
             present_at_destination: 2,
             present_at_source: 2,
-            bypass_detected: true,
-            forgotten_acknowledged: 10,
-            forgotten_at_destination: 10,
-            scheduled: Some(clean_scheduled()),
-            ..Default::default()
+            ..clean_report()
         };
         assert!(r.is_clean());
         r.missing_at_destination.push("w0-1".into());
@@ -360,13 +361,7 @@ mod tests {
 
     #[test]
     fn a_forgotten_writer_not_found_or_not_repaired_is_not_clean() {
-        let clean = Report {
-            bypass_detected: true,
-            forgotten_acknowledged: 10,
-            forgotten_at_destination: 10,
-            scheduled: Some(clean_scheduled()),
-            ..Default::default()
-        };
+        let clean = clean_report();
         assert!(clean.is_clean());
         let unseen = Report { bypass_detected: false, ..clean.clone() };
         assert!(!unseen.is_clean(), "status and cutover must have named it");
