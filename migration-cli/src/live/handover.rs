@@ -634,6 +634,7 @@ pub fn ownership(src: &[Item], dst: &[Item]) -> (String, String) {
 
 /// The tasks and checks running at `database` whose `offset` is shorter than its writer's
 /// `lag`, each with what that costs.
+///
 /// A rule is left out: it reads the statuses its checks write inside influxd, which no writer
 /// delays.
 pub fn late_readers(items: &[Item], lag: Duration, database: &str) -> Vec<String> {
@@ -752,12 +753,9 @@ mod tests {
         late.offset = 4;
         let mut covered = item(Kind::Check, "cpu", true, false);
         covered.offset = 30;
-        let mut paused = item(Kind::Task, "off", false, false);
-        paused.offset = 0;
-        let mut held = item(Kind::Task, "held", false, true);
-        held.offset = 0;
-        let mut rule = item(Kind::Rule, "page", true, false);
-        rule.offset = 0;
+        let paused = item(Kind::Task, "off", false, false);
+        let held = item(Kind::Task, "held", false, true);
+        let rule = item(Kind::Rule, "page", true, false);
         let items = [late, covered, paused, held, rule];
         let warned = late_readers(&items, Duration::from_secs(7), "source");
         assert_eq!(warned.len(), 1, "{warned:?}");
