@@ -3,37 +3,33 @@
 //! Run with the options of AWS's `influx_migration.py` (no subcommand) it copies buckets or a
 //! whole instance from an InfluxDB OSS 2.x source to a destination, speaking the v2 HTTP API
 //! (backup and restore included) and S3 itself. Its subcommands are the steps of a live
-//! migration: `status`, `throttle`, `unthrottle`, `verify`, `cutover`, `rollback`.
+//! migration: `status`, `throttle`, `unthrottle`, `verify`, `repair`, `cutover`, `rollback`,
+//! `handover`, `park`, `redrive`, `tokens`.
 //!
-//! This file only parses the command line, sets up logging and maps the outcome to an exit code
-//! (see [`exit::Exit`]); the work lives in [`migrate`] and [`live`].
+//! This file only parses the command line and maps the outcome to an exit code (see
+//! [`exit::Exit`]). The folders are the architecture; dependencies point one way, from the
+//! commands to the engines to the clients (`tests/tests/layout.rs` holds the code to it):
+//!
+//! | folder | layer | what it owns |
+//! |---|---|---|
+//! | [`seeding`] | command and its engine | the drop-in for `influx_migration.py`: backup, restore, the rebuild into an older InfluxDB, `--csv`, the backup directory (local or S3) |
+//! | [`live`] | commands | one file per live-migration command (`status`, `verify`, `cutover`, …) |
+//! | [`compare`] | engine | time windows, value counts, content digests, repair, bypass detection: source against destination, no AWS |
+//! | [`scheduled`] | engine | tasks, checks and notification rules: inventory, who owns them, the handover between databases |
+//! | [`aws`] | client | the live path's deployment in AWS: names, endpoint secret, stream, event source mappings, lag, stalls, alarms, throttle |
+//! | [`influx`] | client | the typed InfluxDB v2 API client and the formats it speaks (annotated CSV, backup manifest, multipart, gzip, the KV snapshot) |
+//!
+//! Beside them, [`exit`] (exit codes) and [`output`] (what a command tells the operator) serve
+//! every layer.
 
-mod backup;
-mod bucket_work;
-mod bypass;
-mod compression;
-mod digest;
+mod aws;
+mod compare;
 mod exit;
-mod flux_csv;
-mod influx_api;
-mod kv_snapshot;
+mod influx;
 mod live;
-mod manifest;
-mod migrate;
-mod multipart;
-mod performance;
-mod progress;
-mod prompt;
-mod rebuild;
-mod repair;
-mod restore;
-mod restore_state;
-mod retention_watch;
-mod s3;
-mod scheduled_work;
-mod store;
-mod token_map;
-mod verify;
+mod output;
+mod scheduled;
+mod seeding;
 
 use clap::{Parser, Subcommand};
 
@@ -54,7 +50,7 @@ struct Cli {
     command: Option<Command>,
 
     #[command(flatten)]
-    migrate: migrate::MigrateArgs,
+    migrate: seeding::MigrateArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,7 +63,7 @@ enum Command {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        None => migrate::run(cli.migrate).await,
+        None => seeding::run(cli.migrate).await,
         Some(Command::Live(cmd)) => live::run(cmd).await,
     };
     match outcome {

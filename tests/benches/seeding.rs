@@ -308,7 +308,7 @@ async fn run() {
     let native_points = env_usize("SEEDING_POINTS", 5_000_000);
     let csv_points = env_usize("SEEDING_CSV_POINTS", 1_000_000);
     let bed = TestBed::get();
-    let ours: PathBuf = testbed::lambda::workspace_binary("influx-migration");
+    let ours: PathBuf = testbed::stack::lambda::workspace_binary("influx-migration");
     let work = tempfile::tempdir().expect("work dir");
     let cfg = work.path().join("influx-configs");
     let (src, dst) =

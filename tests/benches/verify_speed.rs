@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use testbed::Influxd;
 use testbed::bench_run::{median, option};
-use testbed::lambda::workspace_binary;
 use testbed::reads::load_bulk;
+use testbed::stack::lambda::workspace_binary;
 
 /// Runs `influx-migration verify <extra>` between the two servers; (time, peak RSS bytes).
 // The child is reaped by `wait4` (for its rusage), which clippy cannot see.

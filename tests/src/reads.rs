@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::influxd::Influxd;
+use crate::servers::influxd::Influxd;
 
 /// Nanoseconds of the first bulk point.
 pub const BULK_T0: i64 = 1_764_547_200_000_000_000;

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use testbed::probe;
+use testbed::scenario::probe;
 use testbed::stack::{LocalStack, StackOptions};
 
 async fn json_of(stack: &LocalStack, args: &[&str]) -> (i32, Value, String) {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use testbed::Influxd;
-use testbed::probe;
+use testbed::scenario::probe;
 use testbed::stack::{LocalStack, StackOptions};
 
 /// Creates `name` in `db`'s org with the default DBRP mapping `name/autogen`; returns its ID.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use testbed::LambdaRuntime;
-use testbed::events::HttpRequest;
+use testbed::stack::events::HttpRequest;
 use tokio::net::TcpListener;
 
 async fn sentinel() -> (String, Arc<AtomicU64>) {
@@ -27,9 +27,9 @@ async fn sentinel() -> (String, Arc<AtomicU64>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_function_calls_the_network_before_its_first_invocation() {
-    let kinesis_event = testbed::events::kinesis_event(
+    let kinesis_event = testbed::stack::events::kinesis_event(
         "arn:aws:kinesis:us-east-1:123456789012:stream/s",
-        &[testbed::events::StreamRecord {
+        &[testbed::stack::events::StreamRecord {
             shard_id: "shardId-000000000000".into(),
             sequence_number: "1".into(),
             partition_key: "k".into(),

@@ -22,14 +22,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 use serde_json::{Value, json};
-use testbed::lambda::{stage_bootstraps, workspace_binary};
+use testbed::stack::lambda::{stage_bootstraps, workspace_binary};
 use testbed::{Moto, TestBed};
 
 fn repo() -> std::path::PathBuf {
     TestBed::repo_root()
 }
 
-use testbed::template::decoded;
+use testbed::stack::template::decoded;
 
 struct Script {
     code: i32,

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use testbed::lambda::workspace_binary;
+use testbed::stack::lambda::workspace_binary;
 use testbed::{Influxd, Moto};
 
 /// Runs `influx-migration` with only `env` (no inherited AWS settings); (exit code, stderr).

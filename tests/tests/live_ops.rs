@@ -19,7 +19,7 @@ use aws_sdk_lambda::types::{
     DestinationConfig, EventSourcePosition, FunctionResponseType, OnFailure, Runtime,
 };
 use serde_json::{Value, json};
-use testbed::lambda::workspace_binary;
+use testbed::stack::lambda::workspace_binary;
 use testbed::{Influxd, Moto, TestBed};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

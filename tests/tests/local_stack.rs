@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use testbed::probe;
+use testbed::scenario::probe;
 use testbed::stack::{LocalStack, StackOptions};
 
 const TIMEOUT: Duration = Duration::from_secs(3);

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value, json};
 use testbed::flux::parse_annotated_csv;
-use testbed::lambda::{Invocation, workspace_binary};
+use testbed::stack::lambda::{Invocation, workspace_binary};
 use testbed::{FaultProxy, Influxd, LambdaRuntime, Moto};
 
 const REST_EVENT: &str = include_str!("../data/query_router/rest_api_event.json");

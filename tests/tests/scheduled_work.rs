@@ -22,7 +22,7 @@ use std::time::Duration;
 use migration_support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
-use testbed::receiver::Receiver;
+use testbed::servers::receiver::Receiver;
 use testbed::{Influxd, InfluxdVersion};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

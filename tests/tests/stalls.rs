@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use testbed::probe;
+use testbed::scenario::probe;
 use testbed::stack::{LocalStack, StackOptions};
 
 /// A new all-access token of the destination's org: (authorization ID, token).

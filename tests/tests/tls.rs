@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
-use testbed::events::HttpRequest;
-use testbed::lambda::Invocation;
-use testbed::poller::{Delivery, ShardPoller, StartPosition};
+use testbed::stack::events::HttpRequest;
+use testbed::stack::lambda::Invocation;
+use testbed::stack::poller::{Delivery, ShardPoller, StartPosition};
 use testbed::{Influxd, LambdaRuntime, Moto};
 
 const STREAM: &str = "tls-writes";
@@ -200,7 +200,7 @@ async fn the_secrets_skip_verify_is_honoured_by_every_component_that_talks_to_an
         assert_eq!(values, vec![(Some("tls"), Some("42"))], "{}", db.url);
         present.push(values.len());
     }
-    testbed::probe::print_matrix(&[testbed::probe::MatrixRow {
+    testbed::scenario::probe::print_matrix(&[testbed::scenario::probe::MatrixRow {
         case: "self-signed TLS: refused verified, then skip_verify".into(),
         acknowledged: 1,
         at_source: present[0],

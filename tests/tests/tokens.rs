@@ -1,6 +1,6 @@
 //! `influx-migration tokens`: the built binary against moto's Secrets Manager, reading the
 //! `authorizations.json` a `--full` rebuild leaves in its backup directory (its schema:
-//! migration-cli/src/token_map.rs). The whole path (rebuild, apply, a client's old token through
+//! migration-cli/src/seeding/token_map.rs). The whole path (rebuild, apply, a client's old token through
 //! the gateway) is versions.rs's live cell; this holds the command's own promises: no token
 //! printed unless asked, and then only on stdout; `--apply` writes the map once and only once.
 
@@ -9,7 +9,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 use shared::secret::{TokenHash, token_hash};
 use testbed::Moto;
-use testbed::lambda::workspace_binary;
+use testbed::stack::lambda::workspace_binary;
 
 const SECRET: &str = "live/endpoints";
 const NEW_ALICE: &str = "dst-token-alice-0123456789";

@@ -11,7 +11,7 @@
 use std::process::Command;
 
 use testbed::Influxd;
-use testbed::lambda::workspace_binary;
+use testbed::stack::lambda::workspace_binary;
 
 /// Seconds of the first point.
 const T0: u64 = 1_764_547_200;

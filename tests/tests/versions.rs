@@ -241,8 +241,8 @@ async fn full_seeding_from_2_9_1_into_2_7_12_rebuilds_the_metadata() {
 /// The live path with a 2.9.1 source: a write through the gateway lands at both ends with equal
 /// values, and after the cutover a read through the router answers with the client's own token.
 async fn live_cell(destination: InfluxdVersion, prefix: &str) {
-    use testbed::probe;
     use testbed::reads::{fetch, flux};
+    use testbed::scenario::probe;
     use testbed::stack::{LocalStack, StackOptions};
     let stack = LocalStack::start(
         StackOptions {

@@ -9,10 +9,10 @@ use aws_sdk_kinesis::primitives::Blob;
 use serde_json::{Value, json};
 use shared::envelope::{Api, Chunker, Header, MAX_RECORD_BYTES, WriteParams};
 use shared::sensitive::Sensitive;
-use testbed::events::HttpRequest;
 use testbed::flux::{FluxRecord, assert_same_points};
-use testbed::lambda::Invocation;
-use testbed::poller::{Delivery, ShardPoller, StartPosition};
+use testbed::stack::events::HttpRequest;
+use testbed::stack::lambda::Invocation;
+use testbed::stack::poller::{Delivery, ShardPoller, StartPosition};
 use testbed::{FaultProxy, Influxd, LambdaRuntime, Moto};
 
 const STREAM: &str = "live-writes";

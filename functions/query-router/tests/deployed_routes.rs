@@ -6,7 +6,7 @@
 //! and the local gateway sent them to it, but the deployed API had no such routes.
 
 use query_router::route::SERVED;
-use testbed::template::{api_methods, decoded};
+use testbed::stack::template::{api_methods, decoded};
 
 #[test]
 fn the_router_serves_exactly_the_read_routes_the_api_deploys() {

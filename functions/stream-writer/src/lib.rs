@@ -20,6 +20,7 @@ pub mod config;
 pub mod dead_letter;
 pub mod replay;
 pub mod stall;
+pub mod stop;
 
 use std::time::{Duration, Instant};
 
@@ -32,8 +33,9 @@ use shared::stall::StallClass;
 pub use batch::{Item, Step, WriteGroup};
 pub use config::{Config, ConfigError};
 pub use dead_letter::DeadLetters;
-pub use replay::{Parking, Replayer, Stats, Stop};
+pub use replay::{Parking, Replayer, Stats};
 pub use stall::StallBook;
+pub use stop::Stop;
 
 /// Everything a batch needs, built once per cold start.
 pub struct Deps {

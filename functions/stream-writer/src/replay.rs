@@ -38,27 +38,10 @@ use shared::stall::{ParkRule, StallClass};
 use crate::batch::{Item, Step, WriteGroup};
 use crate::dead_letter::{DeadLetter, DeadLetters};
 use crate::stall::{StallBook, now_ms};
+use crate::stop::Stop;
 
 /// The least time left before the deadline for a write to start.
 pub const MIN_WRITE_TIME: Duration = Duration::from_millis(250);
-
-/// Where a batch stopped: the first record not durably written, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stop {
-    pub at: usize,
-    pub reason: String,
-    /// Whether the cause needs an operator (configuration) or passes by itself.
-    pub class: StallClass,
-    /// The database's status, when it answered.
-    pub status: Option<u16>,
-}
-
-impl Stop {
-    /// A stop that is not the database's answer (storage, decoding, an internal error).
-    pub fn other(at: usize, reason: impl Into<String>) -> Stop {
-        Stop { at, reason: reason.into(), class: StallClass::Other, status: None }
-    }
-}
 
 /// The operator's park rule for the batch's shard, read once per batch and only when a write
 /// fails for a configuration reason (a batch that goes through reads nothing).

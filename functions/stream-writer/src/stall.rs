@@ -23,7 +23,7 @@ pub use shared::stall::now_ms;
 use shared::stall::{ParkRule, SourceOnly, Stall, park_key, source_only_key, stall_key};
 
 use crate::batch::Item;
-use crate::replay::Stop;
+use crate::stop::Stop;
 
 /// The CloudWatch namespace of the writers' own metrics.
 pub const METRIC_NAMESPACE: &str = "InfluxLiveMigration";

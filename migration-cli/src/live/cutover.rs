@@ -8,7 +8,7 @@
 //! 3. `verify` passes over the window (same flags as `verify`), which ends where both writers
 //!    have replayed the stream (their lag readings), not a fixed time before now;
 //! 4. no write reached the source without passing through the gateway over the last
-//!    `--bypass-lookback` seconds of that window ([`crate::bypass`]): a writer still writing
+//!    `--bypass-lookback` seconds of that window ([`crate::compare::bypass`]): a writer still writing
 //!    straight to the source would lose its points when the source is switched off.
 //!
 //! 5. (not a check) scheduled work is handed to the destination ([`crate::live::handover`]):
@@ -18,7 +18,7 @@
 //!    `--dry-run` prints the plan and changes nothing.
 //!
 //! Any failure refuses with exit 4 and changes nothing; `--force` turns every refusal into a loud
-//! `FORCED` and goes on. The switch itself is [`crate::live::endpoint::switch_reads`] (a new secret
+//! `FORCED` and goes on. The switch itself is [`crate::aws::endpoint::switch_reads`] (a new secret
 //! version with an idempotency token); afterwards the command prints when every router will
 //! have switched: now plus the routers' secret cache time. Reads already on the destination make
 //! it a no-op.
@@ -29,17 +29,21 @@ use clap::Args;
 use serde_json::{Value, json};
 use shared::secret::Role;
 
+use crate::aws::concurrency;
+use crate::aws::deployment::{Aws, Deployment};
+use crate::aws::endpoint::{self, Switched};
+use crate::aws::event_source;
+use crate::aws::lag::{AnyLag, LagReading, LagSource};
+use crate::aws::replay_bound::ReplayBound;
 use crate::exit::Exit;
-use crate::live::bypass::{self, BypassArgs};
-use crate::live::concurrency;
+use crate::live::bypass_check::{self, BypassArgs};
 use crate::live::databases::{Databases, InfluxArgs};
-use crate::live::deployment::{Aws, Deployment};
-use crate::live::endpoint::{self, Switched};
-use crate::live::handover::{self, Side};
-use crate::live::lag::{AnyLag, LagReading, LagSource, human_duration};
-use crate::live::output::{Output, Verdict};
-use crate::live::verify::{CompareArgs, ReplayBound, WindowArgs, compare_databases};
-use crate::live::{CommonArgs, mapping};
+use crate::live::handover;
+use crate::live::options::CommonArgs;
+use crate::live::verify::{CompareArgs, WindowArgs, compare_databases};
+use crate::output::human_duration;
+use crate::output::{Output, Verdict};
+use crate::scheduled::transfer::{Side, hand_over};
 
 #[derive(Debug, Args)]
 pub struct CutoverArgs {
@@ -105,7 +109,7 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
     if !runs {
         failed_checks.push(format!("destination writer unthrottled: {detail}"));
     }
-    let mappings = mapping::of_function(&aws.lambda, &function).await?;
+    let mappings = event_source::of_function(&aws.lambda, &function).await?;
     let enabled = mappings.iter().filter(|m| m.is_enabled()).count();
     let fed = enabled > 0 && enabled == mappings.len();
     let detail = if mappings.is_empty() {
@@ -177,7 +181,7 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
 
         // 4. No writer still writes straight to the source: its points would never reach the
         // destination, and are lost when the source is switched off.
-        let found = bypass::check(
+        let found = bypass_check::check(
             &mut out,
             &compared.dbs,
             &compared.pairs,
@@ -208,7 +212,7 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
     // 5. Scheduled work moves to the destination before reads do: from here on tasks, checks
     // and rules run there, and what they missed is replayed on the destination's complete data.
     let dbs = Databases::connect(&args.influx, Some(&current.secret))?;
-    let handed = handover::hand_over(
+    let handed = hand_over(
         &mut out,
         Side { api: &dbs.src, name: "source" },
         Side { api: &dbs.dst, name: "destination" },

@@ -14,8 +14,8 @@ use clap::Args;
 use shared::secret::{EndpointSecret, Mappings};
 use shared::sensitive::Sensitive;
 
-use crate::influx_api::{ApiError, ApiOptions, InfluxApi};
-use crate::verify::BucketPair;
+use crate::compare::window::BucketPair;
+use crate::influx::api::{ApiError, ApiOptions, InfluxApi};
 
 /// The InfluxDB side of `status`, `verify` and `cutover`.
 #[derive(Debug, Clone, Args)]

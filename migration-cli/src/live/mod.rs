@@ -18,47 +18,34 @@
 //! and each change, and with `--json` prints one JSON document on stdout instead. Exit codes:
 //! [`crate::exit`] (3 = differences, 4 = a precondition refused).
 //!
-//! Configuration: the core stack's outputs (`--stack`) or explicit names ([`deployment`]); the
-//! InfluxDB addresses from the endpoint secret or `--src-host` / `--dest-host`, tokens from
-//! `INFLUX_SRC_TOKEN` / `INFLUX_DEST_TOKEN` ([`databases`]); the lag from CloudWatch or the local
-//! stack's lag file ([`lag`]).
+//! Configuration: the core stack's outputs (`--stack`) or explicit names
+//! ([`crate::aws::deployment`]); the InfluxDB addresses from the endpoint secret or
+//! `--src-host` / `--dest-host`, tokens from `INFLUX_SRC_TOKEN` / `INFLUX_DEST_TOKEN`
+//! ([`databases`]); the lag from CloudWatch or the local stack's lag file ([`crate::aws::lag`]).
+//!
+//! Each command is one file named for it; [`options`] holds the flags every command takes,
+//! [`databases`] the two InfluxDB servers a command talks to, and [`bypass_check`] the check for
+//! writes that bypass the gateway that `status`, `verify` and `cutover` make. The work itself is
+//! done by the engines ([`crate::compare`], [`crate::scheduled`]) and the clients
+//! ([`crate::aws`], [`crate::influx`]).
 
-mod alarm;
-mod aws_error;
-mod bypass;
-mod concurrency;
+mod bypass_check;
 mod cutover;
 mod databases;
-mod deployment;
-mod endpoint;
 mod handover;
-mod lag;
-mod mapping;
-mod output;
+mod options;
 mod park;
 mod redrive;
 mod repair;
 mod rollback;
-mod stalls;
 mod status;
-mod stream;
 mod throttle;
 mod tokens;
 mod verify;
 
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 
 use crate::exit::Exit;
-
-/// Flags every live command takes.
-#[derive(Debug, Clone, Args)]
-pub struct CommonArgs {
-    #[command(flatten)]
-    pub aws: deployment::AwsArgs,
-    /// Print one JSON document on stdout instead of lines (warnings still go to stderr).
-    #[arg(long)]
-    pub json: bool,
-}
 
 #[derive(Debug, Subcommand)]
 pub enum LiveCommand {

@@ -18,11 +18,11 @@ use serde_json::json;
 use shared::secret::Role;
 use shared::stall::{ParkRule, StallClass};
 
+use crate::aws::deployment::{Aws, Deployment};
+use crate::aws::stalls;
 use crate::exit::Exit;
-use crate::live::CommonArgs;
-use crate::live::deployment::{Aws, Deployment};
-use crate::live::output::{Output, Verdict};
-use crate::live::stalls;
+use crate::live::options::CommonArgs;
+use crate::output::{Output, Verdict};
 
 #[derive(Debug, Args)]
 pub struct ParkArgs {
@@ -56,7 +56,7 @@ pub struct ParkArgs {
 /// The stream's open shards.
 async fn open_shards(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> anyhow::Result<Vec<String>> {
     let out = kinesis.list_shards().stream_name(stream).send().await.map_err(|e| {
-        anyhow::anyhow!("listing the shards of {stream}: {}", crate::live::aws_error::describe(&e))
+        anyhow::anyhow!("listing the shards of {stream}: {}", crate::aws::sdk_error::describe(&e))
     })?;
     Ok(out
         .shards()

@@ -26,13 +26,13 @@ use shared::secret::Role;
 use shared::sensitive::Sensitive;
 use shared::stall::REDRIVEN_PREFIX;
 
+use crate::aws::deployment::{Aws, Deployment};
+use crate::aws::endpoint;
+use crate::aws::stalls;
 use crate::exit::Exit;
-use crate::live::CommonArgs;
-use crate::live::deployment::{Aws, Deployment};
-use crate::live::endpoint;
-use crate::live::output::{Output, Verdict};
+use crate::live::options::CommonArgs;
 use crate::live::park::parse_target;
-use crate::live::stalls;
+use crate::output::{Output, Verdict};
 
 #[derive(Debug, Args)]
 pub struct RedriveArgs {
@@ -252,13 +252,13 @@ async fn move_object(s3: &aws_sdk_s3::Client, bucket: &str, from: &str, to: &str
         .key(to)
         .send()
         .await
-        .map_err(|e| crate::live::aws_error::describe(&e))?;
+        .map_err(|e| crate::aws::sdk_error::describe(&e))?;
     s3.delete_object()
         .bucket(bucket)
         .key(from)
         .send()
         .await
-        .map_err(|e| crate::live::aws_error::describe(&e))?;
+        .map_err(|e| crate::aws::sdk_error::describe(&e))?;
     Ok(())
 }
 

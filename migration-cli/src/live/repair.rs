@@ -1,8 +1,8 @@
 //! `repair`: make the windows `verify --content` finds different right, then show they match.
 //!
 //! Per bucket pair and measurement: the smallest windows whose content differs
-//! ([`crate::digest`]), each read whole from both sides and made right at the target
-//! ([`crate::repair`]: missing and changed values written; values only the target has deleted
+//! ([`crate::compare::digest`]), each read whole from both sides and made right at the target
+//! ([`crate::compare::reconcile`]: missing and changed values written; values only the target has deleted
 //! with `--delete-extra`, after they are printed, and otherwise listed and left). Afterwards the
 //! measurement is digested again: exit 0 when every window now matches, 3 when something was
 //! left (and it says what). The source is the reference unless `--from destination` (after a
@@ -12,23 +12,21 @@
 //! nothing, and a run that stopped halfway is finished by the next. `--dry-run` prints what it
 //! would write and delete, changes nothing, and exits 3 when there is something to do.
 
-use std::collections::BTreeSet;
-
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use futures::StreamExt;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::digest::{self, WindowDiff};
+use crate::compare::counts;
+use crate::compare::query;
+use crate::compare::reconcile::{Policy, Repaired, Sides, repair_measurement};
+use crate::compare::window::{BucketPair, TimeWindow};
 use crate::exit::Exit;
-use crate::influx_api::{Bucket, InfluxApi};
-use crate::live::CommonArgs;
 use crate::live::databases::{self, Databases, InfluxArgs};
-use crate::live::output::{Output, Verdict};
+use crate::live::options::CommonArgs;
 use crate::live::verify::{WindowArgs, deployment_or_hosts};
-use crate::repair as fix;
-use crate::verify::{self as counts, BucketPair, TimeWindow};
+use crate::output::{Output, Verdict};
 
 /// Values printed at the most per measurement for deletes and for what is left (the rest are
 /// counted; `--json` carries them all).
@@ -70,136 +68,6 @@ pub struct RepairArgs {
     pub max_concurrency: u16,
 }
 
-/// What was done to one measurement.
-#[derive(Debug, Default, serde::Serialize)]
-struct Repaired {
-    bucket: String,
-    measurement: String,
-    windows: Vec<WindowDiff>,
-    values_written: usize,
-    points_deleted: usize,
-    /// Shards whose measurement was deleted and copied again (a field of another type).
-    shards_rewritten: Vec<String>,
-    values_copied: usize,
-    deleted: Vec<String>,
-    left: Vec<String>,
-    /// Windows that still differ afterwards (0 on a dry run means "not checked").
-    still_differing: usize,
-}
-
-/// The side that is right and the side made to match it.
-struct Sides<'a> {
-    reference: (&'a InfluxApi, &'a Bucket),
-    target: (&'a InfluxApi, &'a Bucket),
-}
-
-/// What a repair may do.
-#[derive(Debug, Clone, Copy)]
-struct Policy {
-    delete_extra: bool,
-    dry_run: bool,
-}
-
-/// Makes every measurement of the target bucket hold what the reference holds over `window`
-/// (writing what differs or is missing, deleting nothing); the values written. The handover
-/// makes the taker's derived buckets match the giver's with it.
-pub async fn match_bucket(
-    reference: (&InfluxApi, &Bucket),
-    target: (&InfluxApi, &Bucket),
-    window: &TimeWindow,
-) -> anyhow::Result<usize> {
-    let measurements = counts::count_values(reference.0, reference.1, window).await?;
-    let sides = Sides { reference, target };
-    let policy = Policy { delete_extra: false, dry_run: false };
-    let mut written = 0;
-    for m in measurements.keys() {
-        written += repair_measurement(&sides, m, window, policy)
-            .await
-            .with_context(|| format!("bucket {}, measurement {m}", reference.1.name))?
-            .values_written;
-    }
-    Ok(written)
-}
-
-async fn repair_measurement(
-    sides: &Sides<'_>,
-    measurement: &str,
-    window: &TimeWindow,
-    args: Policy,
-) -> anyhow::Result<Repaired> {
-    let ((r_api, r_bucket), (t_api, t_bucket)) = (sides.reference, sides.target);
-    let find = || async {
-        digest::differing_windows(r_api, r_bucket, t_api, t_bucket, measurement, window, usize::MAX)
-            .await
-            .context("finding the windows that differ")
-    };
-    let plan_all = |found: &digest::Differences| {
-        let windows = found.windows.clone();
-        async move {
-            let mut plans = Vec::with_capacity(windows.len());
-            for w in &windows {
-                let (r, t) = tokio::join!(
-                    fix::read_window(r_api, r_bucket, measurement, w.start_ns, w.stop_ns),
-                    fix::read_window(t_api, t_bucket, measurement, w.start_ns, w.stop_ns)
-                );
-                plans.push(fix::plan(
-                    &r.context("reading the window")?,
-                    &t.context("reading the window")?,
-                    args.delete_extra,
-                ));
-            }
-            anyhow::Ok(plans)
-        }
-    };
-    let mut found = find().await?;
-    let mut plans = plan_all(&found).await?;
-    let mut done = Repaired { measurement: measurement.to_string(), ..Repaired::default() };
-    // A field of another type: its shard's measurement is deleted and copied again, then the
-    // windows are found and planned afresh (the rewritten ones now match).
-    let shards: BTreeSet<(i64, i64)> =
-        plans.iter().flat_map(|p| p.conflicts.iter().map(|&ns| fix::shard_range(t_bucket, ns))).collect();
-    if !shards.is_empty() {
-        done.windows = found.windows.clone();
-        for &(a, b) in &shards {
-            let range = format!("{} .. {}", digest::rfc3339_ns(a), digest::rfc3339_ns(b));
-            if args.dry_run {
-                done.shards_rewritten.push(range);
-                continue;
-            }
-            done.values_copied += fix::rewrite_range((r_api, r_bucket), (t_api, t_bucket), measurement, a, b)
-                .await
-                .with_context(|| format!("rewriting {measurement} over the shard {range}"))?;
-            done.shards_rewritten.push(range);
-        }
-        if !args.dry_run {
-            found = find().await?;
-            plans = plan_all(&found).await?;
-        }
-    }
-    for (w, plan) in found.windows.iter().zip(&plans) {
-        done.values_written += plan.values;
-        done.points_deleted += plan.deletes.len();
-        done.deleted.extend(plan.deletes.iter().flat_map(|d| d.lines.iter().cloned()));
-        done.left.extend(plan.left.iter().cloned());
-        if !args.dry_run && !plan.is_empty() {
-            fix::apply(t_api, t_bucket, plan)
-                .await
-                .with_context(|| format!("repairing {} .. {}", w.start, w.stop))?;
-        }
-    }
-    if done.windows.is_empty() {
-        done.windows = found.windows.clone();
-    }
-    if !args.dry_run && !done.windows.is_empty() {
-        done.still_differing =
-            digest::differing_windows(r_api, r_bucket, t_api, t_bucket, measurement, window, 0)
-                .await
-                .context("checking the repaired windows")?
-                .total;
-    }
-    Ok(done)
-}
-
 fn list(lines: &[String]) -> String {
     let mut shown: Vec<&str> = lines.iter().take(MAX_PRINTED).map(String::as_str).collect();
     let more = lines.len().saturating_sub(MAX_PRINTED);
@@ -218,8 +86,8 @@ async fn repair_pair(
     args: &RepairArgs,
 ) -> anyhow::Result<Vec<Repaired>> {
     let (s, d) = tokio::join!(
-        counts::resolve(&dbs.src, pair.src_org.as_deref(), &pair.src_bucket),
-        counts::resolve(&dbs.dst, pair.dst_org.as_deref(), &pair.dst_bucket)
+        query::resolve(&dbs.src, pair.src_org.as_deref(), &pair.src_bucket),
+        query::resolve(&dbs.dst, pair.dst_org.as_deref(), &pair.dst_bucket)
     );
     let Some((s_bucket, s_org)) = s? else {
         anyhow::bail!("the source has no bucket {}", pair.src_bucket);

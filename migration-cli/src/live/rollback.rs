@@ -19,13 +19,13 @@ use clap::Args;
 use serde_json::json;
 use shared::secret::Role;
 
+use crate::aws::deployment::{Aws, Deployment};
+use crate::aws::endpoint;
 use crate::exit::Exit;
-use crate::live::CommonArgs;
 use crate::live::databases::{Databases, InfluxArgs};
-use crate::live::deployment::{Aws, Deployment};
-use crate::live::endpoint;
-use crate::live::handover::{self, Side};
-use crate::live::output::{Output, Verdict};
+use crate::live::options::CommonArgs;
+use crate::output::{Output, Verdict};
+use crate::scheduled::transfer::{Side, hand_over};
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
@@ -68,7 +68,7 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<Exit> {
         Ok(dbs) => {
             let back: BTreeMap<String, String> =
                 current.secret.mappings.orgs.iter().map(|(k, v)| (v.clone(), k.clone())).collect();
-            handover::hand_over(
+            hand_over(
                 &mut out,
                 Side { api: &dbs.dst, name: "destination" },
                 Side { api: &dbs.src, name: "source" },

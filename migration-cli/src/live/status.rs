@@ -2,7 +2,7 @@
 //!
 //! - the stream: retention, shards, encryption, and how close the oldest record the destination
 //!   writer has not replayed is to expiring (retention minus its IteratorAge; while it is held
-//!   and reports none, the conservative bound of [`crate::live::stream::Expiry::estimate`]);
+//!   and reports none, the conservative bound of [`crate::aws::stream::Expiry::estimate`]);
 //! - each mapping of the two stream writers, with any setting that could drop a record;
 //! - whether the destination writer is throttled, and both writers' lag;
 //! - each stalled shard (a writer stopped at one record): since when, why, the bucket, and how
@@ -10,7 +10,7 @@
 //! - the read endpoint (scheme, host and port only);
 //! - per bucket, the newest point at the source and at the destination, and per measurement the
 //!   writes that reached the source without passing through the gateway in the last hour
-//!   ([`crate::bypass`]: writers still to move) (when `INFLUX_SRC_TOKEN` and `INFLUX_DEST_TOKEN`
+//!   ([`crate::compare::bypass`]: writers still to move) (when `INFLUX_SRC_TOKEN` and `INFLUX_DEST_TOKEN`
 //!   are set);
 //! - who owns scheduled work (tasks, checks, rules) and, for each, its last run at each side and
 //!   the runs a handover would replay ([`crate::live::handover`]).
@@ -24,22 +24,23 @@ use clap::Args;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use crate::aws::concurrency::{self, Throttle};
+use crate::aws::deployment::{Aws, Deployment};
+use crate::aws::endpoint;
+use crate::aws::event_source::{self, Mapping};
+use crate::aws::lag::{AnyLag, LagReading, LagSource, rfc3339};
+use crate::aws::replay_bound::ReplayBound;
+use crate::aws::stalls;
+use crate::aws::stream::{self, ALARM_SHARE, Expiry, StreamState, WARN_SHARE};
+use crate::compare::counts;
+use crate::compare::window::BucketPair;
 use crate::exit::Exit;
-use crate::influx_api::InfluxApi;
-use crate::live::CommonArgs;
-use crate::live::bypass::{self, BypassArgs};
-use crate::live::concurrency::{self, Throttle};
+use crate::influx::api::InfluxApi;
+use crate::live::bypass_check::{self, BypassArgs};
 use crate::live::databases::{self, Databases, InfluxArgs};
-use crate::live::deployment::{Aws, Deployment};
-use crate::live::endpoint;
-use crate::live::handover;
-use crate::live::lag::{AnyLag, LagReading, LagSource, human_duration, rfc3339};
-use crate::live::mapping::{self, Mapping};
-use crate::live::output::{Output, Verdict};
-use crate::live::stalls;
-use crate::live::stream::{self, ALARM_SHARE, Expiry, StreamState, WARN_SHARE};
-use crate::live::verify::ReplayBound;
-use crate::verify::{self as counts, BucketPair};
+use crate::live::options::CommonArgs;
+use crate::output::human_duration;
+use crate::output::{Output, Verdict};
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -112,7 +113,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<Exit> {
                 Err(e) => errors.push(e.to_string()),
             }
         }
-        match mapping::of_function(&aws.lambda, function).await {
+        match event_source::of_function(&aws.lambda, function).await {
             Ok(maps) => {
                 if maps.is_empty() {
                     out.check(
@@ -248,8 +249,15 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<Exit> {
                         .and_then(|d| ReplayBound::from_readings(d, source_lag.as_ref()))
                         .map_or(now - Duration::from_secs(60), |b| b.until.min(now));
                     let until = until.replace_nanosecond(0).unwrap_or(until);
-                    match bypass::check(&mut out, &dbs, &pairs.pairs, until, &args.bypass, Verdict::Warn)
-                        .await
+                    match bypass_check::check(
+                        &mut out,
+                        &dbs,
+                        &pairs.pairs,
+                        until,
+                        &args.bypass,
+                        Verdict::Warn,
+                    )
+                    .await
                     {
                         Ok(found) => data["bypass"] = found.json,
                         Err(e) => errors.push(format!("looking for writes that bypassed the gateway: {e:#}")),
@@ -259,7 +267,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<Exit> {
             }
             let lags =
                 (source_lag.as_ref().and_then(LagReading::age), dest_lag.as_ref().and_then(LagReading::age));
-            match handover::status_section(&mut out, &dbs.src, &dbs.dst, lags).await {
+            match crate::scheduled::transfer::status_section(&mut out, &dbs.src, &dbs.dst, lags).await {
                 Ok(v) => data["scheduled_work"] = v,
                 Err(e) => errors.push(format!("scheduled work: {e}")),
             }

@@ -3,17 +3,19 @@
 //! `throttle` sets reserved concurrency 0 (records wait in the stream, up to its retention);
 //! `unthrottle` removes the reservation (the mappings replay what waited, in order per shard).
 //! Each reads the state first and does nothing when it already holds, then reads it again to
-//! confirm. The destination lag alarm's actions follow ([`crate::live::alarm`]).
+//! confirm. The destination lag alarm's actions follow ([`crate::aws::alarm`]).
 
 use clap::Args;
 use serde_json::json;
 
+use crate::aws::concurrency::{self, Throttle};
+use crate::aws::deployment::{Aws, Deployment};
+use crate::aws::event_source;
+use crate::aws::lag::LagSourceSpec;
+use crate::aws::{alarm, stream};
 use crate::exit::Exit;
-use crate::live::concurrency::{self, Throttle};
-use crate::live::deployment::{Aws, Deployment};
-use crate::live::lag::LagSourceSpec;
-use crate::live::output::{Output, Verdict};
-use crate::live::{CommonArgs, alarm, mapping, stream};
+use crate::live::options::CommonArgs;
+use crate::output::{Output, Verdict};
 
 #[derive(Debug, Args)]
 pub struct ThrottleArgs {
@@ -90,7 +92,7 @@ pub async fn run(args: ThrottleArgs, direction: Direction) -> anyhow::Result<Exi
             Err(e) => out.warn(e.to_string()),
         }
     }
-    let mappings = match mapping::of_function(&aws.lambda, function).await {
+    let mappings = match event_source::of_function(&aws.lambda, function).await {
         Ok(m) => m,
         Err(e) => {
             out.warn(e.to_string());

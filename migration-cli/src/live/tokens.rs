@@ -3,7 +3,7 @@
 //! from the tokens clients hold to the destination's new ones.
 //!
 //! The rebuild recreated every authorization with a new token (a destination issues its own) and
-//! recorded each in the backup directory's `authorizations.json` ([`crate::token_map`]). A source
+//! recorded each in the backup directory's `authorizations.json` ([`crate::seeding::token_map`]). A source
 //! that hashes tokens (InfluxDB 2.9) kept no plaintext, so the link is the source's stored hash:
 //! the gateway hashes the token a client presents the same way and looks it up
 //! (`shared::secret`, `token_hashes`). With `--apply` those entries go into the endpoint secret's
@@ -18,12 +18,12 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::{Value, json};
 
+use crate::aws::deployment::{Aws, Deployment};
+use crate::aws::endpoint;
 use crate::exit::Exit;
-use crate::live::CommonArgs;
-use crate::live::deployment::{Aws, Deployment};
-use crate::live::endpoint;
-use crate::live::output::{Output, Verdict};
-use crate::token_map::{self, RebuiltAuthorization, TokenMap};
+use crate::live::options::CommonArgs;
+use crate::output::{Output, Verdict};
+use crate::seeding::token_map::{self, RebuiltAuthorization, TokenMap};
 
 #[derive(Debug, Args)]
 pub struct TokensArgs {

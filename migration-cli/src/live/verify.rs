@@ -1,7 +1,7 @@
 //! `verify`: per bucket and measurement, the number of values at the source and at the
 //! destination over a time window; a table; exit 3 on any difference.
 //!
-//! The counting is [`crate::verify::compare`] (counted by influxd, answers streamed). Buckets are
+//! The counting is [`crate::compare::counts::compare`] (counted by influxd, answers streamed). Buckets are
 //! compared one at a time and each result is printed as it arrives, so a long verification shows
 //! progress; the full table and the verdict follow.
 //!
@@ -23,63 +23,19 @@ use serde_json::json;
 use shared::secret::EndpointSecret;
 use time::OffsetDateTime;
 
+use crate::aws::deployment::{Aws, Deployment};
+use crate::aws::endpoint::{self, CurrentSecret};
+use crate::aws::lag::{AnyLag, rfc3339};
+use crate::aws::replay_bound::{ReplayBound, replay_bound};
+use crate::aws::stalls;
+use crate::compare::counts::{self as counts, VerifyReport};
+use crate::compare::query;
+use crate::compare::window::{BucketPair, TimeWindow};
 use crate::exit::Exit;
-use crate::live::CommonArgs;
-use crate::live::bypass::{self, BypassArgs};
+use crate::live::bypass_check::{self, BypassArgs};
 use crate::live::databases::{self, Databases, InfluxArgs};
-use crate::live::deployment::{Aws, Deployment};
-use crate::live::endpoint::{self, CurrentSecret};
-use crate::live::lag::{AnyLag, LagReading, LagSource, rfc3339};
-use crate::live::output::{Output, Verdict};
-use crate::live::stalls;
-use crate::verify::{self as counts, BucketPair, TimeWindow, VerifyReport};
-
-/// Points stamped up to this long before they reach the stream: the gateway stamps a line at
-/// receive time and puts it moments later; clients' own timestamps come from their clocks.
-pub const REPLAY_MARGIN: Duration = Duration::from_secs(5);
-
-/// Where the stream writers have replayed the stream up to, from their lag readings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReplayBound {
-    /// Points up to this time have been applied at both ends.
-    pub until: OffsetDateTime,
-    /// Which readings gave it, for the operator.
-    pub because: String,
-}
-
-impl ReplayBound {
-    /// The bound the readings give: the earliest of their [`LagReading::applied_until`] less
-    /// [`REPLAY_MARGIN`]. `None` unless the destination writer's lag is known; an unknown
-    /// source writer's lag is left out (its gaps show as differences, never as a pass).
-    pub fn from_readings(destination: &LagReading, source: Option<&LagReading>) -> Option<ReplayBound> {
-        let mut until = destination.applied_until()?;
-        let mut because = vec![format!("destination writer {}", destination.describe())];
-        if let Some(s) = source
-            && let Some(t) = s.applied_until()
-        {
-            until = until.min(t);
-            because.push(format!("source writer {}", s.describe()));
-        }
-        Some(ReplayBound {
-            until: until - REPLAY_MARGIN,
-            because: format!("{}; less {} s margin", because.join("; "), REPLAY_MARGIN.as_secs()),
-        })
-    }
-}
-
-/// Reads both writers' lag and the bound they give (see [`ReplayBound::from_readings`]).
-pub async fn replay_bound(
-    lag: &AnyLag,
-    destination_function: &str,
-    source_function: Option<&str>,
-) -> Option<ReplayBound> {
-    let destination = lag.read(destination_function).await.ok()?;
-    let source = match source_function {
-        Some(f) => lag.read(f).await.ok(),
-        None => None,
-    };
-    ReplayBound::from_readings(&destination, source.as_ref())
-}
+use crate::live::options::CommonArgs;
+use crate::output::{Output, Verdict};
 
 /// The time window flags (shared with `cutover`).
 #[derive(Debug, Clone, Args)]
@@ -241,7 +197,7 @@ pub async fn compare_databases(
     // scheduled work it is compared up to where the source last ran its tasks.
     let mut pairs = pairs;
     let mut derived = BTreeMap::new();
-    match crate::live::handover::derived_scope(&dbs.src, &dbs.dst).await {
+    match crate::scheduled::transfer::derived_scope(&dbs.src, &dbs.dst).await {
         Ok(scope) => {
             let stop = scope.until.and_then(|(until, side)| {
                 let t =
@@ -298,7 +254,7 @@ impl Compared {
 }
 
 /// Compares every pair, one bucket at a time (counts, then with `content` each measurement's
-/// content by window, `crate::digest`), reporting each as it completes.
+/// content by window, `crate::compare::digest`), reporting each as it completes.
 async fn compare_streamed(
     out: &mut Output,
     dbs: &Databases,
@@ -353,7 +309,7 @@ async fn compare_streamed(
     Ok(report)
 }
 
-/// Fills in each measurement's differing windows (`crate::digest`) for a pair whose
+/// Fills in each measurement's differing windows (`crate::compare::digest`) for a pair whose
 /// destination bucket exists, `concurrency` measurements at a time.
 async fn compare_content(
     dbs: &Databases,
@@ -363,22 +319,22 @@ async fn compare_content(
     reports: &mut [counts::BucketReport],
 ) -> anyhow::Result<()> {
     let (s, d) = tokio::join!(
-        counts::resolve(&dbs.src, pair.src_org.as_deref(), &pair.src_bucket),
-        counts::resolve(&dbs.dst, pair.dst_org.as_deref(), &pair.dst_bucket)
+        query::resolve(&dbs.src, pair.src_org.as_deref(), &pair.src_bucket),
+        query::resolve(&dbs.dst, pair.dst_org.as_deref(), &pair.dst_bucket)
     );
     let (Some((s_bucket, _)), Some((d_bucket, _))) = (s?, d?) else { return Ok(()) };
     for b in reports.iter_mut().filter(|b| !b.destination_missing) {
         let (s_bucket, d_bucket) = (&s_bucket, &d_bucket);
         let found: Vec<_> = futures::stream::iter(b.measurements.iter().enumerate())
             .map(|(i, m)| async move {
-                let d = crate::digest::differing_windows(
+                let d = crate::compare::digest::differing_windows(
                     &dbs.src,
                     s_bucket,
                     &dbs.dst,
                     d_bucket,
                     &m.measurement,
                     window,
-                    crate::digest::MAX_REPORTED,
+                    crate::compare::digest::MAX_REPORTED,
                 )
                 .await
                 .with_context(|| format!("measurement {}", m.measurement));
@@ -407,7 +363,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     let mut influx = args.influx.clone();
     if args.derived {
         let dbs = Databases::connect(&args.influx, secret)?;
-        let scope = crate::live::handover::derived_scope(&dbs.src, &dbs.dst).await?;
+        let scope = crate::scheduled::transfer::derived_scope(&dbs.src, &dbs.dst).await?;
         let wanted: Vec<String> = scope
             .buckets
             .into_iter()
@@ -423,7 +379,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
         influx.buckets = wanted;
     }
     let compared = compare_databases(&mut out, &influx, &args.window, &args.compare, secret, bound).await?;
-    let bypassed = bypass::check(
+    let bypassed = bypass_check::check(
         &mut out,
         &compared.dbs,
         &compared.pairs,
@@ -456,6 +412,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::lag::LagReading;
     use time::macros::datetime;
 
     fn args(start: Option<&str>, stop: Option<&str>) -> WindowArgs {

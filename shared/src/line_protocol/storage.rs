@@ -30,9 +30,9 @@
 //! shard each line's time falls in), retention and series limits depend on the database and are
 //! left to the database.
 
-use super::RejectKind;
 use super::go_text::{self, NumError};
 use super::point::{self, Parsed};
+use super::reject::RejectKind;
 
 /// `tsdb.MaxFieldValueLength`.
 pub(super) const MAX_FIELD_VALUE_LENGTH: usize = 1_048_576;

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use testbed::logs::{self, KeptLog};
-use testbed::report::{sparkline, svg_chart};
+use testbed::scenario::report::{sparkline, svg_chart};
 use testbed::scenario::{self, ScenarioOptions};
+use testbed::stack::logs::{self, KeptLog};
 use testbed::stack::{LocalStack, StackOptions};
 
 #[derive(Debug, Parser)]

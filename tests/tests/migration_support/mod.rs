@@ -60,7 +60,7 @@ pub fn strip_ansi(s: &str) -> String {
 
 /// The binary under test.
 pub fn binary() -> PathBuf {
-    testbed::lambda::workspace_binary("influx-migration")
+    testbed::stack::lambda::workspace_binary("influx-migration")
 }
 
 /// Runs `influx-migration args` in `cwd` with exactly `env` (plus PATH and HOME), stdin closed.

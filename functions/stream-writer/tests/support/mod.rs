@@ -6,7 +6,7 @@ use shared::secret::Role;
 use shared::sensitive::Sensitive;
 use stream_writer::DeadLetters;
 use testbed::Influxd;
-use testbed::events::{StreamRecord, kinesis_event};
+use testbed::stack::events::{StreamRecord, kinesis_event};
 
 /// One stream record of `lines` for `db`'s bucket, written with `token`.
 pub fn record(db: &Influxd, lines: &[String], token: &str) -> Vec<u8> {
