@@ -6,7 +6,7 @@
 //! - a field had another type at the destination (`3i` for `3`).
 //!
 //! Each is now found, with the window that holds it, and verify passes once the destination is
-//! made right again.
+//! made right again. And a measurement whose name holds `${` is compared too (issue 31).
 
 use std::process::Command;
 
@@ -137,4 +137,23 @@ async fn verify_finds_what_counts_cannot_and_names_the_window() {
     let (code, text) = verify(&src, &dst);
     assert_eq!(code, 3, "a value of another type is a difference:\n{text}");
     assert_window_names(&text, T0 + 400, "field type");
+}
+
+/// Regression (issue 31): Flux string literals interpolate `${…}`, and the measurement's name
+/// went into the content queries with only `\` and `"` escaped, so a measurement named with
+/// `${` made `verify --content` (and `repair`) fail with a Flux error instead of comparing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_measurement_named_with_a_flux_interpolation_is_compared_like_any_other() {
+    let (src, dst) = tokio::join!(Influxd::start_named("source"), Influxd::start_named("destination"));
+    let lines: Vec<String> = (0..20).map(|i| format!("cost${{x}},host=h v={i}.5 {}", T0 + i)).collect();
+    src.write_ok(&src.bucket, "s", lines.join("\n")).await;
+    dst.write_ok(&dst.bucket, "s", lines.join("\n")).await;
+    let (code, text) = verify(&src, &dst);
+    assert_eq!(code, 0, "identical data verifies clean:\n{text}");
+    assert!(text.contains("cost${x}"), "the measurement is in the table:\n{text}");
+
+    dst.write_ok(&dst.bucket, "s", format!("cost${{x}},host=h v=999.5 {}", T0 + 7)).await;
+    let (code, text) = verify(&src, &dst);
+    assert_eq!(code, 3, "a changed value is a difference:\n{text}");
+    assert_window_names(&text, T0 + 7, "changed value in cost${x}");
 }

@@ -245,9 +245,10 @@ pub async fn differing_windows(
     Ok(out)
 }
 
-/// A string for a Flux string literal.
+/// A string for a Flux string literal: `\`, `"` and `$` escaped (Flux interpolates `${…}` in
+/// string literals, so a measurement named `cost${x}` would otherwise be read as an expression).
 pub(crate) fn flux_string(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('$', "\\$")
 }
 
 /// Nanoseconds as an RFC3339 Flux time literal (whole nanoseconds; clamped to what influxd stores).
@@ -262,6 +263,12 @@ pub(crate) fn rfc3339_ns(ns: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flux_string_escapes_backslashes_quotes_and_interpolation() {
+        assert_eq!(flux_string(r#"a\b"c"#), r#"a\\b\"c"#);
+        assert_eq!(flux_string("cost${x}"), "cost\\${x}");
+    }
 
     #[test]
     fn a_sum_of_hashes_ignores_order_and_sees_a_changed_or_swapped_value() {

@@ -103,6 +103,12 @@ impl TokenMap {
                 options.mode(0o600);
             }
             let mut f = options.open(&tmp).map_err(io)?;
+            // `mode` applies only to a file it creates: one left by a crash keeps its own.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+            }
             f.write_all(&text).map_err(io)?;
             f.sync_all().map_err(io)?;
         }
@@ -149,6 +155,23 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(!path.with_extension("json.tmp").exists());
+    }
+
+    /// Regression (issue 31): the owner-only mode was given only when the temporary file was
+    /// new, so a temporary file left world-readable by a crash made a world-readable map.
+    #[cfg(unix)]
+    #[test]
+    fn a_map_saved_over_a_left_over_readable_temporary_file_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, b"half a file").unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).unwrap();
+        sample().save(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "authorizations.json holds destination tokens");
+        assert_eq!(TokenMap::load(&path).unwrap(), sample());
     }
 
     #[test]
