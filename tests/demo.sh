@@ -3,8 +3,8 @@
 #
 #   tests/demo.sh [--points N] [--writers N] [--readers N] [--faults] [--output DIR]
 #
-# 1. tests/testbed/install.sh — influxd 2.7.12, the influx CLI, moto, cfn-lint, cargo-lambda and
-#    the AWS CLI (cached per user; seconds when already installed);
+# 1. tests/testbed/install.sh --demo — only what the demo uses: influxd 2.7.12, moto, cfn-lint,
+#    cargo-lambda and the AWS CLI (cached per user; seconds when already installed);
 # 2. cargo build of the whole workspace, exactly as tests/run.sh builds it (so running one after
 #    the other rebuilds nothing: `--bins` alone resolves features differently and rebuilt the AWS SDK);
 # 3. `local-stack demo`: source and destination influxd, moto with the live path deployed by
@@ -17,7 +17,7 @@ repo=$(cd "$here/.." && pwd)
 cd "$repo"
 
 echo "==> [1/3] test bed"
-"$here/testbed/install.sh"
+"$here/testbed/install.sh" --demo
 
 echo
 echo "==> [2/3] build (cargo build --workspace --all-targets, as tests/run.sh: either one after the other builds nothing)"

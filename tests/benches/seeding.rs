@@ -332,7 +332,7 @@ async fn run() {
     // ---- native, like for like: the same compression on the wire on both sides ----
     let rounds = env_usize("SEEDING_ROUNDS", 3);
     let native_setup =
-        Native { ours: &ours, influx: &bed.influx, work: work.path(), cli_env: &cli_env, rounds };
+        Native { ours: &ours, influx: bed.influx(), work: work.path(), cli_env: &cli_env, rounds };
     let mut ratios = Vec::new();
     rows.extend(native_setup.compare(&src, &dst, "2.7.12", native_points, &mut ratios).await);
     // The same against a 2.9.1 source (hashed tokens; its backup API gzips unless asked not to).
@@ -370,7 +370,7 @@ async fn run() {
     // ---- CSV: the script's pipeline versus ours ----
     let csv_file = work.path().join("script.csv");
     let q = measure(
-        &bed.influx,
+        bed.influx(),
         &[
             "query",
             "--host",
@@ -388,7 +388,7 @@ async fn run() {
     );
     dst.create_bucket("script-csv").await;
     let w = measure(
-        &bed.influx,
+        bed.influx(),
         &[
             "write",
             "--host",

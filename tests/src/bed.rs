@@ -14,9 +14,10 @@ use std::sync::OnceLock;
 pub struct TestBed {
     /// influxd 2.7.12, the version every test uses unless it names another.
     pub influxd: PathBuf,
-    /// influxd 2.9.1 (API tokens hashed by default), for the version matrix.
-    pub influxd_2_9: PathBuf,
-    pub influx: PathBuf,
+    /// influxd 2.9.1 (API tokens hashed by default), for the version matrix: [`Self::influxd_2_9`].
+    influxd_2_9: Option<PathBuf>,
+    /// The influx CLI: [`Self::influx`].
+    influx: Option<PathBuf>,
     pub moto_server: PathBuf,
     pub cfn_lint: PathBuf,
     pub cargo_lambda: PathBuf,
@@ -37,6 +38,20 @@ impl TestBed {
             Ok(bed) => bed,
             Err(why) => panic!("the test bed is not installed: {why}; {INSTALL_HINT}"),
         }
+    }
+
+    /// influxd 2.9.1, or a panic saying how to install it (`install.sh --demo` leaves it out).
+    pub fn influxd_2_9(&self) -> &Path {
+        self.influxd_2_9.as_deref().unwrap_or_else(|| {
+            panic!("influxd 2.9.1 is not installed (INFLUXD_2_9_BIN): {INSTALL_HINT}, without --demo")
+        })
+    }
+
+    /// The influx CLI, or a panic saying how to install it (`install.sh --demo` leaves it out).
+    pub fn influx(&self) -> &Path {
+        self.influx.as_deref().unwrap_or_else(|| {
+            panic!("the influx CLI is not installed (INFLUX_BIN): {INSTALL_HINT}, without --demo")
+        })
     }
 
     /// The repository's root directory.
@@ -66,10 +81,17 @@ impl TestBed {
             let path = PathBuf::from(value);
             if path.exists() { Ok(path) } else { Err(format!("{name}={} does not exist", path.display())) }
         };
+        // `install.sh --demo` leaves these out; a test that needs one says how to install it.
+        let optional = |name: &str| -> Result<Option<PathBuf>, String> {
+            if std::env::var(name).is_err() && !vars.contains_key(name) {
+                return Ok(None);
+            }
+            path_of(name).map(Some)
+        };
         Ok(TestBed {
             influxd: path_of("INFLUXD_BIN")?,
-            influxd_2_9: path_of("INFLUXD_2_9_BIN")?,
-            influx: path_of("INFLUX_BIN")?,
+            influxd_2_9: optional("INFLUXD_2_9_BIN")?,
+            influx: optional("INFLUX_BIN")?,
             moto_server: path_of("MOTO_SERVER_BIN")?,
             cfn_lint: path_of("CFN_LINT_BIN")?,
             cargo_lambda: path_of("CARGO_LAMBDA_BIN")?,

@@ -11,6 +11,10 @@
 # ${XDG_CACHE_HOME:-~/.cache}/influx-live-migration), never in the repository, so a second run on
 # the same machine only checks what is there. Idempotent: run it as often as you like.
 #
+# `install.sh --demo` installs only what tests/demo.sh uses: influxd v2.7.12 and the virtualenv
+# (the demo never starts influxd 2.9.1 nor the influx CLI, and building 2.9.1 takes 5 to 11 minutes
+# on a cold 2-core machine); tests/run.sh installs the rest.
+#
 # On success it writes tests/testbed/env (git-ignored) with the paths the tests read. On failure it
 # names the step that failed and what to do next, and exits non-zero; a half-finished build never
 # lands in the cache because every artefact is moved into place only after it ran.
@@ -34,6 +38,14 @@ INFLUXD_2_9_FALLBACK_GO=go1.25.10
 # manifest-version-2 backup format and the same /api/v2/backup and /api/v2/restore calls.
 INFLUX_CLI_VERSION=v2.3.0
 PY_REQUIREMENTS=("moto[server]==5.2.5" "cfn-lint==1.58.0" "cargo-lambda==1.9.2" "awscli==1.46.3")
+
+demo_only=false
+for arg in "$@"; do
+  case "$arg" in
+    --demo) demo_only=true ;;
+    *) printf 'usage: %s [--demo]\n  --demo  install only what tests/demo.sh uses\n' "$0" >&2; exit 2 ;;
+  esac
+done
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -159,6 +171,15 @@ print(d["Dir"]) if "Dir" in d else sys.exit("go mod download: " + d.get("Error",
 
 install_influxd "$INFLUXD_VERSION" "$INFLUXD_COMMIT" "$FLUX_VERSION" "$INFLUXD_FALLBACK_GO"
 influxd_bin=$influxd_built
+influxd_2_9_bin=""
+influx_bin=""
+if [ "$demo_only" = true ]; then
+  step "influxd $INFLUXD_2_9_VERSION and the influx CLI $INFLUX_CLI_VERSION: not needed by the demo (tests/run.sh installs them)"
+  # Kept in tests/testbed/env when an earlier full install left them in the cache.
+  [ -x "$cache/influxd-$INFLUXD_2_9_VERSION/bin/influxd" ] && influxd_2_9_bin="$cache/influxd-$INFLUXD_2_9_VERSION/bin/influxd"
+  [ -x "$cache/influx-cli-$INFLUX_CLI_VERSION/bin/influx" ] && influx_bin="$cache/influx-cli-$INFLUX_CLI_VERSION/bin/influx"
+  note "${influxd_2_9_bin:-influxd $INFLUXD_2_9_VERSION not installed}; ${influx_bin:-influx CLI not installed}"
+else
 install_influxd "$INFLUXD_2_9_VERSION" "$INFLUXD_2_9_COMMIT" "$FLUX_2_9_VERSION" "$INFLUXD_2_9_FALLBACK_GO"
 influxd_2_9_bin=$influxd_built
 
@@ -185,6 +206,7 @@ else
   rm -rf "$work"
   rm -rf "$influx_dir"; mv "$influx_dir.tmp" "$influx_dir"
   note "installed: $influx_bin ($("$influx_bin" version))"
+fi
 fi
 
 # ------------------------------------------------------------------------------------------------
@@ -219,8 +241,8 @@ step "write tests/testbed/env"
 cat > "$here/env" <<ENV
 # Written by tests/testbed/install.sh; read by the test-support crate. Not committed.
 INFLUXD_BIN=$influxd_bin
-INFLUXD_2_9_BIN=$influxd_2_9_bin
-INFLUX_BIN=$influx_bin
+${influxd_2_9_bin:+INFLUXD_2_9_BIN=$influxd_2_9_bin}
+${influx_bin:+INFLUX_BIN=$influx_bin}
 MOTO_SERVER_BIN=$venv/bin/moto_server
 CFN_LINT_BIN=$venv/bin/cfn-lint
 CARGO_LAMBDA_BIN=$venv/bin/cargo-lambda

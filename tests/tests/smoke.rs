@@ -98,7 +98,7 @@ async fn influx_cli_pings_and_lists_buckets() {
     let bed = TestBed::get();
     let configs = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        let out = Command::new(&bed.influx)
+        let out = Command::new(bed.influx())
             .args(args)
             .env("INFLUX_CONFIGS_PATH", configs.path().join("configs"))
             .output()

@@ -156,10 +156,18 @@ pub async fn run(
         &stack.source.bucket,
         &stack.source.token,
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let s = traffic.stats();
-    if s.write_requests_ok == 0 {
-        return Err(format!("no write went through the gateway: {:?}; {:?}", s, traffic.write_failures()));
+    // The clients are up once a write went through the gateway.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while traffic.stats().write_requests_ok == 0 {
+        if Instant::now() > deadline {
+            let s = traffic.stats();
+            return Err(format!(
+                "no write went through the gateway within 60 s: {:?}; {:?}",
+                s,
+                traffic.write_failures()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     // 3. Seeding.
@@ -292,6 +300,9 @@ pub async fn run(
 
     // 6. The end: stop clients, drain both writers, check everything.
     let t = Instant::now();
+    // Paging is judged over at least two incidents (one is no evidence of "exactly once"),
+    // whatever the machine's speed: the incident writer runs until two are written.
+    incidents.wait_for(scheduled::MIN_INCIDENTS).await?;
     traffic.stop().await;
     forgotten.stop().await;
     incidents.stop().await;
@@ -416,13 +427,29 @@ async fn check_scheduled_work(
             work.derived_differing.push(format!("{time}: destination {d}, missing at the source"));
         }
     }
+    // An incident is due once its check and rule have surely run, or once it was paged. Wait for
+    // the [`scheduled::MIN_INCIDENTS`]th to be paged (or for the time by which it must have been).
+    let mut written = incidents.incidents();
+    written.dedup();
+    if let Some(&last_needed) = written.get(scheduled::MIN_INCIDENTS - 1) {
+        let deadline = last_needed + scheduled::PAGED_WITHIN_S + 1;
+        while (unix_now() as i64) <= deadline
+            && !scheduled::notified(&scheduled::received(src_pager, dst_pager), last_needed)
+        {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
     let end = unix_now() as i64;
     work.paused_task_points = scheduled::derived(src, token, "paused_5s", 0, end + 60).await.len()
         + scheduled::derived(dst, token, "paused_5s", 0, end + 60).await.len();
     // An incident is due once its check and rule have surely run.
-    let due: Vec<i64> =
-        incidents.incidents().into_iter().filter(|t| *t + scheduled::PAGED_WITHIN_S < end).collect();
-    work.paging = scheduled::paging(&due, &scheduled::received(src_pager, dst_pager), ownership);
+    let received = scheduled::received(src_pager, dst_pager);
+    let due: Vec<i64> = incidents
+        .incidents()
+        .into_iter()
+        .filter(|t| *t + scheduled::PAGED_WITHIN_S < end || scheduled::notified(&received, *t))
+        .collect();
+    work.paging = scheduled::paging(&due, &received, ownership);
     Ok(())
 }
 
@@ -451,14 +478,38 @@ async fn find_and_repair_the_forgotten_writer(
     }
     progress("the operator moves the forgotten writer behind the gateway, then repairs");
     forgotten.move_to(&stack.gateway.url);
-    // Repair goes up to where the writers have replayed, less a 5 s margin: wait until that is
-    // past the writer's last point at the source.
-    tokio::time::sleep(Duration::from_secs(15)).await;
-    let out = cli(stack, &["repair", "--measurement", "forgotten"], 0, progress).await?;
+    // Every point the writer sent straight to the source is stamped before this moment.
+    let moved_at = time::OffsetDateTime::now_utc();
+    // Repair's window ends where both writers have replayed the stream (their lag), which trails
+    // the move by however slow this machine is: run it, as an operator would, until its window
+    // covers the move (each run repairs what differs then; a rerun finds the rest).
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let out = loop {
+        let out = cli(stack, &["repair", "--measurement", "forgotten"], 0, progress).await?;
+        let until = repair_window_end(&out);
+        if until.is_some_and(|u| u > moved_at) {
+            break out;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "repair's window never reached the moment the forgotten writer moved ({moved_at}) within 300 s; \
+                 its last window ended at {until:?}:\n{out}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
     let repaired = out.lines().find(|l| l.contains("forgotten") && l.contains("now matches"));
     report.bypass.push(format!("repair (exit 0): {}", repaired.unwrap_or("(no line)").trim()));
     report.bypass_detected = true;
     Ok(())
+}
+
+/// The end of the window `repair` printed (`repairing … (until <RFC3339>)` or `(<a> to <b>)`).
+fn repair_window_end(out: &str) -> Option<time::OffsetDateTime> {
+    let line = out.lines().find(|l| l.trim_start().starts_with("repairing "))?;
+    let inside = line.rsplit_once('(')?.1.split_once(')')?.0;
+    let end = inside.rsplit(' ').next()?;
+    time::OffsetDateTime::parse(end, &time::format_description::well_known::Rfc3339).ok()
 }
 
 /// Notes an event on the lag chart's time axis (the destination mapping's clock).
@@ -586,4 +637,23 @@ async fn deliberate_bad_records(stack: &LocalStack, expected: &mut Vec<String>) 
     }
     expected.push("destination".into());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_repair_window_end_is_read_from_its_note() {
+        let out = "  -  something\nrepairing http://d from http://s (until 2026-12-07T06:32:33Z)\nmore";
+        assert_eq!(
+            super::repair_window_end(out).map(|t| t.unix_timestamp()),
+            Some(time::macros::datetime!(2026-12-07 06:32:33 UTC).unix_timestamp())
+        );
+        let both =
+            "repairing http://d from http://s (2026-12-07T06:00:00Z to 2026-12-07T06:32:33Z); values only …";
+        assert_eq!(
+            super::repair_window_end(both).map(|t| t.unix_timestamp()),
+            Some(time::macros::datetime!(2026-12-07 06:32:33 UTC).unix_timestamp())
+        );
+        assert_eq!(super::repair_window_end("nothing here"), None);
+    }
 }

@@ -46,6 +46,8 @@ const SPIKE_EVERY_S: i64 = CHECK_EVERY_S;
 /// How long after its window an incident has surely been paged: the check runs at window end +
 /// its offset, the rule a period later + its offset; and room to spare.
 pub const PAGED_WITHIN_S: i64 = CHECK_OFFSET_S + CHECK_EVERY_S + CHECK_OFFSET_S + 15;
+/// The fewest incidents a run judges paging over.
+pub const MIN_INCIDENTS: usize = 2;
 pub const ROLLUP_BUCKET: &str = "pump_rollup";
 pub const TASK: &str = "pump rollup";
 pub const PAUSED_TASK: &str = "pump rollup (paused)";
@@ -254,6 +256,27 @@ impl IncidentWriter {
         spikes.iter().map(|t| t - t.rem_euclid(CHECK_EVERY_S) + CHECK_EVERY_S).collect()
     }
 
+    /// Waits until `n` distinct incidents are written (a spike comes every [`SPIKE_EVERY_S`]);
+    /// the error says how many were.
+    pub async fn wait_for(&self, n: usize) -> Result<(), String> {
+        let limit = Duration::from_secs((n as u64 + 1) * SPIKE_EVERY_S as u64 + 10);
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let mut written = self.incidents();
+            written.dedup();
+            if written.len() >= n {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!(
+                    "the incident writer had {} incident(s) acknowledged by the gateway after waiting {limit:?} for {n}",
+                    written.len()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     pub async fn stop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.task.take() {
@@ -297,6 +320,14 @@ pub struct Paging {
     /// Notifications sent by the database that did not own scheduled work then.
     pub from_non_owner: Vec<String>,
     pub received: usize,
+}
+
+/// Whether a notification of the check for the incident of window `t` has arrived.
+pub fn notified(received: &[(&'static str, f64, Value)], t: i64) -> bool {
+    received.iter().any(|(_, _, body)| {
+        body["_check_name"] == CHECK
+            && body["_source_timestamp"].as_i64().map(|ns| ns.div_euclid(1_000_000_000)) == Some(t)
+    })
 }
 
 /// Counts `received` (side, arrival time, body) per incident of `check`; `due` are the incidents

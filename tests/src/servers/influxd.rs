@@ -32,7 +32,7 @@ impl InfluxdVersion {
     pub fn binary(self, bed: &TestBed) -> &Path {
         match self {
             InfluxdVersion::V2_7 => &bed.influxd,
-            InfluxdVersion::V2_9 => &bed.influxd_2_9,
+            InfluxdVersion::V2_9 => bed.influxd_2_9(),
         }
     }
 

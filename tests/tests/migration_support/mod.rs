@@ -270,7 +270,7 @@ pub fn shell_words(line: &str) -> Vec<String> {
 /// The test bed's `influx` CLI with a private config directory, so it never touches
 /// ~/.influxdbv2.
 pub async fn influx_cli(config_dir: &Path, args: &[&str]) -> (i32, String) {
-    let out = tokio::process::Command::new(&testbed::TestBed::get().influx)
+    let out = tokio::process::Command::new(testbed::TestBed::get().influx())
         .args(args)
         .env("INFLUX_CONFIGS_PATH", config_dir.join("configs"))
         .env("HOME", config_dir)
