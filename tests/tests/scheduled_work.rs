@@ -320,7 +320,9 @@ async fn the_destination_takes_scheduled_work_only_at_the_handover_and_replays_w
     let before = cli(work.path(), &src, &dst, &verify(&src, &dst, &[])).await;
     assert_eq!(before.code, 0, "{}", before.all());
     assert!(
-        before.all().contains("bucket down is written by the source's tasks, which the destination holds"),
+        before
+            .all()
+            .contains("measurement(s) m_1s are written by the source's tasks, which the destination holds"),
         "{}",
         before.all()
     );
@@ -418,7 +420,9 @@ async fn the_destination_takes_scheduled_work_only_at_the_handover_and_replays_w
     let derived_ok = cli(work.path(), &src, &dst, &verify(&src, &dst, &["--derived"])).await;
     assert_eq!(derived_ok.code, 0, "{}", derived_ok.all());
     assert!(
-        derived_ok.all().contains("derived buckets (written by the source's tasks): down"),
+        derived_ok
+            .all()
+            .contains(&format!("derived buckets (written by the source's tasks): {}/down", src.org)),
         "{}",
         derived_ok.all()
     );

@@ -259,7 +259,8 @@ pub async fn compare(
             }
             None => (count_values(src, &s_bucket, window).await?, BTreeMap::new()),
         };
-        let mut names: Vec<&String> = s_counts.keys().chain(d_counts.keys()).collect();
+        let mut names: Vec<&String> =
+            s_counts.keys().chain(d_counts.keys()).filter(|m| pair.measurements.covers(m)).collect();
         names.sort();
         names.dedup();
         let measurements = names

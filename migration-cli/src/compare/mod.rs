@@ -6,6 +6,7 @@
 //!
 //! - [`window`]: the time window and the bucket pair every comparison is about.
 //! - [`query`]: a Flux query's rows as they stream in, and the engine's error.
+//! - [`pairing`]: which source bucket the writers replay into which destination bucket.
 //! - [`counts`]: values per bucket and measurement, counted by influxd, and the report.
 //! - [`digest`]: the smallest windows whose content differs (exact: every value hashed).
 //! - [`reconcile`]: making a window, a measurement or a bucket of the target match the reference.
@@ -16,6 +17,7 @@
 pub mod bypass;
 pub mod counts;
 pub mod digest;
+pub mod pairing;
 pub mod query;
 pub mod reconcile;
 pub mod window;

@@ -37,7 +37,7 @@ use anyhow::Context;
 use crate::compare::counts;
 use crate::compare::digest::{self, WindowDiff};
 use crate::compare::query::{CompareError, stream_rows};
-use crate::compare::window::TimeWindow;
+use crate::compare::window::{Measurements, TimeWindow};
 use crate::influx::annotated_csv::{AnnotatedCsv, CsvError, Row};
 use crate::influx::api::{ApiError, Bucket, InfluxApi, OrgRef};
 use crate::influx::raw_point;
@@ -424,19 +424,20 @@ pub struct Policy {
     pub dry_run: bool,
 }
 
-/// Makes every measurement of the target bucket hold what the reference holds over `window`
-/// (writing what differs or is missing, deleting nothing); the values written. The handover
+/// Makes every measurement of the target bucket that `only` covers hold what the reference holds
+/// over `window` (writing what differs or is missing, deleting nothing); the values written. The handover
 /// makes the taker's derived buckets match the giver's with it.
 pub async fn match_bucket(
     reference: (&InfluxApi, &Bucket),
     target: (&InfluxApi, &Bucket),
     window: &TimeWindow,
+    only: &Measurements,
 ) -> anyhow::Result<usize> {
     let measurements = counts::count_values(reference.0, reference.1, window).await?;
     let sides = Sides { reference, target };
     let policy = Policy { delete_extra: false, dry_run: false };
     let mut written = 0;
-    for m in measurements.keys() {
+    for m in measurements.keys().filter(|m| only.covers(m)) {
         written += repair_measurement(&sides, m, window, policy)
             .await
             .with_context(|| format!("bucket {}, measurement {m}", reference.1.name))?

@@ -4,6 +4,8 @@
 //! instants influxd stores; a pair is a source bucket and where its data should be at the
 //! destination.
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -23,6 +25,43 @@ pub struct BucketPair {
     pub src_bucket: String,
     pub dst_org: Option<String>,
     pub dst_bucket: String,
+    /// The measurements compared (all, unless tasks write some of the bucket's).
+    #[serde(skip_serializing_if = "Measurements::is_all")]
+    pub measurements: Measurements,
+}
+
+/// Which measurements of a bucket pair a comparison covers. A bucket that clients write and
+/// tasks also write into is compared for the clients' measurements while the tasks' output is
+/// made whole only at the handover, and the other way after it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Measurements {
+    #[default]
+    All,
+    /// Only these.
+    Only(BTreeSet<String>),
+    /// Every measurement but these.
+    Except(BTreeSet<String>),
+}
+
+impl Measurements {
+    pub fn is_all(&self) -> bool {
+        *self == Measurements::All
+    }
+
+    /// Whether measurement `m` is compared.
+    pub fn covers(&self, m: &str) -> bool {
+        match self {
+            Measurements::All => true,
+            Measurements::Only(s) => s.contains(m),
+            Measurements::Except(s) => !s.contains(m),
+        }
+    }
+
+    /// `cpu, mem` for a note.
+    pub fn names(set: &BTreeSet<String>) -> String {
+        set.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+    }
 }
 
 impl BucketPair {
@@ -37,7 +76,13 @@ impl BucketPair {
             src_bucket: src_bucket.to_string(),
             dst_org: dst_org.map(str::to_string),
             dst_bucket: dst_bucket.to_string(),
+            measurements: Measurements::All,
         }
+    }
+
+    /// The same pair, compared over `measurements` only.
+    pub fn with(&self, measurements: Measurements) -> BucketPair {
+        BucketPair { measurements, ..self.clone() }
     }
 
     /// The same org and bucket names on both sides.

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::aws::lag::rfc3339;
 use crate::compare::bypass;
 use crate::compare::query;
-use crate::compare::window::BucketPair;
+use crate::compare::window::{BucketPair, Measurements};
 use crate::live::databases::Databases;
 use crate::output::{Output, Verdict};
 
@@ -55,16 +55,32 @@ pub async fn check(
         }
     };
     for pair in pairs {
-        if let Some((org, _)) = derived
+        // The tasks' measurements, when their Flux names them, are left out; otherwise the bucket.
+        let mut tasks_write = None;
+        if let Some(d) = derived
             .iter()
-            .find(|(org, b)| *b == pair.src_bucket && pair.src_org.as_deref().is_none_or(|o| o == org))
+            .find(|d| d.bucket == pair.src_bucket && pair.src_org.as_deref().is_none_or(|o| o == d.org))
         {
-            out.note(format!(
-                "bypass: {org}/{} is written by the source's tasks; their output does not pass through the gateway \
-                 and is not counted",
-                pair.src_bucket
-            ));
-            continue;
+            match &d.measurements {
+                Some(ms) => {
+                    out.note(format!(
+                        "bypass: measurement(s) {} of {}/{} are written by the source's tasks; their output does not \
+                         pass through the gateway and is not counted",
+                        Measurements::names(ms),
+                        d.org,
+                        d.bucket
+                    ));
+                    tasks_write = Some(ms.clone());
+                }
+                None => {
+                    out.note(format!(
+                        "bypass: {}/{} is written by the source's tasks; their output does not pass through the \
+                         gateway and is not counted",
+                        d.org, d.bucket
+                    ));
+                    continue;
+                }
+            }
         }
         let (s, d) = tokio::join!(
             query::resolve(&dbs.src, pair.src_org.as_deref(), &pair.src_bucket),
@@ -73,6 +89,11 @@ pub async fn check(
         // A missing bucket is verify's to report.
         let (Some((s_bucket, s_org)), Some((d_bucket, _))) = (s?, d?) else { continue };
         for f in bypass::detect(&dbs.src, &s_bucket, &dbs.dst, &d_bucket, a, b).await? {
+            if !pair.measurements.covers(&f.measurement)
+                || tasks_write.as_ref().is_some_and(|t| t.contains(&f.measurement))
+            {
+                continue;
+            }
             let label = format!("{s_org}/{}", pair.src_bucket);
             out.check(
                 &format!("bypass {label} {}", f.measurement),

@@ -164,12 +164,15 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
             &args.compare,
             Some(&current.secret),
             bound.as_ref(),
+            false,
         )
         .await?;
         let report = &compared.report;
-        let clean = report.is_clean();
+        let clean = compared.is_clean();
         let detail = if clean {
             format!("{} bucket(s) agree ({})", report.buckets.len(), report.window)
+        } else if report.buckets.is_empty() {
+            format!("no bucket was compared ({})", report.window)
         } else {
             format!("{} difference(s) ({})", report.differences(), report.window)
         };

@@ -5,17 +5,18 @@
 //! environment, `INFLUX_SRC_TOKEN` and `INFLUX_DEST_TOKEN`, as for the seeding (and AWS's
 //! script), so they never appear in a command line or a process list.
 //!
-//! Bucket pairs: every non-system bucket of the source (or those named with `--bucket`), at the
-//! destination under the same org and bucket names, or under the names the secret's `mappings`
-//! give (`buckets`: only the listed buckets are migrated, renamed; `orgs`: orgs renamed). A
-//! mapping key that names no source bucket (a v1 `db/rp` key, say) is reported and skipped.
+//! Bucket pairs: every non-system bucket of the source (or those named with `--bucket`), paired
+//! by the rules the destination writer applies to the secret's `mappings`
+//! ([`crate::compare::pairing`]: by name, ID, and v1 `db/rp` through the DBRP mappings at both
+//! ends; orgs renamed). A mapping key that names nothing at the source is an error.
 
 use clap::Args;
 use shared::secret::{EndpointSecret, Mappings};
 use shared::sensitive::Sensitive;
 
-use crate::compare::window::BucketPair;
+use crate::compare::pairing::{Listing, PairingError, Pairs, pair_up};
 use crate::influx::api::{ApiError, ApiOptions, InfluxApi};
+use crate::output::Output;
 
 /// The InfluxDB side of `status`, `verify` and `cutover`.
 #[derive(Debug, Clone, Args)]
@@ -43,8 +44,8 @@ pub enum DatabaseError {
     NoHost(&'static str, &'static str),
     #[error(transparent)]
     Api(#[from] ApiError),
-    #[error("bucket {0:?} does not exist on the source {1}")]
-    NoSuchBucket(String, String),
+    #[error(transparent)]
+    Pairing(#[from] PairingError),
 }
 
 /// Source and destination.
@@ -84,88 +85,28 @@ impl Databases {
     }
 }
 
-/// The buckets to compare, and what was left out and why.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Pairs {
-    pub pairs: Vec<BucketPair>,
-    pub skipped: Vec<String>,
+/// Tells the operator which source buckets are not compared, and why.
+pub fn note_left_out(out: &mut Output, pairs: &Pairs) {
+    for s in &pairs.skipped {
+        out.note(format!("skipped {s}"));
+    }
+    for b in &pairs.source_only {
+        out.note(format!(
+            "source-only {b}: its writes stay at the source (\"unmapped\": \"source-only\"); not compared"
+        ));
+    }
 }
 
-/// Pairs for every non-system source bucket (or the `only` ones), after the mappings.
+/// The bucket pairs for every non-system source bucket (or the `only` ones), by the rules the
+/// destination writer applies ([`crate::compare::pairing`]).
 pub async fn bucket_pairs(
-    src: &InfluxApi,
+    dbs: &Databases,
     mappings: &Mappings,
     only: &[String],
 ) -> Result<Pairs, DatabaseError> {
-    let listed: Vec<(String, String)> =
-        src.user_buckets().await?.into_iter().map(|(b, org)| (org, b.name)).collect();
-    for name in only {
-        if !listed.iter().any(|(_, b)| b == name) {
-            return Err(DatabaseError::NoSuchBucket(name.clone(), src.host().to_string()));
-        }
-    }
-    Ok(pair_up(&listed, mappings, only))
-}
-
-/// The pairing rule on `(org, bucket)` names (see the module doc).
-pub fn pair_up(listed: &[(String, String)], mappings: &Mappings, only: &[String]) -> Pairs {
-    let mut out = Pairs::default();
-    for (org, bucket) in listed {
-        if !only.is_empty() && !only.contains(bucket) {
-            continue;
-        }
-        let dst_bucket = if mappings.buckets.is_empty() {
-            bucket.clone()
-        } else if let Some(to) = mappings.buckets.get(bucket) {
-            to.clone()
-        } else {
-            out.skipped
-                .push(format!("{org}/{bucket}: not in the secret's bucket mappings (not migrated live)"));
-            continue;
-        };
-        let dst_org = mappings.orgs.get(org).cloned().unwrap_or_else(|| org.clone());
-        out.pairs.push(BucketPair::new(Some(org), bucket, Some(&dst_org), &dst_bucket));
-    }
-    for key in mappings.buckets.keys() {
-        if !listed.iter().any(|(_, b)| b == key) {
-            out.skipped.push(format!("mapping key {key:?} names no source bucket; not compared"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn listed() -> Vec<(String, String)> {
-        vec![("o1".into(), "telegraf".into()), ("o1".into(), "app".into()), ("o2".into(), "other".into())]
-    }
-
-    #[test]
-    fn without_mappings_every_bucket_pairs_with_its_namesake() {
-        let p = pair_up(&listed(), &Mappings::default(), &[]);
-        assert_eq!(p.pairs.len(), 3);
-        assert_eq!(p.pairs[0], BucketPair::same(Some("o1"), "telegraf"));
-        assert_eq!(p.pairs[2], BucketPair::same(Some("o2"), "other"));
-        assert!(p.skipped.is_empty());
-    }
-
-    #[test]
-    fn mappings_rename_and_restrict_and_unknown_keys_are_reported() {
-        let m: Mappings =
-            serde_json::from_str(r#"{"buckets":{"app":"app2","db/rp":"x"},"orgs":{"o1":"new-org"}}"#)
-                .unwrap();
-        let p = pair_up(&listed(), &m, &[]);
-        assert_eq!(p.pairs, vec![BucketPair::new(Some("o1"), "app", Some("new-org"), "app2")]);
-        assert_eq!(p.skipped.len(), 3, "{:?}", p.skipped);
-        assert!(p.skipped.iter().any(|s| s.contains("o1/telegraf")));
-        assert!(p.skipped.iter().any(|s| s.contains("\"db/rp\"")));
-    }
-
-    #[test]
-    fn only_restricts_to_the_named_buckets() {
-        let p = pair_up(&listed(), &Mappings::default(), &["app".to_string()]);
-        assert_eq!(p.pairs, vec![BucketPair::same(Some("o1"), "app")]);
-    }
+    let source = Listing::read(&dbs.src).await?;
+    // The destination's DBRP mappings matter only for v1 keys of a bucket list.
+    let destination =
+        if mappings.buckets.is_empty() { Listing::default() } else { Listing::read(&dbs.dst).await? };
+    Ok(pair_up(&source, &destination, mappings, only)?)
 }

@@ -212,10 +212,8 @@ pub async fn run(args: RepairArgs) -> anyhow::Result<Exit> {
         if args.delete_extra { "; values only the repaired side holds are deleted" } else { "" }
     ));
     let mappings = secret.map(|s| s.mappings.clone()).unwrap_or_default();
-    let pairs = databases::bucket_pairs(&dbs.src, &mappings, &args.influx.buckets).await?;
-    for s in &pairs.skipped {
-        out.note(format!("skipped {s}"));
-    }
+    let pairs = databases::bucket_pairs(&dbs, &mappings, &args.influx.buckets).await?;
+    databases::note_left_out(&mut out, &pairs);
     let mut all = Vec::new();
     for pair in &pairs.pairs {
         all.extend(repair_pair(&mut out, &dbs, pair, &window, &args).await?);

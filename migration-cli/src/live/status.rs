@@ -236,7 +236,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<Exit> {
     match Databases::connect(&args.influx, secret.as_ref()) {
         Ok(dbs) => {
             let mappings = secret.as_ref().map(|s| s.mappings.clone()).unwrap_or_default();
-            match databases::bucket_pairs(&dbs.src, &mappings, &args.influx.buckets).await {
+            match databases::bucket_pairs(&dbs, &mappings, &args.influx.buckets).await {
                 Ok(pairs) => {
                     match newest_points(&mut out, &dbs, &pairs.pairs).await {
                         Ok(rows) => data["buckets"] = Value::Array(rows),

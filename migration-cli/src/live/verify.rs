@@ -13,7 +13,6 @@
 //! says so. Points written in the last moments may still be on their way through the stream and
 //! would otherwise show as differences that are only lag.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -30,7 +29,7 @@ use crate::aws::replay_bound::{ReplayBound, replay_bound};
 use crate::aws::stalls;
 use crate::compare::counts::{self as counts, VerifyReport};
 use crate::compare::query;
-use crate::compare::window::{BucketPair, TimeWindow};
+use crate::compare::window::{BucketPair, Measurements, TimeWindow};
 use crate::exit::Exit;
 use crate::live::bypass_check::{self, BypassArgs};
 use crate::live::databases::{self, Databases, InfluxArgs};
@@ -170,6 +169,7 @@ pub async fn compare_databases(
     compare: &CompareArgs,
     secret: Option<&EndpointSecret>,
     replayed: Option<&ReplayBound>,
+    derived_only: bool,
 ) -> anyhow::Result<Compared> {
     let dbs = Databases::connect(influx, secret)?;
     let window = window_args.window(OffsetDateTime::now_utc(), replayed)?;
@@ -187,51 +187,116 @@ pub async fn compare_databases(
         }
     }
     let mappings = secret.map(|s| s.mappings.clone()).unwrap_or_default();
-    let pairs = databases::bucket_pairs(&dbs.src, &mappings, &influx.buckets).await?;
-    for s in &pairs.skipped {
-        out.note(format!("skipped {s}"));
-    }
-    // A bucket the source's tasks write to: while the destination holds scheduled work its copy
-    // is made whole only at the handover (influxd finishes runs out of order, and a backup can
-    // leave out points still in a write cache), so it is left out; once the destination owns
-    // scheduled work it is compared up to where the source last ran its tasks.
-    let mut pairs = pairs;
-    let mut derived = BTreeMap::new();
-    match crate::scheduled::transfer::derived_scope(&dbs.src, &dbs.dst).await {
-        Ok(scope) => {
-            let stop = scope.until.and_then(|(until, side)| {
-                let t =
-                    OffsetDateTime::from_unix_timestamp_nanos(i128::from(until) * 1_000_000_000 + 1).ok()?;
-                Some((t, side))
-            });
-            for b in &scope.buckets {
-                match stop {
-                    Some((_, "destination")) if pairs.pairs.iter().any(|p| &p.src_bucket == b) => {
+    let pairs = databases::bucket_pairs(&dbs, &mappings, &influx.buckets).await?;
+    databases::note_left_out(out, &pairs);
+    // A bucket the source's tasks write to: while the destination holds scheduled work the
+    // tasks' output is made whole only at the handover (influxd finishes runs out of order, and a
+    // backup can leave out points still in a write cache), so the measurements they write are
+    // left out then and the bucket's other measurements (what clients write) are compared; once
+    // the destination owns scheduled work the tasks' measurements are compared up to where the
+    // source last ran its tasks. Tasks are matched per org.
+    let mut comparisons: Vec<(BucketPair, TimeWindow)> = Vec::new();
+    let scope = match crate::scheduled::transfer::derived_scope(&dbs.src, &dbs.dst).await {
+        Ok(scope) => Some(scope),
+        Err(e) => {
+            out.warn(format!("could not list the tasks (derived buckets are compared like the others): {e}"));
+            None
+        }
+    };
+    let stop = scope.as_ref().and_then(|s| s.until).and_then(|(until, side)| {
+        let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(until) * 1_000_000_000 + 1).ok()?;
+        Some((t, side))
+    });
+    for p in &pairs.pairs {
+        let task_output = scope.as_ref().and_then(|s| {
+            s.buckets
+                .iter()
+                .find(|d| d.bucket == p.src_bucket && p.src_org.as_deref().is_none_or(|o| o == d.org))
+        });
+        let Some(d) = task_output else {
+            if !derived_only {
+                comparisons.push((p.clone(), window));
+            }
+            continue;
+        };
+        let label = format!("{}/{}", d.org, d.bucket);
+        match (stop, &d.measurements) {
+            (Some((_, "destination")), Some(ms)) => {
+                out.note(format!(
+                    "bucket {label}: measurement(s) {} are written by the source's tasks, which the destination \
+                     holds: they are compared after the handover of scheduled work (cutover; `verify --derived` then); \
+                     the bucket's other measurements are compared now",
+                    Measurements::names(ms)
+                ));
+                if !derived_only {
+                    comparisons.push((p.with(Measurements::Except(ms.clone())), window));
+                }
+            }
+            (Some((_, "destination")), None) => out.warn(format!(
+                "bucket {label} is written by the source's tasks, which the destination holds, and their Flux does \
+                 not name the measurements they write (no literal `_measurement`): the whole bucket is compared only \
+                 after the handover of scheduled work (cutover; `verify --derived` then). Name the measurement in the \
+                 task (`set(key: \"_measurement\", value: …)`) so the clients' measurements are compared now"
+            )),
+            (Some((t, side)), written) if window.stop.is_none_or(|w| t < w) => {
+                let until = TimeWindow::new(window.start, Some(t));
+                match written {
+                    Some(ms) => {
                         out.note(format!(
-                            "bucket {b} is written by the source's tasks, which the destination holds: it is compared \
-                             after the handover of scheduled work (cutover; `verify --derived` then)"
-                        ));
-                        pairs.pairs.retain(|p| &p.src_bucket != b);
-                    }
-                    Some((t, side)) if window.stop.is_none_or(|w| t < w) => {
-                        out.note(format!(
-                            "bucket {b} is written by the source's tasks: compared up to {}, where the tasks held at \
-                             the {side} last ran (less the periods a handover recomputes)",
+                            "bucket {label}: measurement(s) {} are written by the source's tasks: compared up to {}, \
+                             where the tasks held at the {side} last ran (less the periods a handover recomputes)",
+                            Measurements::names(ms),
                             rfc3339(t)
                         ));
-                        derived.insert(b.clone(), TimeWindow::new(window.start, Some(t)));
+                        if !derived_only {
+                            comparisons.push((p.with(Measurements::Except(ms.clone())), window));
+                        }
+                        comparisons.push((p.with(Measurements::Only(ms.clone())), until));
                     }
-                    _ => {}
+                    None => {
+                        out.note(format!(
+                            "bucket {label} is written by the source's tasks: compared up to {}, where the tasks held \
+                             at the {side} last ran (less the periods a handover recomputes)",
+                            rfc3339(t)
+                        ));
+                        comparisons.push((p.clone(), until));
+                    }
+                }
+            }
+            (_, written) => {
+                let only = written.clone().map_or(Measurements::All, Measurements::Only);
+                if derived_only {
+                    comparisons.push((p.with(only), window));
+                } else {
+                    comparisons.push((p.clone(), window));
                 }
             }
         }
-        Err(e) => {
-            out.warn(format!("could not list the tasks (derived buckets are compared like the others): {e}"))
-        }
     }
-    let report = compare_streamed(out, &dbs, &pairs.pairs, &window, &derived, compare).await?;
+    let report = compare_streamed(out, &dbs, &comparisons, &window, compare).await?;
     out.text(&report.render_table());
-    Ok(Compared { report, skipped: pairs.skipped, window, dbs, pairs: pairs.pairs })
+    if report.buckets.is_empty() {
+        // A comparison that compared nothing proves nothing.
+        out.check(
+            "compared",
+            Verdict::Differs,
+            "no bucket was compared: no source bucket is replayed to the destination by the secret's mappings \
+             (or --bucket named none); there is nothing to show the destination holds",
+        );
+    }
+    let skipped = pairs
+        .skipped
+        .iter()
+        .cloned()
+        .chain(pairs.source_only.iter().map(|b| format!("{b}: source-only (\"unmapped\": \"source-only\")")))
+        .collect();
+    // The bypass check looks at what clients write: never at the tasks' own measurements.
+    let compared_pairs = comparisons
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| !matches!(p.measurements, Measurements::Only(_)))
+        .collect();
+    Ok(Compared { report, skipped, window, dbs, pairs: compared_pairs })
 }
 
 /// What [`compare_databases`] compared, and the result.
@@ -246,6 +311,11 @@ pub struct Compared {
 }
 
 impl Compared {
+    /// Whether every bucket compared agrees, and at least one was compared.
+    pub fn is_clean(&self) -> bool {
+        !self.report.buckets.is_empty() && self.report.is_clean()
+    }
+
     /// Where the bypass check ends: the window's end, never after now.
     pub fn until(&self) -> OffsetDateTime {
         let now = OffsetDateTime::now_utc();
@@ -258,19 +328,17 @@ impl Compared {
 async fn compare_streamed(
     out: &mut Output,
     dbs: &Databases,
-    pairs: &[BucketPair],
+    comparisons: &[(BucketPair, TimeWindow)],
     window: &TimeWindow,
-    derived: &BTreeMap<String, TimeWindow>,
     compare: &CompareArgs,
 ) -> anyhow::Result<VerifyReport> {
     let mut report = VerifyReport {
         source_host: dbs.src.host().to_string(),
         destination_host: dbs.dst.host().to_string(),
         window: window.describe(),
-        buckets: Vec::with_capacity(pairs.len()),
+        buckets: Vec::with_capacity(comparisons.len()),
     };
-    for pair in pairs {
-        let window = derived.get(&pair.src_bucket).unwrap_or(window);
+    for (pair, window) in comparisons {
         let mut one = counts::compare(&dbs.src, &dbs.dst, std::slice::from_ref(pair), window)
             .await
             .with_context(|| format!("counting bucket {}", pair.src_bucket))?;
@@ -360,14 +428,14 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     let named = deployment_or_hosts(&mut out, &args.common, &args.influx).await?;
     let secret = named.as_ref().map(|n| &n.secret.secret);
     let bound = named.as_ref().and_then(|n| n.bound.as_ref());
-    let mut influx = args.influx.clone();
     if args.derived {
         let dbs = Databases::connect(&args.influx, secret)?;
         let scope = crate::scheduled::transfer::derived_scope(&dbs.src, &dbs.dst).await?;
         let wanted: Vec<String> = scope
             .buckets
-            .into_iter()
-            .filter(|b| args.influx.buckets.is_empty() || args.influx.buckets.contains(b))
+            .iter()
+            .filter(|d| args.influx.buckets.is_empty() || args.influx.buckets.contains(&d.bucket))
+            .map(|d| format!("{}/{}", d.org, d.bucket))
             .collect();
         if wanted.is_empty() {
             out.note(
@@ -376,9 +444,10 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
             return Ok(out.finish(Exit::Success, json!({"derived": {"buckets": []}})));
         }
         out.note(format!("derived buckets (written by the source's tasks): {}", wanted.join(", ")));
-        influx.buckets = wanted;
     }
-    let compared = compare_databases(&mut out, &influx, &args.window, &args.compare, secret, bound).await?;
+    let compared =
+        compare_databases(&mut out, &args.influx, &args.window, &args.compare, secret, bound, args.derived)
+            .await?;
     let bypassed = bypass_check::check(
         &mut out,
         &compared.dbs,
@@ -389,6 +458,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     )
     .await
     .context("looking for writes that bypassed the gateway")?;
+    let clean = compared.is_clean();
     let Compared { report, skipped, .. } = compared;
     // Writes the mappings leave to the source are not differences, but the operator must know.
     let mut source_only = json!({});
@@ -402,7 +472,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
             Err(e) => out.warn(format!("could not read the source-only counts: {e}")),
         }
     }
-    let exit = if report.is_clean() && !bypassed.any { Exit::Success } else { Exit::Differences };
+    let exit = if clean && !bypassed.any { Exit::Success } else { Exit::Differences };
     Ok(out.finish(
         exit,
         json!({"report": report.to_json(), "skipped": skipped, "source_only": source_only, "bypass": bypassed.json}),

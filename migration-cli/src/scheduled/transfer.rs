@@ -37,7 +37,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::compare::window::TimeWindow;
+use crate::compare::window::{Measurements, TimeWindow};
 use crate::influx::api::InfluxApi;
 use crate::output::{Output, Verdict, human_duration};
 use crate::scheduled::work::{self as work, Item, Kind, Schedule, WorkError};
@@ -378,18 +378,33 @@ pub async fn hand_over(
     // 2b. The taker's derived buckets made to match the giver's up to the giver's last runs.
     // What the giver derived is final up to there, while the taker's copy can lack some of it:
     // influxd's backup leaves out points still in a write cache being flushed (its shard
-    // snapshot skips the cache then), and runs finish out of order. Nothing is deleted.
-    let mut derived: BTreeMap<(String, String, String), (String, i64)> = BTreeMap::new();
+    // snapshot skips the cache then), and runs finish out of order. Nothing is deleted, and only
+    // the measurements the tasks write are touched (a bucket the clients write too keeps what
+    // the stream writers replayed), unless a task's Flux does not name them.
+    type Derived = (String, i64, Option<BTreeSet<String>>);
+    let mut derived: BTreeMap<(String, String, String), Derived> = BTreeMap::new();
     for (g, t) in pairs.iter().filter(|(_, t)| t.kind == Kind::Task) {
         let Some(until) = work::latest_completed(giver.api, &g.task_id).await? else { continue };
         let task = giver.api.get_value(&format!("/api/v2/tasks/{}", g.id), &[]).await?;
-        for bucket in work::output_buckets(task.get("flux").and_then(Value::as_str).unwrap_or_default()) {
-            let e =
-                derived.entry((g.org_id.clone(), t.org_id.clone(), bucket)).or_insert((t.org.clone(), until));
+        let flux = task.get("flux").and_then(Value::as_str).unwrap_or_default();
+        let written = work::output_measurements(flux);
+        for bucket in work::output_buckets(flux) {
+            let e = derived.entry((g.org_id.clone(), t.org_id.clone(), bucket)).or_insert((
+                t.org.clone(),
+                until,
+                Some(BTreeSet::new()),
+            ));
             e.1 = e.1.min(until);
+            e.2 = match (e.2.take(), &written) {
+                (Some(mut had), Some(w)) => {
+                    had.extend(w.iter().cloned());
+                    Some(had)
+                }
+                _ => None,
+            };
         }
     }
-    for ((g_org, t_org, bucket), (org_name, until)) in &derived {
+    for ((g_org, t_org, bucket), (org_name, until, written)) in &derived {
         let (gb, tb) =
             (giver.api.find_bucket(g_org, bucket).await?, taker.api.find_bucket(t_org, bucket).await?);
         let (Some(gb), Some(tb)) = (gb, tb) else {
@@ -402,15 +417,23 @@ pub async fn hand_over(
         let stop =
             time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(*until) * 1_000_000_000 + 1).ok();
         let window = TimeWindow::new(None, stop);
-        let n = crate::compare::reconcile::match_bucket((giver.api, &gb), (taker.api, &tb), &window)
+        let only = written.clone().map_or(Measurements::All, Measurements::Only);
+        let n = crate::compare::reconcile::match_bucket((giver.api, &gb), (taker.api, &tb), &window, &only)
             .await
             .map_err(|e| WorkError::Answer {
                 host: taker.api.host().to_string(),
                 what: format!("making the derived bucket {bucket} match the {}'s: {e:#}", giver.name),
             })?;
         report.derived_written += n;
+        let what = match written {
+            Some(ms) => format!(
+                "measurement(s) {} of the derived bucket {org_name}/{bucket}",
+                Measurements::names(ms)
+            ),
+            None => format!("the derived bucket {org_name}/{bucket}"),
+        };
         out.did(format!(
-            "the derived bucket {org_name}/{bucket} matches the {}'s up to {}: {n} value(s) written at the {}",
+            "{what} match the {}'s up to {}: {n} value(s) written at the {}",
             giver.name,
             work::rfc3339(*until),
             taker.name
@@ -521,12 +544,13 @@ pub async fn hand_over(
 /// the side that holds scheduled work last ran its tasks, less the periods a replay recomputes
 /// (Unix seconds, and that side's name): up to there both sides have derived the same points.
 pub struct DerivedScope {
-    pub buckets: Vec<String>,
+    /// Per org, the buckets the tasks write and the measurements they write there.
+    pub buckets: Vec<work::TaskOutput>,
     pub until: Option<(i64, &'static str)>,
 }
 
 pub async fn derived_scope(src: &InfluxApi, dst: &InfluxApi) -> Result<DerivedScope, WorkError> {
-    let buckets: Vec<String> = work::task_outputs(src).await?.into_iter().map(|(_, b)| b).collect();
+    let buckets = work::task_outputs(src).await?;
     let mut until = None;
     for (api, name) in [(src, "source"), (dst, "destination")] {
         for item in work::inventory(api).await?.iter().filter(|i| i.kind == Kind::Task && i.held) {
@@ -541,9 +565,6 @@ pub async fn derived_scope(src: &InfluxApi, dst: &InfluxApi) -> Result<DerivedSc
             break;
         }
     }
-    let mut buckets = buckets;
-    buckets.sort();
-    buckets.dedup();
     Ok(DerivedScope { buckets, until })
 }
 

@@ -606,24 +606,95 @@ fn bucket_arguments(flux: &str, call: &str) -> Vec<String> {
     found
 }
 
-/// `(org name, bucket)` of every bucket a task of any org writes to ([`output_buckets`]): a
-/// task that runs, or is held for the other database (an inactive one, paused on purpose, is
-/// left out).
-pub async fn task_outputs(api: &InfluxApi) -> Result<Vec<(String, String)>, WorkError> {
-    let mut out = Vec::new();
+/// A bucket the tasks of one org write into, and the measurements they write there (`None`
+/// when a task's Flux does not name them: see [`output_measurements`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskOutput {
+    pub org: String,
+    pub bucket: String,
+    pub measurements: Option<BTreeSet<String>>,
+}
+
+/// Every bucket a task of any org writes to ([`output_buckets`]), per org, with the
+/// measurements written there: a task that runs, or is held for the other database (an
+/// inactive one, paused on purpose, is left out).
+pub async fn task_outputs(api: &InfluxApi) -> Result<Vec<TaskOutput>, WorkError> {
+    let mut out: BTreeMap<(String, String), Option<BTreeSet<String>>> = BTreeMap::new();
     for org in api.orgs().await? {
         for task in list_tasks(api, &org.id).await? {
             if s(&task, "status") != "active" && !has_held_label(&task) {
                 continue;
             }
-            for bucket in output_buckets(s(&task, "flux")) {
-                out.push((org.name.clone(), bucket));
+            let flux = s(&task, "flux");
+            let written = output_measurements(flux);
+            for bucket in output_buckets(flux) {
+                let e = out.entry((org.name.clone(), bucket)).or_insert_with(|| Some(BTreeSet::new()));
+                *e = match (e.take(), &written) {
+                    (Some(mut had), Some(w)) => {
+                        had.extend(w.iter().cloned());
+                        Some(had)
+                    }
+                    _ => None,
+                };
             }
         }
     }
-    out.sort();
-    out.dedup();
-    Ok(out)
+    Ok(out
+        .into_iter()
+        .map(|((org, bucket), measurements)| TaskOutput { org, bucket, measurements })
+        .collect())
+}
+
+/// The measurements a task's Flux writes, when it names them: every literal
+/// `set(key: "_measurement", value: "<m>")` and every record field `_measurement: "<m>"` (as in
+/// `map(fn: (r) => ({r with _measurement: "<m>"}))`). `None` when it names none: the task keeps
+/// the measurements it read, or computes them, and only its runs could tell.
+pub fn output_measurements(flux: &str) -> Option<BTreeSet<String>> {
+    let mut found = BTreeSet::new();
+    let mut at = 0;
+    while let Some(i) = flux[at..].find("\"_measurement\"") {
+        let key = at + i;
+        at = key + 14;
+        // `set(key: "_measurement", value: "<m>")`: the value argument of the same call.
+        let before = flux[..key].trim_end();
+        if before.ends_with(':') && before[..before.len() - 1].trim_end().ends_with("key") {
+            let rest = &flux[at..];
+            let end = rest.find(')').unwrap_or(rest.len());
+            if let Some(v) = rest[..end].find("value")
+                && let Some(m) = string_after_colon(&rest[v + 5..end])
+            {
+                found.insert(m);
+            }
+        }
+    }
+    at = 0;
+    while let Some(i) = flux[at..].find("_measurement") {
+        let key = at + i;
+        at = key + 12;
+        let prev = key.checked_sub(1).map(|b| flux.as_bytes()[b]);
+        if prev.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'"' || b == b'.') {
+            continue;
+        }
+        if let Some(m) = string_after_colon(&flux[at..]) {
+            found.insert(m);
+        }
+    }
+    (!found.is_empty()).then_some(found)
+}
+
+/// The string literal after a `:` at the start of `text` (blanks allowed), unescaped.
+fn string_after_colon(text: &str) -> Option<String> {
+    let rest = text.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    let mut out = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            '"' => return Some(out),
+            c => out.push(c),
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -678,6 +749,19 @@ mod tests {
                     y |> to(bucketID: \"0123\") |> into(bucket: \"not a to\")\n\
                     z |> to(bucket: \"a \\\"quoted\\\" (name)\", fn: (r) => ({r with b: \"bucket: \"}))";
         assert_eq!(output_buckets(flux), vec!["a \"quoted\" (name)", "down_1m", "wide"]);
+    }
+
+    #[test]
+    fn output_measurements_are_the_literal_measurements_a_task_sets() {
+        let set = "from(bucket: \"raw\") |> range(start: -1m)\n  |> set(key: \"_measurement\", value: \"pump_5s\")\n  |> to(bucket: \"b\")";
+        assert_eq!(output_measurements(set), Some(BTreeSet::from(["pump_5s".to_string()])));
+        let map = "x |> map(fn: (r) => ({r with _measurement: \"cpu_1m\", _value: r._value * 2.0})) |> to(bucket: \"b\")";
+        assert_eq!(output_measurements(map), Some(BTreeSet::from(["cpu_1m".to_string()])));
+        let filter_only =
+            "from(bucket: \"a\") |> filter(fn: (r) => r._measurement == \"m\") |> to(bucket: \"b\")";
+        assert_eq!(output_measurements(filter_only), None, "a filter names what is read, not written");
+        let keep = "from(bucket: \"a\") |> range(start: -1m) |> to(bucket: \"b\")";
+        assert_eq!(output_measurements(keep), None);
     }
 
     #[test]

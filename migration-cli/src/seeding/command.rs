@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::compare::counts;
-use crate::compare::window::{BucketPair, TimeWindow};
+use crate::compare::window::{BucketPair, Measurements, TimeWindow};
 use crate::exit::Exit;
 use crate::influx::api::{ApiOptions, GzipLevel, InfluxApi, Org};
 use crate::influx::manifest::Manifest;
@@ -863,19 +863,35 @@ async fn migrate(args: &MigrateArgs, perf: &Performance) -> Result<Exit, Failure
     let mut pairs = pairs;
     if tasks_held {
         let derived = work::task_outputs(src).await.unwrap_or_default();
-        pairs.retain(|p| {
-            let is_derived = derived
-                .iter()
-                .any(|(org, b)| *b == p.src_bucket && p.src_org.as_deref().is_none_or(|o| o == org));
-            if is_derived {
-                tracing::info!(
-                    "bucket {} is written by the source's tasks: it is compared after the handover of scheduled work \
-                     (`influx-migration verify --derived`)",
-                    p.src_bucket
-                );
-            }
-            !is_derived
-        });
+        pairs = pairs
+            .into_iter()
+            .filter_map(|p| {
+                let Some(d) =
+                    derived.iter().find(|d| d.bucket == p.src_bucket && p.src_org.as_deref().is_none_or(|o| o == d.org))
+                else {
+                    return Some(p);
+                };
+                match &d.measurements {
+                    Some(ms) => {
+                        tracing::info!(
+                            "bucket {}: measurement(s) {} are written by the source's tasks: they are compared after the \
+                             handover of scheduled work (`influx-migration verify --derived`)",
+                            p.src_bucket,
+                            Measurements::names(ms)
+                        );
+                        Some(p.with(Measurements::Except(ms.clone())))
+                    }
+                    None => {
+                        tracing::info!(
+                            "bucket {} is written by the source's tasks: it is compared after the handover of scheduled \
+                             work (`influx-migration verify --derived`)",
+                            p.src_bucket
+                        );
+                        None
+                    }
+                }
+            })
+            .collect();
     }
     let verify_window = TimeWindow::new(window.start, stop);
     let report = counts::compare(src, &dst_after, &pairs, &verify_window)
