@@ -252,3 +252,73 @@ async fn a_bucket_a_task_also_writes_is_compared_for_the_measurements_clients_wr
     assert_eq!(code, 4, "cutover refuses:\n{out}{err}");
     assert_eq!(read_endpoint(&stack).await, "source", "reads stay on the source");
 }
+
+/// The destination's stall records and park rules, from `status --json`.
+async fn stalls_and_rules(stack: &LocalStack) -> (Vec<Value>, Vec<Value>) {
+    let (_, out, _) = stack.live(&["status", "--json"]).await;
+    let doc: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    (list(&doc["stalls"]["shards"]), list(&doc["stalls"]["park_rules"]))
+}
+
+/// Regression: `cutover` never looked at stall records or park rules, so with the destination
+/// writer stopped at a record (a bucket outside the mappings with `"unmapped": "fail"`) and its
+/// lag still under the threshold, it moved reads; likewise with a park rule setting records aside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutover_refuses_while_a_destination_shard_is_stalled_or_parked_and_names_it() {
+    let stack = LocalStack::start(
+        StackOptions {
+            prefix: "gate-stall".into(),
+            stream_writer_timeout: std::time::Duration::from_secs(5),
+            destination_shares_source_token: true,
+            ..StackOptions::default()
+        },
+        |m| eprintln!("stack: {m}"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
+    let bucket = stack.source.bucket.clone();
+    bucket_with_dbrp(&stack, &stack.source, "other").await;
+    stack.set_mappings(json!({"buckets": {bucket.clone(): bucket.clone()}, "unmapped": "fail"})).await;
+    let (code, out, err) = stack.live(&["unthrottle"]).await;
+    assert_eq!(code, 0, "unthrottle: {out}{err}");
+    let query = [("org", stack.source.org.as_str()), ("bucket", "other")];
+    write_probes(&stack, "/api/v2/write", &query, "gate-stall", 5).await;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let stall = loop {
+        if let Some(s) = stalls_and_rules(&stack).await.0.first().cloned() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "the destination writer did not stall within 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    let shard = stall["stall"]["shard_id"].as_str().unwrap_or_default().to_string();
+    assert!(!shard.is_empty(), "{stall}");
+
+    let (code, out, err) = stack.live(&["cutover"]).await;
+    assert_eq!(code, 4, "cutover refuses while a shard is stalled:\n{out}{err}");
+    let line = out.lines().find(|l| l.contains("REFUSED") && l.contains("pending")).unwrap_or_default();
+    assert!(line.contains(&shard) && line.contains("stalled"), "the stall is named with its shard:\n{out}");
+    assert_eq!(read_endpoint(&stack).await, "source", "reads stay on the source");
+
+    // Parked: the record goes to dead-letter storage and the shard moves on, but while the rule
+    // is active records are set aside, so cutover still refuses, naming the rule.
+    let (code, out, err) = stack.live(&["park", "--note", "gate test"]).await;
+    assert_eq!(code, 0, "park: {out}{err}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !stalls_and_rules(&stack).await.0.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the parked shard did not move on within 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let (code, out, err) = stack.live(&["cutover"]).await;
+    assert_eq!(code, 4, "cutover refuses while a park rule is active:\n{out}{err}");
+    let line = out.lines().find(|l| l.contains("REFUSED") && l.contains("park rule")).unwrap_or_default();
+    assert!(line.contains(&shard), "the rule is named with its shard:\n{out}");
+    let (code, out, err) = stack.live(&["cutover", "--force", "--dry-run"]).await;
+    assert!(
+        out.contains("FORCED") && out.contains("park rule"),
+        "--force reports it as FORCED ({code}):\n{out}{err}"
+    );
+    assert_eq!(read_endpoint(&stack).await, "source", "reads stay on the source");
+}

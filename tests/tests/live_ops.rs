@@ -24,6 +24,9 @@ use testbed::{Influxd, Moto, TestBed};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+/// The deployment's dead-letter bucket (stall records, park rules, dead letters).
+const DEAD_LETTERS: &str = "live-dead-letters";
+
 /// What one run of the CLI printed.
 #[derive(Debug)]
 struct Run {
@@ -84,6 +87,9 @@ impl Live {
         let kinesis = aws_sdk_kinesis::Client::new(&conf);
         let lambda = aws_sdk_lambda::Client::new(&conf);
         let secrets = aws_sdk_secretsmanager::Client::new(&conf);
+
+        // The bucket the writers keep stalls, park rules and dead letters in: cutover reads it.
+        aws_sdk_s3::Client::new(&conf).create_bucket().bucket(DEAD_LETTERS).send().await.unwrap();
 
         let stream = "live-writes".to_string();
         kinesis.create_stream().stream_name(&stream).shard_count(2).send().await.unwrap();
@@ -174,7 +180,7 @@ impl Live {
                 .destination_config(
                     DestinationConfig::builder()
                         .on_failure(
-                            OnFailure::builder().destination("arn:aws:s3:::live-dead-letters").build(),
+                            OnFailure::builder().destination(format!("arn:aws:s3:::{DEAD_LETTERS}")).build(),
                         )
                         .build(),
                 )
@@ -212,7 +218,7 @@ impl Live {
         cmd.args(args)
             .args(["--stream-name", &self.stream, "--secret-id", &self.secret_id])
             .args(["--destination-function", &self.dest_fn, "--source-function", &self.src_fn])
-            .args(["--router-function", &self.router_fn])
+            .args(["--router-function", &self.router_fn, "--dead-letter-bucket", DEAD_LETTERS])
             .envs(self.moto.env())
             .env("LIVE_LAG_SOURCE", format!("file:{}", self.lag_file().display()))
             .env("INFLUX_SRC_TOKEN", &self.src.token)

@@ -36,6 +36,32 @@ pub async fn keys(s3: &Client, bucket: &str, prefix: &str) -> Result<Vec<String>
     }
 }
 
+/// What holds back acknowledged writes from `target` now: each shard its writer is stopped at
+/// (the stall in words) and each park rule still sending that shard's records to dead-letter
+/// storage. Empty when nothing does.
+pub async fn pending(s3: &Client, bucket: &str, target: Role) -> Result<Vec<String>, StallError> {
+    let now = now_ms();
+    let mut found: Vec<String> = stalls(s3, bucket)
+        .await?
+        .iter()
+        .filter(|s| s.target == target)
+        .map(|s| format!("stalled: {}", describe(s, None, now)))
+        .collect();
+    for rule in rules(s3, bucket).await?.iter().filter(|r| r.target == target && now < r.expires_at_ms) {
+        found.push(format!(
+            "park rule on shard {} active until {}: its records failing with {} go to dead-letter storage ({}); \
+             `influx-migration park --release --target {} --shard {}` once the cause is fixed",
+            rule.shard_id,
+            rfc3339_ms(rule.expires_at_ms),
+            rule.status.map(|s| s.to_string()).unwrap_or_else(|| "no status".into()),
+            rule.note,
+            target.as_str(),
+            rule.shard_id
+        ));
+    }
+    Ok(found)
+}
+
 /// One object's bytes; `None` when it does not exist.
 pub async fn get(s3: &Client, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StallError> {
     let err = |reason: String| StallError::Read { bucket: bucket.into(), key: key.into(), reason };

@@ -4,7 +4,9 @@
 //! 1. the destination writer is unthrottled, and at least one enabled event source mapping feeds
 //!    it (otherwise the destination is not receiving the writes clients make now);
 //! 2. its lag is known and under `--max-lag-seconds` (an unknown lag, e.g. no IteratorAge
-//!    datapoint, refuses: it may be anything);
+//!    datapoint, refuses: it may be anything), and nothing holds writes back from it: no shard
+//!    its writer is stopped at (a stall record) and no active park rule (its records go to
+//!    dead-letter storage);
 //! 3. `verify` passes over the window (same flags as `verify`), which ends where both writers
 //!    have replayed the stream (their lag readings), not a fixed time before now;
 //! 4. no write reached the source without passing through the gateway over the last
@@ -35,6 +37,7 @@ use crate::aws::endpoint::{self, Switched};
 use crate::aws::event_source;
 use crate::aws::lag::{AnyLag, LagReading, LagSource};
 use crate::aws::replay_bound::ReplayBound;
+use crate::aws::stalls;
 use crate::exit::Exit;
 use crate::live::bypass_check::{self, BypassArgs};
 use crate::live::databases::{Databases, InfluxArgs};
@@ -140,6 +143,34 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
     out.check("destination lag", judge(caught_up), &detail);
     if !caught_up {
         failed_checks.push(format!("destination lag: {detail}"));
+    }
+
+    // 2b. Nothing holds writes back from the destination: a shard its writer is stopped at, or a
+    // park rule setting a shard's records aside, means acknowledged writes it does not hold.
+    match dep.dead_letter_bucket.as_deref() {
+        Some(bucket) => match stalls::pending(&aws.s3, bucket, Role::Destination).await {
+            Ok(found) if found.is_empty() => out.check(
+                "nothing pending",
+                Verdict::Ok,
+                "no destination shard is stalled and no park rule is active",
+            ),
+            Ok(found) => {
+                for f in found {
+                    out.check("pending", judge(false), &f);
+                    failed_checks.push(format!("pending at the destination: {f}"));
+                }
+            }
+            Err(e) => {
+                let detail = format!("the stall records could not be read: {e}");
+                out.check("nothing pending", judge(false), &detail);
+                failed_checks.push(format!("nothing pending: {detail}"));
+            }
+        },
+        None => {
+            let detail = "no dead-letter bucket named (--stack or --dead-letter-bucket): stalls and park rules cannot be read";
+            out.check("nothing pending", judge(false), detail);
+            failed_checks.push(format!("nothing pending: {detail}"));
+        }
     }
 
     // 3. The data agrees, up to where both writers have replayed the stream (never a fixed
