@@ -12,35 +12,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use testbed::Influxd;
 use testbed::scenario::probe;
 use testbed::stack::{LocalStack, StackOptions};
-
-/// Creates `name` in `db`'s org with the default DBRP mapping `name/autogen`; returns its ID.
-async fn bucket_with_dbrp(stack: &LocalStack, db: &Influxd, name: &str) -> String {
-    let (_, orgs) = db.api_as(&stack.source.token, reqwest::Method::GET, "/api/v2/orgs", None).await;
-    let org_id = orgs["orgs"][0]["id"].as_str().unwrap().to_string();
-    let (status, b) = db
-        .api_as(
-            &stack.source.token,
-            reqwest::Method::POST,
-            "/api/v2/buckets",
-            Some(json!({"orgID": org_id, "name": name, "retentionRules": []})),
-        )
-        .await;
-    assert_eq!(status, 201, "{b}");
-    let id = b["id"].as_str().unwrap().to_string();
-    let (status, m) = db
-        .api_as(
-            &stack.source.token,
-            reqwest::Method::POST,
-            "/api/v2/dbrps",
-            Some(json!({"orgID": org_id, "bucketID": id, "database": name, "retention_policy": "autogen", "default": true})),
-        )
-        .await;
-    assert_eq!(status, 201, "{m}");
-    id
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_by_bucket_id_org_id_and_v1_without_rp_reach_the_destination_under_mappings() {
@@ -56,10 +29,10 @@ async fn writes_by_bucket_id_org_id_and_v1_without_rp_reach_the_destination_unde
     .await
     .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
     let bucket = stack.source.bucket.clone();
-    bucket_with_dbrp(&stack, &stack.source, "app").await;
-    bucket_with_dbrp(&stack, &stack.destination, "app").await;
-    bucket_with_dbrp(&stack, &stack.source, "other").await;
-    bucket_with_dbrp(&stack, &stack.destination, "other").await;
+    stack.bucket_with_dbrp(&stack.source, "app").await;
+    stack.bucket_with_dbrp(&stack.destination, "app").await;
+    stack.bucket_with_dbrp(&stack.source, "other").await;
+    stack.bucket_with_dbrp(&stack.destination, "other").await;
     let (_, b) = stack
         .source
         .api_as(&stack.source.token, reqwest::Method::GET, &format!("/api/v2/buckets?name={bucket}"), None)
@@ -135,7 +108,7 @@ async fn writes_by_bucket_id_org_id_and_v1_without_rp_reach_the_destination_unde
     assert_eq!((row.2, row.3), (row.1, row.1), "{}: every acknowledged point at both ends", row.0);
 
     // "source-only": the write reaches the source only, and status and verify count it.
-    bucket_with_dbrp(&stack, &stack.source, "third").await;
+    stack.bucket_with_dbrp(&stack.source, "third").await;
     stack.set_mappings(
         json!({"buckets": {bucket.clone(): bucket.clone(), "app/autogen": "app"}, "unmapped": "source-only"}),
     )

@@ -15,28 +15,20 @@ use testbed::Influxd;
 use testbed::scenario::probe;
 use testbed::stack::{LocalStack, StackOptions};
 
-/// Creates `name` in `db`'s org with the default DBRP mapping `name/autogen`.
-async fn bucket_with_dbrp(stack: &LocalStack, db: &Influxd, name: &str) {
-    let (_, orgs) = db.api_as(&stack.source.token, reqwest::Method::GET, "/api/v2/orgs", None).await;
-    let org_id = orgs["orgs"][0]["id"].as_str().unwrap().to_string();
-    let (status, b) = db
-        .api_as(
-            &stack.source.token,
-            reqwest::Method::POST,
-            "/api/v2/buckets",
-            Some(json!({"orgID": org_id, "name": name, "retentionRules": []})),
-        )
-        .await;
-    assert_eq!(status, 201, "{b}");
-    let (status, m) = db
-        .api_as(
-            &stack.source.token,
-            reqwest::Method::POST,
-            "/api/v2/dbrps",
-            Some(json!({"orgID": org_id, "bucketID": b["id"], "database": name, "retention_policy": "autogen", "default": true})),
-        )
-        .await;
-    assert_eq!(status, 201, "{m}");
+/// A local stack for one case (real influxd at both ends, moto, the functions under `cargo
+/// lambda watch`), the destination sharing the source's operator token.
+async fn stack(prefix: &str) -> LocalStack {
+    LocalStack::start(
+        StackOptions {
+            prefix: prefix.into(),
+            stream_writer_timeout: std::time::Duration::from_secs(5),
+            destination_shares_source_token: true,
+            ..StackOptions::default()
+        },
+        |m| eprintln!("stack: {m}"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the local stack did not start: {e}"))
 }
 
 /// Writes `n` probe points of `phase` through the gateway, stamped ten minutes ago: well inside
@@ -49,24 +41,8 @@ async fn write_probes(
     phase: &str,
     n: u64,
 ) -> BTreeMap<String, String> {
-    let base = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 - 600_000_000_000;
-    let mut body = String::new();
-    let mut written = BTreeMap::new();
-    for i in 0..n {
-        let value = format!("{}.25", i * 7 + 1);
-        body.push_str(&format!("probe,phase={phase} seq={i}i,v={value} {}\n", base + i as i64 * 1_000_000));
-        written.insert(i.to_string(), value);
-    }
-    let resp = reqwest::Client::new()
-        .post(format!("{}{path}", stack.gateway.url))
-        .query(query)
-        .header("Authorization", format!("Token {}", stack.source.token))
-        .body(body)
-        .send()
-        .await
-        .expect("write through the gateway");
-    assert_eq!(resp.status().as_u16(), 204, "{phase}: {}", resp.text().await.unwrap_or_default());
-    written
+    let ten_minutes_ago = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 - 600_000_000_000;
+    probe::write_at(stack, path, query, phase, n, 1, ten_minutes_ago).await
 }
 
 async fn read_endpoint(stack: &LocalStack) -> String {
@@ -78,20 +54,10 @@ async fn read_endpoint(stack: &LocalStack) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bucket_mapped_by_its_v1_key_is_compared_and_its_loss_refuses_cutover() {
-    let stack = LocalStack::start(
-        StackOptions {
-            prefix: "gate-v1".into(),
-            stream_writer_timeout: std::time::Duration::from_secs(5),
-            destination_shares_source_token: true,
-            ..StackOptions::default()
-        },
-        |m| eprintln!("stack: {m}"),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
+    let stack = stack("gate-v1").await;
     let bucket = stack.source.bucket.clone();
-    bucket_with_dbrp(&stack, &stack.source, "app").await;
-    bucket_with_dbrp(&stack, &stack.destination, "app").await;
+    stack.bucket_with_dbrp(&stack.source, "app").await;
+    stack.bucket_with_dbrp(&stack.destination, "app").await;
     stack
         .set_mappings(
             json!({"buckets": {bucket.clone(): bucket.clone(), "app/autogen": "app"}, "unmapped": "fail"}),
@@ -176,22 +142,7 @@ async fn make_rollup_into_clients_bucket(server: &Influxd, status: &str, held: b
         .await;
     assert_eq!(code, 201, "{task}");
     if held {
-        let (code, label) = server
-            .api(
-                reqwest::Method::POST,
-                "/api/v2/labels",
-                Some(json!({"orgID": server.org_id, "name": "influx-migration:held"})),
-            )
-            .await;
-        assert_eq!(code, 201, "{label}");
-        let (code, answer) = server
-            .api(
-                reqwest::Method::POST,
-                &format!("/api/v2/tasks/{}/labels", task["id"].as_str().unwrap()),
-                Some(json!({"labelID": label["label"]["id"]})),
-            )
-            .await;
-        assert_eq!(code, 201, "{answer}");
+        server.label_task_held(task["id"].as_str().unwrap()).await;
     }
 }
 
@@ -200,17 +151,7 @@ async fn make_rollup_into_clients_bucket(server: &Influxd, status: &str, held: b
 /// "0 bucket(s)" and passed, and `cutover` moved reads to a destination missing client points.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bucket_a_task_also_writes_is_compared_for_the_measurements_clients_write() {
-    let stack = LocalStack::start(
-        StackOptions {
-            prefix: "gate-task".into(),
-            stream_writer_timeout: std::time::Duration::from_secs(5),
-            destination_shares_source_token: true,
-            ..StackOptions::default()
-        },
-        |m| eprintln!("stack: {m}"),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
+    let stack = stack("gate-task").await;
     let (code, out, err) = stack.live(&["unthrottle"]).await;
     assert_eq!(code, 0, "unthrottle: {out}{err}");
     // The source runs the task; the destination holds its copy, as after `--full`.
@@ -266,19 +207,9 @@ async fn stalls_and_rules(stack: &LocalStack) -> (Vec<Value>, Vec<Value>) {
 /// lag still under the threshold, it moved reads; likewise with a park rule setting records aside.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cutover_refuses_while_a_destination_shard_is_stalled_or_parked_and_names_it() {
-    let stack = LocalStack::start(
-        StackOptions {
-            prefix: "gate-stall".into(),
-            stream_writer_timeout: std::time::Duration::from_secs(5),
-            destination_shares_source_token: true,
-            ..StackOptions::default()
-        },
-        |m| eprintln!("stack: {m}"),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
+    let stack = stack("gate-stall").await;
     let bucket = stack.source.bucket.clone();
-    bucket_with_dbrp(&stack, &stack.source, "other").await;
+    stack.bucket_with_dbrp(&stack.source, "other").await;
     stack.set_mappings(json!({"buckets": {bucket.clone(): bucket.clone()}, "unmapped": "fail"})).await;
     let (code, out, err) = stack.live(&["unthrottle"]).await;
     assert_eq!(code, 0, "unthrottle: {out}{err}");

@@ -564,22 +564,7 @@ async fn make_rollup(server: &Influxd, status: &str, held: bool) -> String {
     assert_eq!(code, 201, "{task}");
     let id = task["id"].as_str().unwrap().to_string();
     if held {
-        let (code, label) = server
-            .api(
-                reqwest::Method::POST,
-                "/api/v2/labels",
-                Some(json!({"orgID": server.org_id, "name": "influx-migration:held"})),
-            )
-            .await;
-        assert_eq!(code, 201, "{label}");
-        let (code, answer) = server
-            .api(
-                reqwest::Method::POST,
-                &format!("/api/v2/tasks/{id}/labels"),
-                Some(json!({"labelID": label["label"]["id"]})),
-            )
-            .await;
-        assert_eq!(code, 201, "{answer}");
+        server.label_task_held(&id).await;
     }
     id
 }

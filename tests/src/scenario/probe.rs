@@ -18,7 +18,21 @@ pub async fn write(
     n: u64,
     requests: u64,
 ) -> BTreeMap<String, String> {
-    let base = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
+    write_at(stack, path, query, phase, n, requests, now).await
+}
+
+/// [`write`], the points stamped from `base_ns` on (one nanosecond apart).
+pub async fn write_at(
+    stack: &LocalStack,
+    path: &str,
+    query: &[(&str, &str)],
+    phase: &str,
+    n: u64,
+    requests: u64,
+    base_ns: i64,
+) -> BTreeMap<String, String> {
+    let base = base_ns;
     let mut written = BTreeMap::new();
     let per = n.div_ceil(requests.max(1));
     let client = reqwest::Client::new();

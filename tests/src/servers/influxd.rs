@@ -351,6 +351,27 @@ impl Influxd {
         rows.iter().filter_map(|r| r.get("_value").and_then(|v| v.parse::<u64>().ok())).sum()
     }
 
+    /// Labels task `task_id` `influx-migration:held`, as a seeding leaves the destination's copy
+    /// of scheduled work (inactive and held for the database that runs it).
+    pub async fn label_task_held(&self, task_id: &str) {
+        let (code, label) = self
+            .api(
+                reqwest::Method::POST,
+                "/api/v2/labels",
+                Some(serde_json::json!({"orgID": self.org_id, "name": "influx-migration:held"})),
+            )
+            .await;
+        assert_eq!(code, 201, "create the held label: {label}");
+        let (code, answer) = self
+            .api(
+                reqwest::Method::POST,
+                &format!("/api/v2/tasks/{task_id}/labels"),
+                Some(serde_json::json!({"labelID": label["label"]["id"]})),
+            )
+            .await;
+        assert_eq!(code, 201, "label task {task_id} held: {answer}");
+    }
+
     /// Sends any request to the server's API with the operator token.
     pub async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         self.api_as(&self.token, method, path, body).await

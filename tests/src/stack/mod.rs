@@ -429,6 +429,33 @@ impl LocalStack {
         )
     }
 
+    /// Creates bucket `name` in `db`'s org with the default DBRP mapping `name/autogen` (what a
+    /// v1 client writing `db=name` needs); returns the bucket's ID.
+    pub async fn bucket_with_dbrp(&self, db: &Influxd, name: &str) -> String {
+        let (_, orgs) = db.api_as(&self.source.token, reqwest::Method::GET, "/api/v2/orgs", None).await;
+        let org_id = orgs["orgs"][0]["id"].as_str().unwrap_or_default().to_string();
+        let (status, b) = db
+            .api_as(
+                &self.source.token,
+                reqwest::Method::POST,
+                "/api/v2/buckets",
+                Some(serde_json::json!({"orgID": org_id, "name": name, "retentionRules": []})),
+            )
+            .await;
+        assert_eq!(status, 201, "create bucket {name}: {b}");
+        let id = b["id"].as_str().unwrap_or_default().to_string();
+        let (status, m) = db
+            .api_as(
+                &self.source.token,
+                reqwest::Method::POST,
+                "/api/v2/dbrps",
+                Some(serde_json::json!({"orgID": org_id, "bucketID": id, "database": name, "retention_policy": "autogen", "default": true})),
+            )
+            .await;
+        assert_eq!(status, 201, "create DBRP {name}/autogen: {m}");
+        id
+    }
+
     /// Replaces the endpoint secret's `mappings` and waits for the functions' cache time to pass.
     pub async fn set_mappings(&self, mappings: serde_json::Value) {
         self.update_secret(|secret| secret["mappings"] = mappings).await;
