@@ -241,12 +241,13 @@ step "write tests/testbed/env"
 cat > "$here/env" <<ENV
 # Written by tests/testbed/install.sh; read by the test-support crate. Not committed.
 INFLUXD_BIN=$influxd_bin
-${influxd_2_9_bin:+INFLUXD_2_9_BIN=$influxd_2_9_bin}
-${influx_bin:+INFLUX_BIN=$influx_bin}
 MOTO_SERVER_BIN=$venv/bin/moto_server
 CFN_LINT_BIN=$venv/bin/cfn-lint
 CARGO_LAMBDA_BIN=$venv/bin/cargo-lambda
 AWS_CLI_BIN=$venv/bin/aws
 VENV_BIN=$venv/bin
 ENV
+# Left out by --demo unless an earlier full install put them in the cache.
+[ -n "$influxd_2_9_bin" ] && echo "INFLUXD_2_9_BIN=$influxd_2_9_bin" >> "$here/env"
+[ -n "$influx_bin" ] && echo "INFLUX_BIN=$influx_bin" >> "$here/env"
 note "test bed ready in $(( $(date +%s) - started_at )) s"

@@ -216,12 +216,12 @@ async fn cutover_refuses_while_a_destination_shard_is_stalled_or_parked_and_name
     let query = [("org", stack.source.org.as_str()), ("bucket", "other")];
     write_probes(&stack, "/api/v2/write", &query, "gate-stall", 5).await;
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
     let stall = loop {
         if let Some(s) = stalls_and_rules(&stack).await.0.first().cloned() {
             break s;
         }
-        assert!(std::time::Instant::now() < deadline, "the destination writer did not stall within 60 s");
+        assert!(std::time::Instant::now() < deadline, "the destination writer did not stall within 180 s");
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     };
     let shard = stall["stall"]["shard_id"].as_str().unwrap_or_default().to_string();
@@ -237,9 +237,9 @@ async fn cutover_refuses_while_a_destination_shard_is_stalled_or_parked_and_name
     // is active records are set aside, so cutover still refuses, naming the rule.
     let (code, out, err) = stack.live(&["park", "--note", "gate test"]).await;
     assert_eq!(code, 0, "park: {out}{err}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
     while !stalls_and_rules(&stack).await.0.is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the parked shard did not move on within 60 s");
+        assert!(std::time::Instant::now() < deadline, "the parked shard did not move on within 180 s");
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     let (code, out, err) = stack.live(&["cutover"]).await;

@@ -395,13 +395,7 @@ pub async fn hand_over(
                 Some(BTreeSet::new()),
             ));
             e.1 = e.1.min(until);
-            e.2 = match (e.2.take(), &written) {
-                (Some(mut had), Some(w)) => {
-                    had.extend(w.iter().cloned());
-                    Some(had)
-                }
-                _ => None,
-            };
+            work::add_written(&mut e.2, written.as_ref());
         }
     }
     for ((g_org, t_org, bucket), (org_name, until, written)) in &derived {

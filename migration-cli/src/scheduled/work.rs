@@ -629,13 +629,7 @@ pub async fn task_outputs(api: &InfluxApi) -> Result<Vec<TaskOutput>, WorkError>
             let written = output_measurements(flux);
             for bucket in output_buckets(flux) {
                 let e = out.entry((org.name.clone(), bucket)).or_insert_with(|| Some(BTreeSet::new()));
-                *e = match (e.take(), &written) {
-                    (Some(mut had), Some(w)) => {
-                        had.extend(w.iter().cloned());
-                        Some(had)
-                    }
-                    _ => None,
-                };
+                add_written(e, written.as_ref());
             }
         }
     }
@@ -643,6 +637,15 @@ pub async fn task_outputs(api: &InfluxApi) -> Result<Vec<TaskOutput>, WorkError>
         .into_iter()
         .map(|((org, bucket), measurements)| TaskOutput { org, bucket, measurements })
         .collect())
+}
+
+/// Adds what one more task writes into a bucket to what the others write there: the union, or
+/// `None` (unknown) once any of them does not name its measurements.
+pub fn add_written(all: &mut Option<BTreeSet<String>>, one: Option<&BTreeSet<String>>) {
+    match (all.as_mut(), one) {
+        (Some(had), Some(w)) => had.extend(w.iter().cloned()),
+        _ => *all = None,
+    }
 }
 
 /// The measurements a task's Flux writes, when it names them: every literal
