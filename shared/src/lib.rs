@@ -22,8 +22,11 @@
 //! - [`deadline`]: the time an invocation has left, read from the runtime's deadline.
 //! - [`sdk`]: the AWS SDK configuration with bounded retries and timeouts.
 //! - [`settings`]: a function's environment variables, read strictly at cold start.
+//! - [`barrier`]: the control record `cutover` puts into every shard, and each writer's proof that
+//!   it applied everything before it.
 //! - [`stall`]: what a writer records when a shard cannot move on, and the operator's park rules.
 
+pub mod barrier;
 pub mod deadline;
 pub mod envelope;
 pub mod gateway;

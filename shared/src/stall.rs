@@ -10,6 +10,7 @@
 //! | `parked/<target>/<shard>.json` | `influx-migration park` | [`ParkRule`]: records of that shard failing with that status go to dead-letter storage until the rule expires or is released |
 //! | `redriven/<dead-letter key>` | `influx-migration redrive` | the dead letters that were written again and landed |
 //! | `counts/<target>/source-only/<shard>.json` | the destination writer | [`SourceOnly`]: per bucket, the records it did not replay because `"unmapped"` is `"source-only"` |
+//! | `barriers/<target>/<shard>/<id>.json` | each stream writer | `crate::barrier::Passed`: it applied everything before barrier `<id>` in that shard |
 //!
 //! A writer deletes its shard's stall object once a batch of that shard goes through. A park
 //! rule never covers a failure it was not made for: it names the status it parks (a 403 rule

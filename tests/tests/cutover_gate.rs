@@ -96,7 +96,7 @@ async fn a_bucket_mapped_by_its_v1_key_is_compared_and_its_loss_refuses_cutover(
     assert!(out.contains(&format!("DIFFERS  bucket {org}/app -> {org}/app")), "{out}");
     let (code, out, err) = stack.live(&["verify", "--content"]).await;
     assert_eq!(code, 3, "verify --content finds app's loss:\n{out}{err}");
-    let (code, out, err) = stack.live(&["cutover", "--max-lag-seconds", "3600"]).await;
+    let (code, out, err) = stack.live(&["cutover"]).await;
     assert_eq!(code, 4, "cutover refuses:\n{out}{err}");
     assert!(out.contains("REFUSED") && out.contains("verify"), "{out}");
     assert_eq!(read_endpoint(&stack).await, "source", "reads stay on the source");
@@ -189,7 +189,7 @@ async fn a_bucket_a_task_also_writes_is_compared_for_the_measurements_clients_wr
     let (code, out, err) = stack.live(&["verify"]).await;
     assert_eq!(code, 3, "verify finds the clients' loss:\n{out}{err}");
     assert!(out.contains(&format!("DIFFERS  bucket {org}/{bucket} -> {org}/{bucket}")), "{out}");
-    let (code, out, err) = stack.live(&["cutover", "--max-lag-seconds", "3600"]).await;
+    let (code, out, err) = stack.live(&["cutover"]).await;
     assert_eq!(code, 4, "cutover refuses:\n{out}{err}");
     assert_eq!(read_endpoint(&stack).await, "source", "reads stay on the source");
 }
@@ -252,4 +252,61 @@ async fn cutover_refuses_while_a_destination_shard_is_stalled_or_parked_and_name
         "--force reports it as FORCED ({code}):\n{out}{err}"
     );
     assert_eq!(read_endpoint(&stack).await, "source", "reads stay on the source");
+}
+
+/// Regression: the comparison window ended at the writers' lag reading less their IteratorAge
+/// less a 5 s margin, so what clients got acknowledged in the last seconds (in the README's demo,
+/// the last 100–120 s) was never compared before reads moved. The window now ends where the
+/// barrier was put: a point acknowledged a second before cutover starts is compared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_point_acknowledged_a_second_before_cutover_is_compared() {
+    let stack = stack("gate-recent").await;
+    let (code, out, err) = stack.live(&["unthrottle"]).await;
+    assert_eq!(code, 0, "unthrottle: {out}{err}");
+    let org = stack.source.org.clone();
+    let bucket = stack.source.bucket.clone();
+    let stamped = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
+    let acked = probe::write_at(
+        &stack,
+        "/api/v2/write",
+        &[("org", org.as_str()), ("bucket", bucket.as_str())],
+        "recent",
+        20,
+        1,
+        stamped,
+    )
+    .await;
+    assert_eq!(acked.len(), 20);
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+
+    let (code, out, err) = stack.live(&["cutover", "--dry-run", "--json"]).await;
+    assert_eq!(code, 0, "cutover --dry-run:\n{out}{err}");
+    let doc: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("cutover --json: {e}: {out}{err}"));
+    let compared = doc["verify"]["buckets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["source"] == format!("{org}/{bucket}").as_str())
+        .flat_map(|b| b["measurements"].as_array().cloned().unwrap_or_default())
+        .find(|m| m["measurement"] == "probe")
+        .unwrap_or_else(|| panic!("the probe points were not compared: {}", doc["verify"]));
+    // Two fields (seq, v) per point, at both ends.
+    assert_eq!(
+        (compared["source"].as_u64(), compared["destination"].as_u64()),
+        (Some(40), Some(40)),
+        "{compared}"
+    );
+    let barrier = doc["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "barrier"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(barrier["verdict"], "ok", "the barrier is the proof: {barrier}");
+    let until = time::OffsetDateTime::parse(
+        doc["barrier"]["until"].as_str().unwrap_or_default(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap_or_else(|e| panic!("the barrier's time: {e}: {}", doc["barrier"]));
+    assert!(until.unix_timestamp_nanos() as i64 > stamped + 19, "the window ends after the points: {until}");
+    assert_eq!(read_endpoint(&stack).await, "source", "a dry run moves nothing");
 }

@@ -9,6 +9,11 @@
 //! from a lag file the test writes itself, playing the local stack's poller
 //! (`--lag-source file:<path>`), because moto serves no CloudWatch metrics.
 //!
+//! `cutover` puts a barrier into the stream and waits for both stream writers to pass it: the
+//! tests that cut over start the real stream writer twice behind `cargo lambda watch`, fed by the
+//! local event source mappings ([`Live::start_writers`]); their lag goes to a file of their own,
+//! so the lag the commands read stays the one each test writes.
+//!
 //! Every run also checks that neither InfluxDB token appears in anything the command printed.
 
 use std::path::{Path, PathBuf};
@@ -19,7 +24,8 @@ use aws_sdk_lambda::types::{
     DestinationConfig, EventSourcePosition, FunctionResponseType, OnFailure, Runtime,
 };
 use serde_json::{Value, json};
-use testbed::stack::lambda::workspace_binary;
+use testbed::stack::esm::{LagFile, LocalMapping};
+use testbed::stack::lambda::{LambdaRuntime, workspace_binary};
 use testbed::{Influxd, Moto, TestBed};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -57,6 +63,12 @@ struct Live {
     router_fn: String,
     lambda: aws_sdk_lambda::Client,
     secrets: aws_sdk_secretsmanager::Client,
+}
+
+/// The running stream writers of [`Live::start_writers`].
+struct Writers {
+    _mappings: Vec<LocalMapping>,
+    _runtimes: Vec<LambdaRuntime>,
 }
 
 const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
@@ -195,6 +207,43 @@ impl Live {
                 });
         }
         Live { moto, src, dst, dir, stream, secret_id, dest_fn, src_fn, router_fn, lambda, secrets }
+    }
+
+    /// The two stream writers, running and fed from the stream: they pass the barriers
+    /// `cutover` puts (the stream holds nothing else). Stop when dropped.
+    async fn start_writers(&self) -> Writers {
+        let conf = self.moto.sdk_config().await;
+        let mut runtimes = Vec::new();
+        let mut mappings = Vec::new();
+        let lag = LagFile::new(self.dir.path().join("writers-lag.json"));
+        for (name, target) in [(&self.src_fn, "source"), (&self.dest_fn, "destination")] {
+            let mut env = self.moto.env();
+            for (k, v) in [
+                ("TARGET", target),
+                ("SECRET_ID", self.secret_id.as_str()),
+                ("SECRET_TTL_SECONDS", "1"),
+                ("DEAD_LETTER_BUCKET", DEAD_LETTERS),
+                ("RETRY_BUDGET_SECONDS", "10"),
+            ] {
+                env.push((k.to_string(), v.to_string()));
+            }
+            let runtime = LambdaRuntime::start_named_binary(
+                name,
+                "stream-writer",
+                &env,
+                std::time::Duration::from_secs(15),
+            )
+            .await;
+            mappings.push(LocalMapping::start(
+                aws_sdk_lambda::Client::new(&conf),
+                aws_sdk_kinesis::Client::new(&conf),
+                name,
+                runtime.invoker(),
+                lag.clone(),
+            ));
+            runtimes.push(runtime);
+        }
+        Writers { _mappings: mappings, _runtimes: runtimes }
     }
 
     fn lag_file(&self) -> PathBuf {
@@ -385,6 +434,7 @@ async fn verify_passes_on_equal_data_and_detects_one_missing_point() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cutover_refuses_while_throttled_and_succeeds_after_unthrottle() {
     let live = Live::deploy().await;
+    let _writers = live.start_writers().await;
     live.write_same_data().await;
     live.write_lag(800);
     let (read, version_before) = live.read_endpoint().await;
@@ -404,26 +454,18 @@ async fn cutover_refuses_while_throttled_and_succeeds_after_unthrottle() {
     assert_eq!(live.read_endpoint().await, ("source".to_string(), version_before.clone()));
 
     live.cli(&["unthrottle"]);
-    // Unthrottled but the poller has not reported since: unknown lag refuses.
+    // The lag is an indication, never the gate: unknown (the poller has not reported), it is
+    // printed as such and the barrier decides. A point missing at the destination: verify
+    // refuses, over a window that ends at the barrier.
     std::fs::write(live.lag_file(), json!({"functions": {}}).to_string()).unwrap();
-    let unknown = live.cli(&["cutover", "--json"]);
-    assert_eq!(unknown.code, 4, "{}", unknown.stdout);
-    let lag = &checks_named(&unknown.json(), "destination lag")[0].clone();
-    assert_eq!(lag["verdict"], "refused");
-    assert!(lag["detail"].as_str().unwrap().contains("unknown"), "{lag}");
-
-    // Behind by more than the threshold: refused.
-    live.write_lag(120_000);
-    let behind = live.cli(&["cutover", "--max-lag-seconds", "60"]);
-    assert_eq!(behind.code, 4);
-    assert!(behind.stdout.contains("REFUSED  destination lag: IteratorAge 2 min 0 s"), "{}", behind.stdout);
-
-    // Caught up, but a point is missing at the destination: verify refuses.
-    live.write_lag(300);
     live.src.write_ok(&live.src.bucket, "s", "cpu,host=c usage=9.5,idle=1i 1704067220\n").await;
     let differs = live.cli(&["cutover", "--json"]);
     assert_eq!(differs.code, 4, "{}", differs.stdout);
     let doc = differs.json();
+    let lag = &checks_named(&doc, "destination lag")[0].clone();
+    assert_eq!(lag["verdict"], "info");
+    assert!(lag["detail"].as_str().unwrap().contains("unknown"), "{lag}");
+    assert_eq!(checks_named(&doc, "barrier")[0]["verdict"], "ok", "{doc}");
     assert_eq!(checks_named(&doc, "verify")[0]["verdict"], "refused");
     assert_eq!(doc["verify"]["differences"], 1);
     assert_eq!(live.read_endpoint().await.0, "source");
@@ -462,6 +504,7 @@ async fn cutover_refuses_while_throttled_and_succeeds_after_unthrottle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_returns_reads_to_the_source_and_cutover_works_again_after_it() {
     let live = Live::deploy().await;
+    let _writers = live.start_writers().await;
     live.write_same_data().await;
     live.write_lag(100);
     live.cli(&["unthrottle"]);
@@ -492,12 +535,15 @@ async fn rollback_returns_reads_to_the_source_and_cutover_works_again_after_it()
 async fn force_cuts_over_despite_refusals_and_says_so_loudly() {
     let live = Live::deploy().await;
     live.write_same_data().await;
-    // Throttled, no lag reading at all.
-    let forced = live.cli(&["cutover", "--force", "--json"]);
+    // Throttled, no lag reading at all, no writer to pass the barrier.
+    let forced = live.cli(&["cutover", "--force", "--barrier-timeout", "3", "--json"]);
     assert_eq!(forced.code, 0, "{}\n{}", forced.stdout, forced.stderr);
     let doc = forced.json();
     assert_eq!(checks_named(&doc, "destination writer unthrottled")[0]["verdict"], "forced");
-    assert_eq!(checks_named(&doc, "destination lag")[0]["verdict"], "forced");
+    assert_eq!(checks_named(&doc, "destination lag")[0]["verdict"], "info");
+    let barrier = checks_named(&doc, "barrier")[0].clone();
+    assert_eq!(barrier["verdict"], "forced");
+    assert!(barrier["detail"].as_str().unwrap().contains("the destination writer in shardId-"), "{barrier}");
     assert_eq!(checks_named(&doc, "verify")[0]["verdict"], "ok");
     assert_eq!(doc["forced"].as_array().unwrap().len(), 2);
     assert!(
@@ -580,6 +626,7 @@ async fn rollup_state(server: &Influxd, id: &str) -> (String, bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cutover_hands_scheduled_work_to_the_destination_and_rollback_hands_it_back() {
     let live = Live::deploy().await;
+    let _writers = live.start_writers().await;
     live.write_same_data().await;
     live.write_lag(100);
     live.cli(&["unthrottle"]);

@@ -175,9 +175,10 @@ async fn a_destination_writer_that_keeps_crashing_shows_growing_lag_and_cutover_
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("status --json ({code}): {e}\n{out}\n{err}"));
     let age = doc["destination_writer"]["lag"]["iterator_age_ms"].as_u64();
     assert!(age.is_some_and(|a| a >= 3 * TIMEOUT.as_millis() as u64), "status shows the growing lag: {out}");
-    let (code, out, err) = stack.live(&["cutover", "--max-lag-seconds", "5"]).await;
+    let (code, out, err) = stack.live(&["cutover", "--barrier-timeout", "10"]).await;
     assert_eq!(code, 4, "cutover refuses while the destination writer is failing:\n{out}\n{err}");
-    assert!(out.contains("destination lag"), "{out}");
+    assert!(out.contains("REFUSED  barrier: not every writer passed barrier"), "{out}");
+    assert!(out.contains("the destination writer in shardId-"), "{out}");
     let (_, status_out, _) = stack.live(&["status", "--json"]).await;
     let doc: Value = serde_json::from_str(&status_out).expect("status --json");
     assert_eq!(

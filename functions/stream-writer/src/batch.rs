@@ -1,6 +1,7 @@
 //! Planning a batch: decode the records and group them into writes (pure: no I/O).
 
 use aws_lambda_events::event::kinesis::KinesisEventRecord;
+use shared::barrier::{Barrier, CONTROL_VERSION, Control, ControlRead};
 use shared::envelope::{Api, EnvelopeError, Record, WriteParams};
 use shared::secret::{Mapped, Mappings, Role};
 use shared::sensitive::Sensitive;
@@ -63,6 +64,12 @@ pub enum Step {
         index: usize,
         version: u8,
     },
+    /// A barrier (`shared::barrier`): everything before it is durable once the replay reaches it;
+    /// the writer records that it passed it. Never written, never dead-lettered.
+    Barrier {
+        index: usize,
+        barrier: Barrier,
+    },
     /// A write to a bucket outside this migration (destination only, `"unmapped":
     /// "source-only"`): nothing to do but count it.
     Skip {
@@ -86,6 +93,18 @@ pub fn plan(items: &[Item<'_>], target: Role, mappings: &Mappings, max_write_byt
     for item in items {
         let record = match &item.decoded {
             Ok(r) => r,
+            Err(EnvelopeError::UnsupportedVersion(CONTROL_VERSION)) => {
+                steps.push(match Control::read(item.data) {
+                    ControlRead::Control(Control::Barrier(barrier)) => {
+                        Step::Barrier { index: item.index, barrier }
+                    }
+                    // A control record of a newer release: stop there, as at a newer data format.
+                    ControlRead::Unknown(_) | ControlRead::NotControl => {
+                        Step::Newer { index: item.index, version: CONTROL_VERSION }
+                    }
+                });
+                continue;
+            }
             Err(EnvelopeError::UnsupportedVersion(version)) => {
                 steps.push(Step::Newer { index: item.index, version: *version });
                 continue;
@@ -194,6 +213,7 @@ mod tests {
                 Step::Write(g) => format!("w{:?}", g.items),
                 Step::Unreadable { index, .. } => format!("u{index}"),
                 Step::Newer { index, .. } => format!("n{index}"),
+                Step::Barrier { index, .. } => format!("b{index}"),
                 Step::Skip { index } => format!("s{index}"),
                 Step::Unmapped { index, .. } => format!("f{index}"),
             })
@@ -234,5 +254,23 @@ mod tests {
         assert!(
             matches!(&steps[0], Step::Write(g) if g.params.bucket.as_deref() == Some("a") && g.items == vec![0])
         );
+    }
+
+    #[test]
+    fn a_barrier_is_a_step_of_its_own_that_no_write_spans() {
+        let barrier = Control::Barrier(Barrier { id: "b".into(), put_at_ns: 5, shard_id: "s".into() });
+        let recs = [
+            event_record("1", record("a", "t1", "m f=1 1")),
+            event_record("2", barrier.encode().unwrap()),
+            event_record("3", record("a", "t1", "m f=3 3")),
+        ];
+        let items: Vec<Item> = recs.iter().enumerate().map(|(i, r)| Item::from_event(i, r)).collect();
+        for target in [Role::Source, Role::Destination] {
+            let steps = plan(&items, target, &Mappings::default(), 1 << 20);
+            assert_eq!(steps.len(), 3, "{steps:?}");
+            assert!(matches!(&steps[0], Step::Write(g) if g.items == vec![0]));
+            assert!(matches!(&steps[1], Step::Barrier { index: 1, barrier } if barrier.id == "b"));
+            assert!(matches!(&steps[2], Step::Write(g) if g.items == vec![2]));
+        }
     }
 }

@@ -10,11 +10,15 @@
 //!    narrowed down to the guilty record, which goes whole to dead-letter storage with the
 //!    database's answer; 401/403/404 and transient errors retried with backoff until the
 //!    invocation's time is nearly up.
+//!    A barrier (`shared::barrier`) is a step of its own: reaching it means every record before it
+//!    is durable, and [`barrier::BarrierBook`] records that this writer passed it; it is never
+//!    written to the database nor dead-lettered.
 //! 4. The answer names the first record not durably written (`batchItemFailures`): Lambda
 //!    checkpoints before it and retries from there, so nothing after a failure is skipped and
 //!    nothing before it is written twice more than needed (replays are idempotent anyway: every
 //!    line carries its timestamp).
 
+pub mod barrier;
 pub mod batch;
 pub mod config;
 pub mod dead_letter;
@@ -30,6 +34,7 @@ use shared::influx_client::{ClientOptions, EndpointClients};
 use shared::secret::{SecretCache, SecretsManagerSource};
 use shared::stall::StallClass;
 
+pub use barrier::BarrierBook;
 pub use batch::{Item, Step, WriteGroup};
 pub use config::{Config, ConfigError};
 pub use dead_letter::DeadLetters;
@@ -45,6 +50,7 @@ pub struct Deps {
     pub http: EndpointClients,
     pub dead_letters: DeadLetters,
     pub stalls: StallBook,
+    pub barriers: BarrierBook,
 }
 
 impl Deps {
@@ -71,6 +77,7 @@ impl Deps {
         );
         let function_name =
             std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "stream-writer".into());
+        let barriers = BarrierBook::new(s3.clone(), config.dead_letter_bucket.clone(), config.target);
         let stalls = StallBook::new(
             s3,
             config.dead_letter_bucket.clone(),
@@ -78,7 +85,7 @@ impl Deps {
             config.stall_alert,
             function_name,
         );
-        Ok(Deps { config, secret, http, dead_letters, stalls })
+        Ok(Deps { config, secret, http, dead_letters, stalls, barriers })
     }
 }
 
@@ -131,7 +138,8 @@ pub async fn handle(deps: &Deps, event: &KinesisEvent, deadline: Instant) -> Kin
     };
     let steps = batch::plan(&items, deps.config.target, &secret.mappings, deps.config.max_write_bytes);
     let replayer = Replayer::new(http, endpoint, &deps.dead_letters, deadline, deps.config.write_timeout)
-        .with_parking(Parking::new(&deps.stalls, first.shard_id));
+        .with_parking(Parking::new(&deps.stalls, first.shard_id))
+        .with_barriers(&deps.barriers);
     let outcome = replayer.run(&items, &steps).await;
     let stats = replayer.stats();
     // Records left to the source alone, before any stop (those after it come back in the retry).
@@ -156,6 +164,7 @@ pub async fn handle(deps: &Deps, event: &KinesisEvent, deadline: Instant) -> Kin
                 dead_lettered = stats.dead_lettered,
                 parked = stats.parked,
                 source_only = stats.source_only,
+                barriers = stats.barriers,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "batch written"
             );

@@ -35,6 +35,7 @@ use shared::secret::Endpoint;
 use shared::sensitive::Sensitive;
 use shared::stall::{ParkRule, StallClass};
 
+use crate::barrier::BarrierBook;
 use crate::batch::{Item, Step, WriteGroup};
 use crate::dead_letter::{DeadLetter, DeadLetters};
 use crate::stall::{StallBook, now_ms};
@@ -70,6 +71,8 @@ pub struct Stats {
     pub source_only: usize,
     /// Records moved to dead-letter storage by the operator's park rule.
     pub parked: usize,
+    /// Barriers passed (`shared::barrier`).
+    pub barriers: usize,
 }
 
 /// Sends one batch's writes to one database.
@@ -84,7 +87,9 @@ pub struct Replayer<'a> {
     dead_lettered: AtomicUsize,
     source_only: AtomicUsize,
     parked: AtomicUsize,
+    barriers_passed: AtomicUsize,
     parking: Option<Parking<'a>>,
+    barriers: Option<&'a BarrierBook>,
 }
 
 /// Where a write goes and as whom.
@@ -114,7 +119,9 @@ impl<'a> Replayer<'a> {
             dead_lettered: AtomicUsize::new(0),
             source_only: AtomicUsize::new(0),
             parked: AtomicUsize::new(0),
+            barriers_passed: AtomicUsize::new(0),
             parking: None,
+            barriers: None,
         }
     }
 
@@ -124,12 +131,20 @@ impl<'a> Replayer<'a> {
         self
     }
 
+    /// Records the barriers it passes there (without it, a barrier stops the batch: its proof
+    /// has nowhere to go).
+    pub fn with_barriers(mut self, barriers: &'a BarrierBook) -> Self {
+        self.barriers = Some(barriers);
+        self
+    }
+
     pub fn stats(&self) -> Stats {
         Stats {
             writes: self.writes.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             source_only: self.source_only.load(Ordering::Relaxed),
             parked: self.parked.load(Ordering::Relaxed),
+            barriers: self.barriers_passed.load(Ordering::Relaxed),
         }
     }
 
@@ -144,6 +159,31 @@ impl<'a> Replayer<'a> {
                     let item = &items[*index];
                     self.dead_letter(item, None, format!("not a readable stream record: {error}"), None)
                         .await?;
+                }
+                Step::Barrier { index, barrier } => {
+                    // Every step before this one is done (a failure would have returned).
+                    let item = &items[*index];
+                    let Some(book) = self.barriers else {
+                        return Err(Stop::other(
+                            *index,
+                            "a barrier reached a writer with nowhere to record it",
+                        ));
+                    };
+                    match book.passed(barrier, item.shard_id, item.sequence_number).await {
+                        Ok(key) => {
+                            self.barriers_passed.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(
+                                barrier = %barrier.id, shard = item.shard_id, sequence_number = item.sequence_number, key = %key,
+                                "barrier passed: every record before it in this shard is durably written"
+                            );
+                        }
+                        Err(e) => {
+                            return Err(Stop::other(
+                                *index,
+                                format!("could not record passing barrier {}: {e}", barrier.id),
+                            ));
+                        }
+                    }
                 }
                 Step::Newer { index, version } => {
                     let item = &items[*index];

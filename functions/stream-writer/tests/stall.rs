@@ -9,11 +9,12 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use shared::barrier::{Barrier, Control, Passed, passed_key};
 use shared::influx_client::{ClientOptions, EndpointClients};
 use shared::secret::{Role, SecretCache, SecretsManagerSource};
 use shared::settings::Settings;
 use shared::stall::{ParkRule, Stall, StallClass, park_key, stall_key};
-use stream_writer::{Config, DeadLetters, Deps, StallBook, handle};
+use stream_writer::{BarrierBook, Config, DeadLetters, Deps, StallBook, handle};
 use testbed::{Influxd, Moto};
 
 mod support;
@@ -80,6 +81,7 @@ impl Bed {
                 config.stall_alert,
                 "test-writer".into(),
             ),
+            barriers: BarrierBook::new(s3.clone(), BUCKET.into(), Role::Destination),
             config,
         };
         Bed { db, moto, s3, deps }
@@ -139,6 +141,16 @@ impl Bed {
             out.push(serde_json::from_slice(&self.object(key).await.expect("get")).expect("JSON"));
         }
         out
+    }
+
+    fn barrier(&self, id: &str) -> Vec<u8> {
+        Control::Barrier(Barrier { id: id.into(), put_at_ns: T0, shard_id: SHARD.into() }).encode().unwrap()
+    }
+
+    /// This writer's proof of passing barrier `id`, if it recorded one.
+    async fn passed(&self, id: &str) -> Option<Passed> {
+        let bytes = self.object(&passed_key(Role::Destination, SHARD, id)).await?;
+        Some(serde_json::from_slice(&bytes).expect("a proof is a Passed"))
     }
 
     async fn values(&self) -> Vec<String> {
@@ -284,4 +296,37 @@ async fn a_secret_the_writer_cannot_use_is_recorded_as_a_stall_with_its_error() 
     assert_eq!((stall.class, stall.status), (StallClass::Configuration, None));
     assert!(stall.reason.contains("\"unmapped\""), "{}", stall.reason);
     assert!(bed.values().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_barrier_is_passed_only_once_every_record_before_it_is_written_and_is_never_written_itself() {
+    let bed = Bed::start().await;
+    // A stalled record before the barrier: the barrier is not passed while it blocks, whatever
+    // the number of records behind it.
+    let blocked = vec![bed.good(1), bed.revoked(2), bed.barrier("b-1"), bed.good(3)];
+    let stop = bed.replay(0, &blocked, Duration::from_secs(2)).await;
+    assert_eq!(stop.as_deref(), Some(support::sequence_number(1).as_str()));
+    assert!(bed.passed("b-1").await.is_none(), "a barrier behind a stalled record is not passed");
+
+    // Fixed: the retry writes the record, passes the barrier, and goes on.
+    let retried = vec![bed.good(2), bed.barrier("b-1"), bed.good(3)];
+    assert_eq!(bed.replay(1, &retried, Duration::from_secs(10)).await, None);
+    let proof = bed.passed("b-1").await.expect("the barrier is recorded as passed");
+    assert_eq!(proof.target, Role::Destination);
+    assert_eq!(proof.shard_id, SHARD);
+    assert_eq!(proof.sequence_number, support::sequence_number(2));
+    assert_eq!(proof.put_at_ns, T0);
+    assert!(proof.passed_at_ms > 0);
+    assert_eq!(bed.values().await, vec!["1", "2", "3"], "the barrier is written nowhere");
+    assert!(bed.dead_letters().await.is_empty(), "a barrier is never dead-lettered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_barrier_whose_proof_cannot_be_stored_stops_the_batch_there() {
+    let bed = Bed::start().await;
+    bed.s3.delete_bucket().bucket(BUCKET).send().await.expect("remove the (empty) dead-letter bucket");
+    let batch = vec![bed.good(1), bed.barrier("b-2"), bed.good(2)];
+    let stop = bed.replay(0, &batch, Duration::from_secs(2)).await;
+    assert_eq!(stop.as_deref(), Some(support::sequence_number(1).as_str()), "retried from the barrier");
+    assert_eq!(bed.values().await, vec!["1"], "what is after the barrier waits for its proof");
 }

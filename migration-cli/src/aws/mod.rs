@@ -6,6 +6,7 @@
 //! - [`event_source`]: the stream writers' event source mappings and what could drop a record.
 //! - [`lag`]: a writer's IteratorAge, from CloudWatch or the local stack's lag file.
 //! - [`replay_bound`]: where both writers have replayed, from their lag.
+//! - [`barrier`]: a barrier put into every open shard, and which writers have passed it.
 //! - [`stalls`]: the writers' stall records and the operator's park rules.
 //! - [`concurrency`]: reserved concurrency, the switch that holds the destination writer.
 //! - [`alarm`]: the destination lag alarm, which follows the throttle.
@@ -14,6 +15,7 @@
 //! May use: [`crate::output`] and `shared` (no InfluxDB: that is [`crate::influx`]).
 
 pub mod alarm;
+pub mod barrier;
 pub mod concurrency;
 pub mod deployment;
 pub mod endpoint;

@@ -1,6 +1,8 @@
-//! Where both stream writers have replayed the stream, from their lag readings.
+//! Where both stream writers have replayed the stream: proven by a barrier both passed
+//! ([`ReplayBound::proven`], `cutover` and `verify --barrier`), or estimated from their lag
+//! readings.
 //!
-//! An estimate: a lag reading is the age of the last record of the last batch a writer
+//! The estimate: a lag reading is the age of the last record of the last batch a writer
 //! finished, so points up to "reading time − age" are applied, less a margin for the time
 //! between a point's stamp and its record reaching the stream. `verify` and `repair` end their
 //! window there when no `--stop` is given.
@@ -22,9 +24,16 @@ pub struct ReplayBound {
     pub until: OffsetDateTime,
     /// Which readings gave it, for the operator.
     pub because: String,
+    /// A barrier proved it (exact, to the nanosecond); otherwise a lag estimate.
+    pub exact: bool,
 }
 
 impl ReplayBound {
+    /// The bound a barrier proved: every write acknowledged before `until` is in both databases.
+    pub fn proven(until: OffsetDateTime, because: String) -> ReplayBound {
+        ReplayBound { until, because, exact: true }
+    }
+
     /// The bound the readings give: the earliest of their [`LagReading::applied_until`] less
     /// [`REPLAY_MARGIN`]. `None` unless the destination writer's lag is known; an unknown
     /// source writer's lag is left out (its gaps show as differences, never as a pass).
@@ -40,6 +49,7 @@ impl ReplayBound {
         Some(ReplayBound {
             until: until - REPLAY_MARGIN,
             because: format!("{}; less {} s margin", because.join("; "), REPLAY_MARGIN.as_secs()),
+            exact: false,
         })
     }
 }

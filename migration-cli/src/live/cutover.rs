@@ -3,24 +3,29 @@
 //! Preconditions, each printed with its verdict:
 //! 1. the destination writer is unthrottled, and at least one enabled event source mapping feeds
 //!    it (otherwise the destination is not receiving the writes clients make now);
-//! 2. its lag is known and under `--max-lag-seconds` (an unknown lag, e.g. no IteratorAge
-//!    datapoint, refuses: it may be anything), and nothing holds writes back from it: no shard
-//!    its writer is stopped at (a stall record) and no active park rule (its records go to
-//!    dead-letter storage);
-//! 3. `verify` passes over the window (same flags as `verify`), which ends where both writers
-//!    have replayed the stream (their lag readings), not a fixed time before now;
-//! 4. no write reached the source without passing through the gateway over the last
+//! 2. nothing holds writes back from it: no shard its writer is stopped at (a stall record) and
+//!    no active park rule (its records go to dead-letter storage). Its lag (IteratorAge) is
+//!    printed as an indication, never taken as proof;
+//! 3. the barrier ([`crate::live::barrier_wait`]): a barrier put into every open shard of the
+//!    stream, passed by both stream writers in every shard within `--barrier-timeout`. Kinesis
+//!    keeps order within a shard and the gateway acknowledges a write only once it is in the
+//!    stream, so every write acknowledged before the barrier was put is then in both databases.
+//!    While waiting, the command prints what holds each writer; at the timeout it refuses;
+//! 4. `verify` passes over the window (same flags as `verify`), which ends exactly where the
+//!    barrier was put: no margin, no estimate;
+//! 5. no write reached the source without passing through the gateway over the last
 //!    `--bypass-lookback` seconds of that window ([`crate::compare::bypass`]): a writer still writing
 //!    straight to the source would lose its points when the source is switched off.
 //!
-//! 5. (not a check) scheduled work is handed to the destination ([`crate::live::handover`]):
+//! 6. (not a check) scheduled work is handed to the destination ([`crate::live::handover`]):
 //!    tasks, checks and rules stop at the source, the runs the destination missed are replayed
 //!    there, and they start at the destination. Reads switch only once that is done; a
 //!    handover that fails stops the cutover (exit 1) and a rerun goes on from where it stopped.
 //!    `--dry-run` prints the plan and changes nothing.
 //!
 //! Any failure refuses with exit 4 and changes nothing; `--force` turns every refusal into a loud
-//! `FORCED` and goes on. The switch itself is [`crate::aws::endpoint::switch_reads`] (a new secret
+//! `FORCED` and goes on (without a barrier, the window then ends where the writers' lag says).
+//! The switch itself is [`crate::aws::endpoint::switch_reads`] (a new secret
 //! version with an idempotency token); afterwards the command prints when every router will
 //! have switched: now plus the routers' secret cache time. Reads already on the destination make
 //! it a no-op.
@@ -39,12 +44,12 @@ use crate::aws::lag::{AnyLag, LagReading, LagSource};
 use crate::aws::replay_bound::ReplayBound;
 use crate::aws::stalls;
 use crate::exit::Exit;
+use crate::live::barrier_wait;
 use crate::live::bypass_check::{self, BypassArgs};
 use crate::live::databases::{Databases, InfluxArgs};
 use crate::live::handover;
 use crate::live::options::CommonArgs;
 use crate::live::verify::{CompareArgs, WindowArgs, compare_databases};
-use crate::output::human_duration;
 use crate::output::{Output, Verdict};
 use crate::scheduled::transfer::{Side, hand_over};
 
@@ -60,9 +65,10 @@ pub struct CutoverArgs {
     pub compare: CompareArgs,
     #[command(flatten)]
     pub bypass: BypassArgs,
-    /// Refuse while the destination writer's IteratorAge is above this.
-    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
-    pub max_lag_seconds: u64,
+    /// How long to wait for both stream writers to pass the barrier in every shard before
+    /// refusing (a writer behind by more than this, or held by a stall, refuses).
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub barrier_timeout: u64,
     /// Cut over even when a precondition does not hold (each is reported as FORCED).
     #[arg(long)]
     pub force: bool,
@@ -130,20 +136,18 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
         }
     }
 
-    // 2. It has caught up.
+    // 2. Its lag, as an indication only: IteratorAge is the age of the last record of a batch and
+    // reaches CloudWatch late; the barrier below is the proof.
     let lag_source = AnyLag::new(&args.common.aws.lag_source, aws.cloudwatch.clone());
-    let max_lag = Duration::from_secs(args.max_lag_seconds);
-    // A reading that cannot be taken is an unknown lag: refused unless forced, like no datapoint.
     let lag = match lag_source.read(&function).await {
         Ok(l) => l,
         Err(e) => LagReading::unknown(&function, lag_source.name(), format!("could not be read: {e}")),
     };
-    let caught_up = lag.age().is_some_and(|a| a <= max_lag);
-    let detail = format!("{}; threshold {}; from {}", lag.describe(), human_duration(max_lag), lag.source);
-    out.check("destination lag", judge(caught_up), &detail);
-    if !caught_up {
-        failed_checks.push(format!("destination lag: {detail}"));
-    }
+    out.check(
+        "destination lag",
+        Verdict::Info,
+        format!("{}; from {} (an indication: the barrier below is the proof)", lag.describe(), lag.source),
+    );
 
     // 2b. Nothing holds writes back from the destination: a shard its writer is stopped at, or a
     // park rule setting a shard's records aside, means acknowledged writes it does not hold.
@@ -173,21 +177,48 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
         }
     }
 
-    // 3. The data agrees, up to where both writers have replayed the stream (never a fixed
-    // settle window, which can end before the seeding's snapshot and so compare only what the
-    // snapshot copied). Skipped when an earlier check already refused (it would only cost time:
-    // a writer that is held or behind cannot have all the data).
+    // 3. Both writers hold every write acknowledged before the barrier. Skipped when an earlier
+    // check already refused (a writer that is held cannot pass it).
+    let mut barrier_json = Value::Null;
+    let mut bound: Option<ReplayBound> = None;
+    if !failed_checks.is_empty() && !force {
+        out.check("barrier", Verdict::Unknown, "skipped: an earlier check refused");
+    } else {
+        let timeout = Duration::from_secs(args.barrier_timeout);
+        match barrier_wait::prove(&mut out, &aws, &dep, &lag_source, timeout).await {
+            Ok(proof) => {
+                out.check("barrier", Verdict::Ok, proof.describe());
+                bound = Some(ReplayBound::proven(
+                    proof.until,
+                    format!("barrier {} passed by both writers in every shard", proof.first.id),
+                ));
+                barrier_json = proof.to_json();
+            }
+            Err(e) => {
+                let detail = e.to_string();
+                out.check("barrier", judge(false), &detail);
+                failed_checks.push(format!("barrier: {detail}"));
+            }
+        }
+    }
+
+    // 4. The data agrees, up to the barrier (never a fixed settle window, which can end before
+    // the seeding's snapshot and so compare only what the snapshot copied). Skipped when an
+    // earlier check already refused (it would only cost time).
     let refused_so_far = !failed_checks.is_empty() && !force;
     let mut verify_json = Value::Null;
     let mut bypass_json = Value::Null;
     if refused_so_far {
         out.check("verify", Verdict::Unknown, "skipped: an earlier check refused");
     } else {
-        let source_lag = match dep.source_function.as_deref() {
-            Some(f) => lag_source.read(f).await.ok(),
-            None => None,
-        };
-        let bound = ReplayBound::from_readings(&lag, source_lag.as_ref());
+        if bound.is_none() {
+            // Forced past the barrier: the lag's estimate is all there is.
+            let source_lag = match dep.source_function.as_deref() {
+                Some(f) => lag_source.read(f).await.ok(),
+                None => None,
+            };
+            bound = ReplayBound::from_readings(&lag, source_lag.as_ref());
+        }
         let compared = compare_databases(
             &mut out,
             &args.influx,
@@ -213,7 +244,7 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
         }
         verify_json = report.to_json();
 
-        // 4. No writer still writes straight to the source: its points would never reach the
+        // 5. No writer still writes straight to the source: its points would never reach the
         // destination, and are lost when the source is switched off.
         let found = bypass_check::check(
             &mut out,
@@ -236,14 +267,14 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
         out.note(
             "cutover refused: nothing was changed; reads stay on the source. Fix the above, or pass --force to cut over anyway",
         );
-        let data = json!({"refused": out.refusals(), "verify": verify_json, "bypass": bypass_json, "lag": lag, "throttle": throttle});
+        let data = json!({"refused": out.refusals(), "barrier": barrier_json, "verify": verify_json, "bypass": bypass_json, "lag": lag, "throttle": throttle});
         return Ok(out.finish(Exit::Refused, data));
     }
     for o in &failed_checks {
         out.warn(format!("--force: cutting over although {o}"));
     }
 
-    // 5. Scheduled work moves to the destination before reads do: from here on tasks, checks
+    // 6. Scheduled work moves to the destination before reads do: from here on tasks, checks
     // and rules run there, and what they missed is replayed on the destination's complete data.
     let dbs = Databases::connect(&args.influx, Some(&current.secret))?;
     let handed = hand_over(
@@ -261,14 +292,12 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
             "reads stay on the source. Run cutover again: the handover goes on from where it stopped \
              (or run rollback to give scheduled work back to the source)",
         );
-        let data =
-            json!({"handover": handover_json, "verify": verify_json, "bypass": bypass_json, "lag": lag});
+        let data = json!({"handover": handover_json, "barrier": barrier_json, "verify": verify_json, "bypass": bypass_json, "lag": lag});
         return Ok(out.finish(Exit::Failure, data));
     }
     if args.dry_run {
         out.note("dry run: nothing was changed; reads stay on the source");
-        let data =
-            json!({"handover": handover_json, "verify": verify_json, "bypass": bypass_json, "lag": lag});
+        let data = json!({"handover": handover_json, "barrier": barrier_json, "verify": verify_json, "bypass": bypass_json, "lag": lag});
         return Ok(out.finish(Exit::Success, data));
     }
 
@@ -283,6 +312,7 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
         "switched": switched,
         "handover": handover_json,
         "forced": failed_checks,
+        "barrier": barrier_json,
         "verify": verify_json,
         "bypass": bypass_json,
         "lag": lag,

@@ -24,11 +24,13 @@
 //! ([`databases`]); the lag from CloudWatch or the local stack's lag file ([`crate::aws::lag`]).
 //!
 //! Each command is one file named for it; [`options`] holds the flags every command takes,
-//! [`databases`] the two InfluxDB servers a command talks to, and [`bypass_check`] the check for
-//! writes that bypass the gateway that `status`, `verify` and `cutover` make. The work itself is
+//! [`databases`] the two InfluxDB servers a command talks to, [`bypass_check`] the check for
+//! writes that bypass the gateway that `status`, `verify` and `cutover` make, and [`barrier_wait`]
+//! the barrier through the stream that `cutover` (and `verify --barrier`) waits for. The work itself is
 //! done by the engines ([`crate::compare`], [`crate::scheduled`]) and the clients
 //! ([`crate::aws`], [`crate::influx`]).
 
+mod barrier_wait;
 mod bypass_check;
 mod cutover;
 mod databases;

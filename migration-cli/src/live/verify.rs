@@ -31,6 +31,7 @@ use crate::compare::counts::{self as counts, VerifyReport};
 use crate::compare::query;
 use crate::compare::window::{BucketPair, Measurements, TimeWindow};
 use crate::exit::Exit;
+use crate::live::barrier_wait;
 use crate::live::bypass_check::{self, BypassArgs};
 use crate::live::databases::{self, Databases, InfluxArgs};
 use crate::live::options::CommonArgs;
@@ -74,13 +75,14 @@ impl WindowArgs {
     pub fn window(&self, now: OffsetDateTime, replayed: Option<&ReplayBound>) -> anyhow::Result<TimeWindow> {
         let mut w = TimeWindow::parse(self.start.as_deref(), self.stop.as_deref())?;
         if w.stop.is_none() {
-            let stop = match replayed {
-                Some(b) => b.until.min(now),
-                None => now - Duration::from_secs(self.settle_seconds),
-            };
-            // Whole seconds, rounded down: the window is printed, and nanoseconds there only
-            // distract.
-            w.stop = Some(stop.replace_nanosecond(0).unwrap_or(stop));
+            w.stop = Some(match replayed {
+                // Proven by a barrier: exact, or a point acknowledged just before it is left out.
+                Some(b) if b.exact => b.until.min(now),
+                // Estimates, in whole seconds rounded down: the window is printed, and
+                // nanoseconds there only distract.
+                Some(b) => floor_second(b.until.min(now)),
+                None => floor_second(now - Duration::from_secs(self.settle_seconds)),
+            });
         }
         if let (Some(a), Some(b)) = (w.start, w.stop)
             && a >= b
@@ -89,6 +91,10 @@ impl WindowArgs {
         }
         Ok(w)
     }
+}
+
+fn floor_second(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(0).unwrap_or(t)
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +115,14 @@ pub struct VerifyArgs {
     /// every value, not only counts.
     #[arg(long)]
     pub derived: bool,
+    /// End the window where a barrier proves both writers have replayed the stream (as
+    /// `cutover` does): put a barrier into every shard, wait for both stream writers to pass it,
+    /// and compare up to the moment it was put. Needs the deployment (--stack or the names).
+    #[arg(long, conflicts_with = "stop")]
+    pub barrier: bool,
+    /// With --barrier: how long to wait for the writers before failing.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS", requires = "barrier")]
+    pub barrier_timeout: u64,
 }
 
 /// What a named deployment gives `verify`: the endpoint secret (addresses and mappings) and,
@@ -118,6 +132,7 @@ pub struct Named {
     pub bound: Option<ReplayBound>,
     pub aws: Aws,
     pub dead_letter_bucket: Option<String>,
+    pub dep: Deployment,
 }
 
 /// The named deployment, if any. With both hosts given, a deployment that cannot be read (no
@@ -156,7 +171,7 @@ async fn deployment_if_named(common: &CommonArgs) -> anyhow::Result<Option<Named
         }
         None => None,
     };
-    Ok(Some(Named { secret, bound, aws, dead_letter_bucket: dep.dead_letter_bucket.clone() }))
+    Ok(Some(Named { secret, bound, aws, dead_letter_bucket: dep.dead_letter_bucket.clone(), dep }))
 }
 
 /// The comparison `verify` and `cutover` make: both databases (addresses and mappings from the
@@ -427,7 +442,31 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     // bound, which the operator is told, not the comparison.
     let named = deployment_or_hosts(&mut out, &args.common, &args.influx).await?;
     let secret = named.as_ref().map(|n| &n.secret.secret);
-    let bound = named.as_ref().and_then(|n| n.bound.as_ref());
+    let mut bound = named.as_ref().and_then(|n| n.bound.clone());
+    if args.barrier {
+        let Some(n) = &named else {
+            anyhow::bail!(
+                "--barrier needs the deployment (--stack, or --stream-name, --secret-id and --dead-letter-bucket): \
+                 the barrier goes into its stream"
+            );
+        };
+        let lag = AnyLag::new(&args.common.aws.lag_source, n.aws.cloudwatch.clone());
+        let timeout = Duration::from_secs(args.barrier_timeout);
+        match barrier_wait::prove(&mut out, &n.aws, &n.dep, &lag, timeout).await {
+            Ok(proof) => {
+                out.check("barrier", Verdict::Ok, proof.describe());
+                bound = Some(ReplayBound::proven(
+                    proof.until,
+                    format!("barrier {} passed by both writers in every shard", proof.first.id),
+                ));
+            }
+            Err(e) => {
+                out.check("barrier", Verdict::Differs, e.to_string());
+                return Ok(out.finish(Exit::Failure, json!({"barrier": e.to_string()})));
+            }
+        }
+    }
+    let bound = bound.as_ref();
     if args.derived {
         let dbs = Databases::connect(&args.influx, secret)?;
         let scope = crate::scheduled::transfer::derived_scope(&dbs.src, &dbs.dst).await?;
