@@ -252,6 +252,55 @@ async fn cutover_refuses_while_a_destination_shard_is_stalled_or_parked_and_name
         "--force reports it as FORCED ({code}):\n{out}{err}"
     );
     assert_eq!(read_endpoint(&stack).await, "source", "reads stay on the source");
+
+    // Released, the records the rule set aside are still missing at the destination: dead
+    // letters of records the source holds. Cutover refuses, naming them, until redrive lands them.
+    let (code, out, err) = stack.live(&["park", "--release", "--shard", &shard]).await;
+    assert_eq!(code, 0, "park --release: {out}{err}");
+    let (code, out, err) = stack.live(&["cutover"]).await;
+    assert_eq!(code, 4, "cutover refuses while a dead letter is unresolved:\n{out}{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("REFUSED") && l.contains("no unresolved dead letter"))
+        .unwrap_or_default();
+    assert!(line.contains(&format!("dead-letters/destination/{shard}/")), "the dead letter is named:\n{out}");
+    assert!(line.contains("parked by the operator (gate test)"), "with its reason:\n{out}");
+    stack.bucket_with_dbrp(&stack.destination, "other").await;
+    let (code, out, err) = stack.live(&["redrive", "--target", "destination"]).await;
+    assert_eq!(code, 0, "redrive: {out}{err}");
+    let (code, out, err) = stack.live(&["cutover", "--dry-run"]).await;
+    assert_eq!(code, 0, "redriven, nothing is pending:\n{out}{err}");
+    assert!(out.contains("ok       no unresolved dead letter"), "{out}");
+
+    // A record both databases refuse (not a stream record at all) is data neither holds: noted,
+    // not a difference between them.
+    let kinesis = aws_sdk_kinesis::Client::new(&stack.moto.sdk_config().await);
+    kinesis
+        .put_record()
+        .stream_name(&stack.outputs.stream_name)
+        .partition_key("not-a-record")
+        .data(aws_sdk_kinesis::primitives::Blob::new(b"not a stream record".to_vec()))
+        .send()
+        .await
+        .expect("put a record that is no stream record");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let keys = stack.dead_letter_keys().await.expect("list the dead-letter bucket");
+        let both = ["dead-letters/source/", "dead-letters/destination/"]
+            .iter()
+            .all(|p| keys.iter().any(|k| k.starts_with(p)));
+        if both {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "both writers did not dead-letter it within 180 s: {keys:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let (code, out, err) = stack.live(&["cutover", "--dry-run"]).await;
+    assert_eq!(code, 0, "a record both refused does not refuse cutover:\n{out}{err}");
+    assert!(out.contains("1 dead letter(s) were refused by both databases"), "{out}");
 }
 
 /// Regression: the comparison window ended at the writers' lag reading less their IteratorAge

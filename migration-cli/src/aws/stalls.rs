@@ -62,6 +62,48 @@ pub async fn pending(s3: &Client, bucket: &str, target: Role) -> Result<Vec<Stri
     Ok(found)
 }
 
+/// The destination's dead letters that no redrive resolved (`redrive` moves each one that lands
+/// under `redriven/`): records acknowledged to a client that the destination does not hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unresolved {
+    /// Dead-lettered by the destination writer only (the source took the record): each key,
+    /// with the reason for the first few ([`NAMED`]).
+    pub destination_only: Vec<(String, Option<String>)>,
+    /// Dead-lettered by both writers (same shard and sequence number): data neither database
+    /// holds, so not a difference between them.
+    pub both: usize,
+}
+
+/// How many dead letters a refusal names with their reason.
+pub const NAMED: usize = 5;
+
+/// The destination's unresolved dead letters under `prefix` (the writers' `DEAD_LETTER_PREFIX`),
+/// each paired with the source's dead letter of the same record, if any.
+pub async fn unresolved(s3: &Client, bucket: &str, prefix: &str) -> Result<Unresolved, StallError> {
+    let dst_prefix = format!("{prefix}{}/", Role::Destination.as_str());
+    let src_prefix = format!("{prefix}{}/", Role::Source.as_str());
+    let (dst, src) = tokio::join!(keys(s3, bucket, &dst_prefix), keys(s3, bucket, &src_prefix));
+    let src: std::collections::BTreeSet<String> =
+        src?.into_iter().filter_map(|k| k.strip_prefix(&src_prefix).map(str::to_string)).collect();
+    let mut found = Unresolved::default();
+    for key in dst? {
+        let rest = key.strip_prefix(&dst_prefix).unwrap_or(&key);
+        if src.contains(rest) {
+            found.both += 1;
+            continue;
+        }
+        let reason = if found.destination_only.len() < NAMED {
+            get(s3, bucket, &key).await?.and_then(|b| {
+                serde_json::from_slice::<serde_json::Value>(&b).ok()?["reason"].as_str().map(str::to_string)
+            })
+        } else {
+            None
+        };
+        found.destination_only.push((key, reason));
+    }
+    Ok(found)
+}
+
 /// One object's bytes; `None` when it does not exist.
 pub async fn get(s3: &Client, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StallError> {
     let err = |reason: String| StallError::Read { bucket: bucket.into(), key: key.into(), reason };

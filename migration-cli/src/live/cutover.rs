@@ -3,8 +3,10 @@
 //! Preconditions, each printed with its verdict:
 //! 1. the destination writer is unthrottled, and at least one enabled event source mapping feeds
 //!    it (otherwise the destination is not receiving the writes clients make now);
-//! 2. nothing holds writes back from it: no shard its writer is stopped at (a stall record) and
-//!    no active park rule (its records go to dead-letter storage). Its lag (IteratorAge) is
+//! 2. nothing holds writes back from it: no shard its writer is stopped at (a stall record), no
+//!    active park rule (its records go to dead-letter storage), and no dead letter of a record
+//!    the source took that no `redrive` resolved (one both databases refused is noted: neither
+//!    holds it). Its lag (IteratorAge) is
 //!    printed as an indication, never taken as proof;
 //! 3. the barrier ([`crate::live::barrier_wait`]): a barrier put into every open shard of the
 //!    stream, passed by both stream writers in every shard within `--barrier-timeout`. Kinesis
@@ -174,6 +176,54 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
             let detail = "no dead-letter bucket named (--stack or --dead-letter-bucket): stalls and park rules cannot be read";
             out.check("nothing pending", judge(false), detail);
             failed_checks.push(format!("nothing pending: {detail}"));
+        }
+    }
+
+    // Dead letters: records a client was told were written and the destination refused. One the
+    // source refused too is data neither database holds (noted, not a difference); one only the
+    // destination refused is missing there until `redrive` lands it.
+    if let Some(bucket) = dep.dead_letter_bucket.as_deref() {
+        match stalls::unresolved(&aws.s3, bucket, &dep.dead_letter_prefix).await {
+            Ok(found) => {
+                if found.both > 0 {
+                    out.note(format!(
+                        "{} dead letter(s) were refused by both databases: data neither holds (not a difference \
+                         between them); `influx-migration redrive --target destination` lists them",
+                        found.both
+                    ));
+                }
+                if found.destination_only.is_empty() {
+                    out.check(
+                        "no unresolved dead letter",
+                        Verdict::Ok,
+                        "every record the destination writer set aside was also refused by the source, or redriven",
+                    );
+                } else {
+                    let named: Vec<String> = found
+                        .destination_only
+                        .iter()
+                        .take(stalls::NAMED)
+                        .map(|(k, r)| {
+                            format!("s3://{bucket}/{k} ({})", r.as_deref().unwrap_or("no reason recorded"))
+                        })
+                        .collect();
+                    let more = found.destination_only.len().saturating_sub(named.len());
+                    let detail = format!(
+                        "{} record(s) the source holds were set aside by the destination writer and never redriven: {}{}; \
+                         fix the cause and run `influx-migration redrive --target destination`",
+                        found.destination_only.len(),
+                        named.join("; "),
+                        if more > 0 { format!("; and {more} more") } else { String::new() }
+                    );
+                    out.check("no unresolved dead letter", judge(false), &detail);
+                    failed_checks.push(format!("dead letters at the destination: {detail}"));
+                }
+            }
+            Err(e) => {
+                let detail = format!("the dead letters could not be listed: {e}");
+                out.check("no unresolved dead letter", judge(false), &detail);
+                failed_checks.push(format!("no unresolved dead letter: {detail}"));
+            }
         }
     }
 
