@@ -130,10 +130,10 @@ async fn a_2_9_1_client_keeps_its_token_through_a_rebuild_into_2_7_12_before_and
         assert_eq!(&read_as(dst, &dst.token, phase).await, written, "destination, {phase}: value by value");
     }
 
-    tokio::time::sleep(Duration::from_secs(7)).await;
+    // Cutover's barrier waits for both writers itself; then the routers follow the secret.
     let (code, out, err) = stack.live(&["cutover"]).await;
     assert_eq!(code, 0, "cutover: {out}{err}");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    LocalStack::wait_for_routers(&out).await;
 
     // A read through the router with the client's old token answers from the destination.
     let q = format!(

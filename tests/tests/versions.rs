@@ -263,10 +263,10 @@ async fn live_cell(destination: InfluxdVersion, prefix: &str) {
         let got = probe::read(&stack, db, &stack.source.bucket, "live").await;
         assert_eq!(got, written, "{what}: every acknowledged point, value by value");
     }
-    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    // Cutover's barrier waits for both writers itself; then the routers follow the secret.
     let (code, out, err) = stack.live(&["cutover"]).await;
     assert_eq!(code, 0, "cutover: {out}{err}");
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    testbed::stack::LocalStack::wait_for_routers(&out).await;
     let query = format!(
         "from(bucket: \"{}\") |> range(start: 0, stop: 2262-01-01T00:00:00Z) |> filter(fn: (r) => r.phase == \"live\" and r._field == \"v\") |> count()",
         stack.source.bucket

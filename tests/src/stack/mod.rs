@@ -429,6 +429,26 @@ impl LocalStack {
         )
     }
 
+    /// Waits until the moment `cutover` or `rollback` printed as "every query router reads from
+    /// the … by <time>" (now plus the routers' secret cache time): from then on every read goes
+    /// where the switch sent it. Panics when `printed` holds no such line (the switch did not
+    /// happen).
+    pub async fn wait_for_routers(printed: &str) {
+        let by = printed
+            .lines()
+            .find_map(|l| {
+                l.split_once("every query router reads from the ")?.1.split_once(" by ")?.1.split(' ').next()
+            })
+            .unwrap_or_else(|| panic!("no \"every query router reads from … by\" in:\n{printed}"));
+        let by = time::OffsetDateTime::parse(by, &time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|e| panic!("the routers' switch time {by:?}: {e}"));
+        let left = by - time::OffsetDateTime::now_utc();
+        if left.is_positive() {
+            tokio::time::sleep(Duration::try_from(left).unwrap_or_default() + Duration::from_millis(50))
+                .await;
+        }
+    }
+
     /// Creates bucket `name` in `db`'s org with the default DBRP mapping `name/autogen` (what a
     /// v1 client writing `db=name` needs); returns the bucket's ID.
     pub async fn bucket_with_dbrp(&self, db: &Influxd, name: &str) -> String {
