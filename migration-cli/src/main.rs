@@ -75,3 +75,16 @@ async fn main() -> std::process::ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand's flags are consistent (`requires`, `conflicts_with` name real
+    /// arguments). Regression: `verify --help` panicked when `--barrier-timeout` required an
+    /// argument ID that did not exist.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

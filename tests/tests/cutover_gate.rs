@@ -359,3 +359,39 @@ async fn a_point_acknowledged_a_second_before_cutover_is_compared() {
     assert!(until.unix_timestamp_nanos() as i64 > stamped + 19, "the window ends after the points: {until}");
     assert_eq!(read_endpoint(&stack).await, "source", "a dry run moves nothing");
 }
+
+/// Regression: `verify` and `cutover` compared value counts unless `--content` was given, so a
+/// value changed at the destination (same count) passed, and cutover moved reads to it. Content
+/// is now compared by default from when the live path started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_changed_at_the_destination_refuses_cutover_by_default() {
+    let stack = stack("gate-content").await;
+    let (code, out, err) = stack.live(&["unthrottle"]).await;
+    assert_eq!(code, 0, "unthrottle: {out}{err}");
+    let org = stack.source.org.clone();
+    let bucket = stack.source.bucket.clone();
+    let stamped = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
+    let query = [("org", org.as_str()), ("bucket", bucket.as_str())];
+    let acked = probe::write_at(&stack, "/api/v2/write", &query, "content", 10, 1, stamped).await;
+    stack.drain_destination().await;
+    let at_destination = probe::read(&stack, &stack.destination, &bucket, "content").await;
+    assert_eq!(at_destination, acked, "every point at the destination first, value by value");
+
+    // One value changed at the destination: the same number of values at both ends.
+    stack
+        .destination
+        .write_ok(&bucket, "ns", format!("probe,phase=content seq=0i,v=999.5 {stamped}\n"))
+        .await;
+    let (code, out, err) = stack.live(&["verify", "--barrier"]).await;
+    assert_eq!(code, 3, "verify finds the changed value by default:\n{out}{err}");
+    assert!(out.contains("compared: every value from"), "it says what it compared:\n{out}");
+    let (code, out, err) = stack.live(&["cutover"]).await;
+    assert_eq!(code, 4, "cutover refuses:\n{out}{err}");
+    assert!(out.contains("REFUSED  verify"), "{out}");
+    assert_eq!(read_endpoint(&stack).await, "source", "reads stay on the source");
+
+    // Counts alone pass, and say what that gives up.
+    let (code, out, err) = stack.live(&["verify", "--barrier", "--counts-only"]).await;
+    assert_eq!(code, 0, "verify --counts-only:\n{out}{err}");
+    assert!(out.contains("would pass"), "{out}");
+}

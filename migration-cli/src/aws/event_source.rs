@@ -82,6 +82,18 @@ impl Mapping {
     }
 }
 
+/// When the live path started feeding the writer: the earliest `AT_TIMESTAMP` start of its
+/// mappings. Points that arrived after it came through the stream; what a seeding copied arrived
+/// before. `None` when no mapping starts at a timestamp.
+pub fn live_since(mappings: &[Mapping]) -> Option<OffsetDateTime> {
+    mappings
+        .iter()
+        .filter(|m| m.starting_position.as_deref() == Some("AT_TIMESTAMP"))
+        .filter_map(|m| m.starting_position_timestamp.as_deref())
+        .filter_map(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+        .min()
+}
+
 /// Every mapping that invokes `function` (a name).
 ///
 /// Lambda matches the `FunctionName` filter whether the mapping was created with the name or

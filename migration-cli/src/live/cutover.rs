@@ -51,7 +51,7 @@ use crate::live::bypass_check::{self, BypassArgs};
 use crate::live::databases::{Databases, InfluxArgs};
 use crate::live::handover;
 use crate::live::options::CommonArgs;
-use crate::live::verify::{CompareArgs, WindowArgs, compare_databases};
+use crate::live::verify::{CompareArgs, Known, WindowArgs, compare_databases};
 use crate::output::{Output, Verdict};
 use crate::scheduled::transfer::{Side, hand_over};
 
@@ -179,6 +179,11 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
         }
     }
 
+    // Whether a check found the destination writer held (throttled, unfed, stalled, parked): it
+    // cannot pass a barrier then, so neither the barrier nor the comparison is tried. Dead letters
+    // hold nothing back, so the checks after them still run and the operator sees every refusal.
+    let writer_held = !failed_checks.is_empty();
+
     // Dead letters: records a client was told were written and the destination refused. One the
     // source refused too is data neither database holds (noted, not a difference); one only the
     // destination refused is missing there until `redrive` lands it.
@@ -227,12 +232,13 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
         }
     }
 
-    // 3. Both writers hold every write acknowledged before the barrier. Skipped when an earlier
-    // check already refused (a writer that is held cannot pass it).
+    // 3. Both writers hold every write acknowledged before the barrier. Skipped when the
+    // destination writer is held (it cannot pass it).
     let mut barrier_json = Value::Null;
     let mut bound: Option<ReplayBound> = None;
-    if !failed_checks.is_empty() && !force {
-        out.check("barrier", Verdict::Unknown, "skipped: an earlier check refused");
+    let mut barrier_passed = false;
+    if writer_held && !force {
+        out.check("barrier", Verdict::Unknown, "skipped: the destination writer is held (see above)");
     } else {
         let timeout = Duration::from_secs(args.barrier_timeout);
         match barrier_wait::prove(&mut out, &aws, &dep, &lag_source, timeout).await {
@@ -243,6 +249,7 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
                     format!("barrier {} passed by both writers in every shard", proof.first.id),
                 ));
                 barrier_json = proof.to_json();
+                barrier_passed = true;
             }
             Err(e) => {
                 let detail = e.to_string();
@@ -253,13 +260,16 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
     }
 
     // 4. The data agrees, up to the barrier (never a fixed settle window, which can end before
-    // the seeding's snapshot and so compare only what the snapshot copied). Skipped when an
-    // earlier check already refused (it would only cost time).
-    let refused_so_far = !failed_checks.is_empty() && !force;
+    // the seeding's snapshot and so compare only what the snapshot copied). Skipped without the
+    // barrier, unless forced.
     let mut verify_json = Value::Null;
     let mut bypass_json = Value::Null;
-    if refused_so_far {
-        out.check("verify", Verdict::Unknown, "skipped: an earlier check refused");
+    if !barrier_passed && !force {
+        out.check(
+            "verify",
+            Verdict::Unknown,
+            "skipped: without the barrier there is nothing to compare up to",
+        );
     } else {
         if bound.is_none() {
             // Forced past the barrier: the lag's estimate is all there is.
@@ -269,13 +279,17 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
             };
             bound = ReplayBound::from_readings(&lag, source_lag.as_ref());
         }
+        let live_since = crate::live::verify::live_since(&aws, &dep).await;
         let compared = compare_databases(
             &mut out,
             &args.influx,
             &args.window,
             &args.compare,
-            Some(&current.secret),
-            bound.as_ref(),
+            Known {
+                secret: Some(&current.secret),
+                replayed: bound.as_ref(),
+                live_since: live_since.as_ref(),
+            },
             false,
         )
         .await?;

@@ -25,7 +25,7 @@ use crate::compare::window::{BucketPair, TimeWindow};
 use crate::exit::Exit;
 use crate::live::databases::{self, Databases, InfluxArgs};
 use crate::live::options::CommonArgs;
-use crate::live::verify::{WindowArgs, deployment_or_hosts};
+use crate::live::verify::{BarrierArgs, WindowArgs, deployment_or_hosts};
 use crate::output::{Output, Verdict};
 
 /// Values printed at the most per measurement for deletes and for what is left (the rest are
@@ -46,6 +46,8 @@ pub struct RepairArgs {
     pub influx: InfluxArgs,
     #[command(flatten)]
     pub window: WindowArgs,
+    #[command(flatten)]
+    pub barrier: BarrierArgs,
     /// Which side holds the right data: `source` (the destination is made to match it) or
     /// `destination` (after a rollback: the source is made to match).
     #[arg(long, value_enum, default_value = "source")]
@@ -199,8 +201,11 @@ pub async fn run(args: RepairArgs) -> anyhow::Result<Exit> {
     let named = deployment_or_hosts(&mut out, &args.common, &args.influx).await?;
     let secret = named.as_ref().map(|n| &n.secret.secret);
     let dbs = Databases::connect(&args.influx, secret)?;
-    let window =
-        args.window.window(OffsetDateTime::now_utc(), named.as_ref().and_then(|n| n.bound.as_ref()))?;
+    let bound = match args.barrier.bound(&mut out, &args.common, named.as_ref()).await? {
+        Ok(b) => b,
+        Err(e) => return Ok(out.finish(Exit::Failure, json!({"barrier": e}))),
+    };
+    let window = args.window.window(OffsetDateTime::now_utc(), bound.as_ref())?;
     let (from, to) = match args.from {
         Side::Source => (dbs.src.host(), dbs.dst.host()),
         Side::Destination => (dbs.dst.host(), dbs.src.host()),

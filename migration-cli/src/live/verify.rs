@@ -61,12 +61,84 @@ pub struct CompareArgs {
     /// and the smallest windows that differ are named. A changed value, or a missing point
     /// matched by an extra one, then cannot pass. It reads all the data once from each side:
     /// minutes for millions of values, where counting takes seconds.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "counts_only")]
     pub content: bool,
+    /// Compare value counts only, also where content is compared by default (since the live
+    /// path started): a changed value, or a missing point matched by an extra one, then passes.
+    #[arg(long)]
+    pub counts_only: bool,
     /// Measurements compared at once: each runs one query at a time on each database, so this
     /// is the most queries this command runs at once on the source (and on the destination).
     #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub max_concurrency: u16,
+}
+
+/// Where content (every value, `crate::compare::digest`) is compared, beyond counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentScope {
+    /// Counts only; why.
+    CountsOnly(String),
+    /// From this time to the window's end (counts before it); why this time.
+    Since(OffsetDateTime, String),
+    /// Over the whole window; why.
+    Whole(String),
+}
+
+impl CompareArgs {
+    /// Content by default where it is cheap: from when the live path started (`live_since`, with
+    /// where that came from) to the window's end; over the whole window with `--content`, or when
+    /// an explicit `--start` bounds it; counts only with `--counts-only`, or when neither is known.
+    pub fn scope(&self, live_since: Option<(OffsetDateTime, String)>, explicit_start: bool) -> ContentScope {
+        if self.counts_only {
+            return ContentScope::CountsOnly(
+                "--counts-only: a changed value, or a missing point matched by an extra one, would pass"
+                    .into(),
+            );
+        }
+        if self.content {
+            return ContentScope::Whole("--content".into());
+        }
+        if explicit_start {
+            return ContentScope::Whole("the window asked (--start)".into());
+        }
+        match live_since {
+            Some((t, why)) => ContentScope::Since(t, why),
+            None => ContentScope::CountsOnly(
+                "when the live path started is not known here: pass --content (every value) or --start"
+                    .into(),
+            ),
+        }
+    }
+}
+
+impl ContentScope {
+    /// The part of `window` whose content is compared, if any.
+    pub fn content_window(&self, window: &TimeWindow) -> Option<TimeWindow> {
+        match self {
+            ContentScope::CountsOnly(_) => None,
+            ContentScope::Whole(_) => Some(*window),
+            ContentScope::Since(t, _) => {
+                if window.stop.is_some_and(|stop| stop <= *t) {
+                    return None;
+                }
+                let start = window.start.map_or(*t, |s| s.max(*t));
+                Some(TimeWindow::new(Some(start), window.stop))
+            }
+        }
+    }
+
+    /// For the operator.
+    pub fn describe(&self) -> String {
+        match self {
+            ContentScope::CountsOnly(why) => format!("value counts only ({why})"),
+            ContentScope::Whole(why) => format!("every value over the whole window ({why}), and counts"),
+            ContentScope::Since(t, why) => format!(
+                "every value from {} ({why}) to the window's end, and counts over the whole window; \
+                 --content compares every value before it too",
+                rfc3339(*t)
+            ),
+        }
+    }
 }
 
 impl WindowArgs {
@@ -115,14 +187,58 @@ pub struct VerifyArgs {
     /// every value, not only counts.
     #[arg(long)]
     pub derived: bool,
+    #[command(flatten)]
+    pub barrier: BarrierArgs,
+}
+
+/// `--barrier` (shared with `repair`).
+#[derive(Debug, Clone, Args)]
+pub struct BarrierArgs {
     /// End the window where a barrier proves both writers have replayed the stream (as
     /// `cutover` does): put a barrier into every shard, wait for both stream writers to pass it,
     /// and compare up to the moment it was put. Needs the deployment (--stack or the names).
-    #[arg(long, conflicts_with = "stop")]
-    pub barrier: bool,
+    #[arg(id = "barrier", long = "barrier", conflicts_with = "stop")]
+    pub on: bool,
     /// With --barrier: how long to wait for the writers before failing.
     #[arg(long, default_value_t = 300, value_name = "SECONDS", requires = "barrier")]
     pub barrier_timeout: u64,
+}
+
+impl BarrierArgs {
+    /// With `--barrier`: the bound a barrier proves (printed as a check), or why there is none;
+    /// without it, `named`'s lag estimate.
+    pub async fn bound(
+        &self,
+        out: &mut Output,
+        common: &CommonArgs,
+        named: Option<&Named>,
+    ) -> anyhow::Result<Result<Option<ReplayBound>, String>> {
+        let estimate = named.and_then(|n| n.bound.clone());
+        if !self.on {
+            return Ok(Ok(estimate));
+        }
+        let Some(n) = named else {
+            anyhow::bail!(
+                "--barrier needs the deployment (--stack, or --stream-name, --secret-id and --dead-letter-bucket): \
+                 the barrier goes into its stream"
+            );
+        };
+        let lag = AnyLag::new(&common.aws.lag_source, n.aws.cloudwatch.clone());
+        let timeout = Duration::from_secs(self.barrier_timeout);
+        match barrier_wait::prove(out, &n.aws, &n.dep, &lag, timeout).await {
+            Ok(proof) => {
+                out.check("barrier", Verdict::Ok, proof.describe());
+                Ok(Ok(Some(ReplayBound::proven(
+                    proof.until,
+                    format!("barrier {} passed by both writers in every shard", proof.first.id),
+                ))))
+            }
+            Err(e) => {
+                out.check("barrier", Verdict::Differs, e.to_string());
+                Ok(Err(e.to_string()))
+            }
+        }
+    }
 }
 
 /// What a named deployment gives `verify`: the endpoint secret (addresses and mappings) and,
@@ -133,6 +249,8 @@ pub struct Named {
     pub aws: Aws,
     pub dead_letter_bucket: Option<String>,
     pub dep: Deployment,
+    /// When the live path started feeding the destination writer, and how that is known.
+    pub live_since: Option<(OffsetDateTime, String)>,
 }
 
 /// The named deployment, if any. With both hosts given, a deployment that cannot be read (no
@@ -171,7 +289,38 @@ async fn deployment_if_named(common: &CommonArgs) -> anyhow::Result<Option<Named
         }
         None => None,
     };
-    Ok(Some(Named { secret, bound, aws, dead_letter_bucket: dep.dead_letter_bucket.clone(), dep }))
+    let live_since = live_since(&aws, &dep).await;
+    Ok(Some(Named {
+        secret,
+        bound,
+        aws,
+        dead_letter_bucket: dep.dead_letter_bucket.clone(),
+        dep,
+        live_since,
+    }))
+}
+
+/// When the live path started feeding the destination writer, with where that came from: its
+/// mappings' `AT_TIMESTAMP` starting position, or for a mapping reading from `TRIM_HORIZON` the
+/// stream's creation (every record in it arrived after). Points that arrived since came through
+/// the stream; what a seeding copied arrived before.
+pub async fn live_since(aws: &Aws, dep: &Deployment) -> Option<(OffsetDateTime, String)> {
+    let function = dep.destination_function.as_deref()?;
+    let mappings = crate::aws::event_source::of_function(&aws.lambda, function).await.ok()?;
+    if let Some(t) = crate::aws::event_source::live_since(&mappings) {
+        return Some((
+            t,
+            format!("when the live path started: the starting position of {function}'s event source mapping"),
+        ));
+    }
+    let stream = dep.stream_name.as_deref()?;
+    let created = crate::aws::stream::describe(&aws.kinesis, stream).await.ok()?.created?;
+    Some((
+        created,
+        format!(
+            "when the live path started: the creation of stream {stream}, which {function} reads from its start"
+        ),
+    ))
 }
 
 /// The comparison `verify` and `cutover` make: both databases (addresses and mappings from the
@@ -182,13 +331,15 @@ pub async fn compare_databases(
     influx: &InfluxArgs,
     window_args: &WindowArgs,
     compare: &CompareArgs,
-    secret: Option<&EndpointSecret>,
-    replayed: Option<&ReplayBound>,
+    known: Known<'_>,
     derived_only: bool,
 ) -> anyhow::Result<Compared> {
+    let Known { secret, replayed, live_since } = known;
     let dbs = Databases::connect(influx, secret)?;
     let window = window_args.window(OffsetDateTime::now_utc(), replayed)?;
+    let content = compare.scope(live_since.cloned(), window_args.start.is_some());
     out.note(format!("comparing {} with {} ({})", dbs.src.host(), dbs.dst.host(), window.describe()));
+    out.note(format!("compared: {}", content.describe()));
     if window_args.stop.is_none() {
         match replayed {
             Some(b) => {
@@ -288,7 +439,7 @@ pub async fn compare_databases(
             }
         }
     }
-    let report = compare_streamed(out, &dbs, &comparisons, &window, compare).await?;
+    let report = compare_streamed(out, &dbs, &comparisons, &window, compare, &content).await?;
     out.text(&report.render_table());
     if report.buckets.is_empty() {
         // A comparison that compared nothing proves nothing.
@@ -312,6 +463,15 @@ pub async fn compare_databases(
         .filter(|p| !matches!(p.measurements, Measurements::Only(_)))
         .collect();
     Ok(Compared { report, skipped, window, dbs, pairs: compared_pairs })
+}
+
+/// What the deployment tells a comparison, when it is known: the endpoint secret (addresses and
+/// mappings), where both writers have replayed the stream, and when the live path started.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Known<'a> {
+    pub secret: Option<&'a EndpointSecret>,
+    pub replayed: Option<&'a ReplayBound>,
+    pub live_since: Option<&'a (OffsetDateTime, String)>,
 }
 
 /// What [`compare_databases`] compared, and the result.
@@ -338,14 +498,16 @@ impl Compared {
     }
 }
 
-/// Compares every pair, one bucket at a time (counts, then with `content` each measurement's
-/// content by window, `crate::compare::digest`), reporting each as it completes.
+/// Compares every pair, one bucket at a time (counts, then over the part of the window `scope`
+/// gives each measurement's content by window, `crate::compare::digest`), reporting each as it
+/// completes.
 async fn compare_streamed(
     out: &mut Output,
     dbs: &Databases,
     comparisons: &[(BucketPair, TimeWindow)],
     window: &TimeWindow,
     compare: &CompareArgs,
+    scope: &ContentScope,
 ) -> anyhow::Result<VerifyReport> {
     let mut report = VerifyReport {
         source_host: dbs.src.host().to_string(),
@@ -357,10 +519,16 @@ async fn compare_streamed(
         let mut one = counts::compare(&dbs.src, &dbs.dst, std::slice::from_ref(pair), window)
             .await
             .with_context(|| format!("counting bucket {}", pair.src_bucket))?;
-        if compare.content {
-            compare_content(dbs, pair, window, usize::from(compare.max_concurrency), &mut one.buckets)
-                .await
-                .with_context(|| format!("comparing the content of bucket {}", pair.src_bucket))?;
+        if let Some(content_window) = scope.content_window(window) {
+            compare_content(
+                dbs,
+                pair,
+                &content_window,
+                usize::from(compare.max_concurrency),
+                &mut one.buckets,
+            )
+            .await
+            .with_context(|| format!("comparing the content of bucket {}", pair.src_bucket))?;
         }
         for b in one.buckets {
             let verdict = if b.is_clean() { Verdict::Ok } else { Verdict::Differs };
@@ -442,30 +610,10 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     // bound, which the operator is told, not the comparison.
     let named = deployment_or_hosts(&mut out, &args.common, &args.influx).await?;
     let secret = named.as_ref().map(|n| &n.secret.secret);
-    let mut bound = named.as_ref().and_then(|n| n.bound.clone());
-    if args.barrier {
-        let Some(n) = &named else {
-            anyhow::bail!(
-                "--barrier needs the deployment (--stack, or --stream-name, --secret-id and --dead-letter-bucket): \
-                 the barrier goes into its stream"
-            );
-        };
-        let lag = AnyLag::new(&args.common.aws.lag_source, n.aws.cloudwatch.clone());
-        let timeout = Duration::from_secs(args.barrier_timeout);
-        match barrier_wait::prove(&mut out, &n.aws, &n.dep, &lag, timeout).await {
-            Ok(proof) => {
-                out.check("barrier", Verdict::Ok, proof.describe());
-                bound = Some(ReplayBound::proven(
-                    proof.until,
-                    format!("barrier {} passed by both writers in every shard", proof.first.id),
-                ));
-            }
-            Err(e) => {
-                out.check("barrier", Verdict::Differs, e.to_string());
-                return Ok(out.finish(Exit::Failure, json!({"barrier": e.to_string()})));
-            }
-        }
-    }
+    let bound = match args.barrier.bound(&mut out, &args.common, named.as_ref()).await? {
+        Ok(b) => b,
+        Err(e) => return Ok(out.finish(Exit::Failure, json!({"barrier": e}))),
+    };
     let bound = bound.as_ref();
     if args.derived {
         let dbs = Databases::connect(&args.influx, secret)?;
@@ -484,9 +632,15 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
         }
         out.note(format!("derived buckets (written by the source's tasks): {}", wanted.join(", ")));
     }
-    let compared =
-        compare_databases(&mut out, &args.influx, &args.window, &args.compare, secret, bound, args.derived)
-            .await?;
+    let compared = compare_databases(
+        &mut out,
+        &args.influx,
+        &args.window,
+        &args.compare,
+        Known { secret, replayed: bound, live_since: named.as_ref().and_then(|n| n.live_since.as_ref()) },
+        args.derived,
+    )
+    .await?;
     let bypassed = bypass_check::check(
         &mut out,
         &compared.dbs,
@@ -588,5 +742,46 @@ mod tests {
         let now = datetime!(2026-11-25 10:00:00 UTC);
         let e = args(Some("2026-11-26T00:00:00Z"), None).window(now, None).unwrap_err().to_string();
         assert!(e.contains("2026-11-26T00:00:00Z") && e.contains("2026-11-25T09:59:00Z"), "{e}");
+    }
+
+    fn compare_args(content: bool, counts_only: bool) -> CompareArgs {
+        CompareArgs { content, counts_only, max_concurrency: 2 }
+    }
+
+    #[test]
+    fn content_is_compared_by_default_from_when_the_live_path_started() {
+        // Regression: verify and cutover compared counts unless --content was given, so a
+        // changed value, or a missing point matched by an extra one, passed.
+        let since = datetime!(2026-11-25 09:00:00 UTC);
+        let live = Some((since, "the mapping's start".to_string()));
+        let scope = compare_args(false, false).scope(live.clone(), false);
+        let window = TimeWindow::new(None, Some(datetime!(2026-11-25 10:00:00 UTC)));
+        assert_eq!(
+            scope.content_window(&window),
+            Some(TimeWindow::new(Some(since), Some(datetime!(2026-11-25 10:00:00 UTC))))
+        );
+        // A window that ends before the live path started has no content part; one that starts
+        // after it is compared whole.
+        let before = TimeWindow::new(None, Some(datetime!(2026-11-25 08:00:00 UTC)));
+        assert_eq!(scope.content_window(&before), None);
+        let after = TimeWindow::new(Some(datetime!(2026-11-25 09:30:00 UTC)), None);
+        assert_eq!(scope.content_window(&after), Some(after));
+        // --content: the whole window; --counts-only: none, and it says what that gives up.
+        assert_eq!(
+            compare_args(true, false).scope(live.clone(), false).content_window(&window),
+            Some(window)
+        );
+        let counts = compare_args(false, true).scope(live, false);
+        assert_eq!(counts.content_window(&window), None);
+        assert!(counts.describe().contains("would pass"), "{}", counts.describe());
+    }
+
+    #[test]
+    fn without_a_deployment_content_follows_an_explicit_start_or_counts_only_says_why() {
+        let window = TimeWindow::new(Some(datetime!(2026-11-25 09:00:00 UTC)), None);
+        assert_eq!(compare_args(false, false).scope(None, true).content_window(&window), Some(window));
+        let scope = compare_args(false, false).scope(None, false);
+        assert_eq!(scope.content_window(&window), None);
+        assert!(scope.describe().contains("--content"), "{}", scope.describe());
     }
 }

@@ -480,24 +480,15 @@ async fn find_and_repair_the_forgotten_writer(
     forgotten.move_to(&stack.gateway.url);
     // Every point the writer sent straight to the source is stamped before this moment.
     let moved_at = time::OffsetDateTime::now_utc();
-    // Repair's window ends where both writers have replayed the stream (their lag), which trails
-    // the move by however slow this machine is: run it, as an operator would, until its window
-    // covers the move (each run repairs what differs then; a rerun finds the rest).
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let out = loop {
-        let out = cli(stack, &["repair", "--measurement", "forgotten"], 0, progress).await?;
-        let until = repair_window_end(&out);
-        if until.is_some_and(|u| u > moved_at) {
-            break out;
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "repair's window never reached the moment the forgotten writer moved ({moved_at}) within 300 s; \
-                 its last window ended at {until:?}:\n{out}"
-            ));
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    // With --barrier, repair's window ends where a barrier put after the move proves both
+    // writers have replayed the stream: one run covers every point the writer sent straight.
+    let out = cli(stack, &["repair", "--measurement", "forgotten", "--barrier"], 0, progress).await?;
+    let until = repair_window_end(&out);
+    if until.is_none_or(|u| u <= moved_at) {
+        return Err(format!(
+            "repair's window does not reach the moment the forgotten writer moved ({moved_at}); it ended at {until:?}:\n{out}"
+        ));
+    }
     let repaired = out.lines().find(|l| l.contains("forgotten") && l.contains("now matches"));
     report.bypass.push(format!("repair (exit 0): {}", repaired.unwrap_or("(no line)").trim()));
     report.bypass_detected = true;
