@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, builds everything, runs every test.
 #
-#   tests/run.sh [extra cargo test arguments, e.g. a test name filter]
+#   tests/run.sh [arguments for every test binary, e.g. a test name filter]
 #
 # 1. tests/testbed/install.sh — influxd 2.7.12, the influx CLI, moto, cfn-lint, cargo-lambda and
 #    the AWS CLI (cached per user; seconds when already installed, about 5 minutes the first time);
 # 2. cargo build of every crate, binaries included (the tests start the function binaries behind
 #    `cargo lambda watch` and run the CLI as a user would);
-# 3. cargo test of the whole workspace: unit tests next to the code, and the integration tests in
-#    tests/tests/ against real servers started on loopback.
+# 3. every test binary of `cargo test --workspace` (tests/testbed/run_tests.py, TEST_JOBS at a
+#    time, 3 by default): unit tests next to the code, and the integration tests in tests/tests/
+#    against real servers started on loopback.
 set -Eeuo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -23,9 +24,11 @@ echo "==> [2/3] build (cargo build --workspace --all-targets)"
 cargo build --workspace --all-targets
 
 echo
-echo "==> [3/3] tests (cargo test --workspace)"
+echo "==> [3/3] tests (every test binary of cargo test --workspace, ${TEST_JOBS:-3} at a time)"
+# Most integration tests wait on real servers: running a few binaries at once (each as cargo
+# test would run it) cuts the wall time on 2 cores; TEST_JOBS=1 runs them one after another.
 status=0
-cargo test --workspace --no-fail-fast "$@" || status=$?
+python3 "$here/testbed/run_tests.py" --jobs "${TEST_JOBS:-3}" -- "$@" || status=$?
 
 echo
 if [ "$status" -eq 0 ]; then

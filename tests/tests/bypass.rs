@@ -50,8 +50,6 @@ async fn a_writer_straight_to_the_source_is_named_refused_at_cutover_and_repaire
     stack.source.write_ok(&stack.source.bucket, "ns", body).await;
     let during = probe::write_v2(&stack, "during", 40, 2).await;
     stack.drain_destination().await;
-    // The window ends where the writers have replayed, less a 5 s margin: let it pass the points.
-    tokio::time::sleep(Duration::from_secs(7)).await;
     let at_destination = probe::read(&stack, &stack.destination, &stack.source.bucket, "during").await;
     assert_eq!(
         probe::present(&during, &at_destination),
@@ -61,8 +59,17 @@ async fn a_writer_straight_to_the_source_is_named_refused_at_cutover_and_repaire
     let first = probe::read(&stack, &stack.destination, &stack.source.bucket, "before").await;
     assert_eq!(probe::present(&before, &first), before.len(), "gateway traffic reached the destination");
 
-    // status names it, with the newest time to the second.
-    let (_, status, text) = json_of(&stack, &["status"]).await;
+    // status names it, with the newest time to the second, once its window (where both writers
+    // have replayed the stream, from their lag) has passed the bypassed points.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let (status, text) = loop {
+        let (_, status, text) = json_of(&stack, &["status"]).await;
+        if status["bypass"]["bypassed"][0]["found"]["values"] == 60 {
+            break (status, text);
+        }
+        assert!(std::time::Instant::now() < deadline, "status never named the bypass within 120 s: {text}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     let found =
         status["bypass"]["bypassed"].as_array().unwrap_or_else(|| panic!("status has no bypass: {text}"));
     assert_eq!(found.len(), 1, "one bucket and measurement bypassed: {text}");
