@@ -91,7 +91,17 @@ pub struct Stall {
     pub arrival_ms: Option<i64>,
 }
 
+/// What a writer's stall reason says when it stopped at a record of a newer format (a barrier
+/// or a data record of a later release): the text every release of the stream writer uses.
+pub const NEWER_FORMAT: &str = "is newer than this stream writer reads";
+
 impl Stall {
+    /// Whether the writer stopped at a record of a newer format than it reads: no park rule
+    /// releases it (the record is never sent anywhere); deploying the matching writer does.
+    pub fn is_newer_format(&self) -> bool {
+        self.reason.contains(NEWER_FORMAT)
+    }
+
     /// How long the shard has been stalled at `now_ms`.
     pub fn stalled_ms(&self, now_ms: i64) -> i64 {
         (now_ms - self.since_ms).max(0)

@@ -697,3 +697,39 @@ async fn cutover_hands_scheduled_work_to_the_destination_and_rollback_hands_it_b
     assert_eq!(rollup_state(&live.src, &src_task).await, ("inactive".to_string(), true));
     assert_eq!(rollup_state(&live.dst, &dst_task).await, ("active".to_string(), false));
 }
+
+/// Regression: a writer older than the CLI stops at `cutover`'s barrier (a record of a newer
+/// format) and `park` reported success for it, although no park rule can release such a stall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn park_refuses_a_stall_at_a_newer_record_format_and_says_what_releases_it() {
+    let live = Live::deploy().await;
+    let stall = shared::stall::Stall {
+        target: shared::secret::Role::Destination,
+        shard_id: "shardId-000000000001".into(),
+        sequence_number: "49660".into(),
+        since_ms: 1_700_000_000_000,
+        last_failure_ms: 1_700_000_060_000,
+        failures: 3,
+        class: shared::stall::StallClass::Configuration,
+        status: None,
+        reason: "stream record format version 2 is newer than this stream writer reads (1): deploy the \
+                 stream writer of the same release as the kinesis-writer; the record is retried, never dropped"
+            .into(),
+        bucket: None,
+        arrival_ms: Some(1_700_000_000_000),
+    };
+    let s3 = aws_sdk_s3::Client::new(&live.moto.sdk_config().await);
+    s3.put_object()
+        .bucket(DEAD_LETTERS)
+        .key(shared::stall::stall_key(shared::secret::Role::Destination, "shardId-000000000001"))
+        .body(serde_json::to_vec(&stall).unwrap().into())
+        .send()
+        .await
+        .expect("put the stall record");
+    let parked = live.cli(&["park", "--note", "old writer"]);
+    assert_eq!(parked.code, 4, "park refuses:\n{}\n{}", parked.stdout, parked.stderr);
+    assert!(parked.stdout.contains("no park rule releases it"), "{}", parked.stdout);
+    assert!(parked.stdout.contains("Deploy the stream writer of the same release"), "{}", parked.stdout);
+    let rules = s3.list_objects_v2().bucket(DEAD_LETTERS).prefix("parked/").send().await.unwrap();
+    assert!(rules.contents().is_empty(), "no rule was written: {:?}", rules.contents());
+}

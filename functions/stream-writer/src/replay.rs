@@ -33,7 +33,7 @@ use shared::influx_client::{Backoff, RetryClass, WriteAction, send_write, write_
 use shared::line_protocol::split_lines;
 use shared::secret::Endpoint;
 use shared::sensitive::Sensitive;
-use shared::stall::{ParkRule, StallClass};
+use shared::stall::{NEWER_FORMAT, ParkRule, StallClass};
 
 use crate::barrier::BarrierBook;
 use crate::batch::{Item, Step, WriteGroup};
@@ -188,9 +188,9 @@ impl<'a> Replayer<'a> {
                 Step::Newer { index, version } => {
                     let item = &items[*index];
                     let reason = format!(
-                        "stream record format version {version} is newer than this stream writer reads \
-                         ({FORMAT_VERSION}): deploy the stream writer of the same release as the \
-                         kinesis-writer; the record is retried, never dropped"
+                        "stream record format version {version} {NEWER_FORMAT} ({FORMAT_VERSION}): deploy \
+                         the stream writer of the same release as the kinesis-writer and the CLI; the \
+                         record is retried, never dropped"
                     );
                     tracing::error!(
                         shard = item.shard_id,

@@ -137,6 +137,20 @@ pub async fn run(args: ParkArgs) -> anyhow::Result<Exit> {
         if let Some(s) = stall {
             out.check("stall", Verdict::Info, stalls::describe(s, dep.retention_hours, now));
         }
+        if let Some(s) = stall
+            && s.is_newer_format()
+        {
+            out.check(
+                shard,
+                Verdict::Refused,
+                "stopped at a record of a newer format than its stream writer reads (a barrier of `cutover`, \
+                 or a record of a later gateway): no park rule releases it, since such a record is never \
+                 written nor dead-lettered. Deploy the stream writer of the same release as the CLI and the \
+                 gateway; it then goes on by itself",
+            );
+            refused = true;
+            continue;
+        }
         let status = match (args.status, stall) {
             (Some(st), _) => Some(st),
             (None, Some(s)) if s.class == StallClass::Configuration => s.status,
