@@ -258,10 +258,15 @@ pub async fn run(
              cutover forced past it"
                 .into(),
         );
-        &["cutover", "--force"]
+        &["cutover", "--force", "--counts-only"]
     } else {
+        // verify compares every value since the live path started (the default); the cutovers
+        // then count only: their content comparison would read all of that again from the
+        // source while it serves the clients and runs its tasks, and on 2 cores that delays the
+        // source writer enough for the source's downsampling task to read windows before their
+        // points arrive (docs/runbook.md, step 8).
         cli(stack, &["verify"], 0, progress).await?;
-        &["cutover"]
+        &["cutover", "--counts-only"]
     };
     phase("verify", t, &mut report);
     let t = Instant::now();
