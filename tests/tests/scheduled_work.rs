@@ -23,7 +23,7 @@ use migration_support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 use testbed::servers::receiver::Receiver;
-use testbed::{Influxd, InfluxdVersion};
+use testbed::{FaultProxy, Influxd, InfluxdVersion};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::task::JoinHandle;
@@ -682,6 +682,67 @@ async fn a_bucket_migration_moves_only_the_work_of_its_buckets_and_lists_the_res
         assert_eq!(monitor_item(&dst, path, name).await.0, "active");
     }
     assert!(moved.all().contains("elsewhere"), "the handover lists what it leaves: {}", moved.all());
+}
+
+/// What broke in CI (stop 35): influxd 2.9.1 answered the handover's poll of a replayed run,
+/// `GET /api/v2/tasks/{id}/runs/{run}`, with 500 "a panic has occurred ... nil pointer
+/// dereference" (its by-ID reader of the run log panics on a record it cannot parse), and the
+/// handover stopped halfway with the task active at neither database's schedule replayed. A
+/// proxy in front of the real destination answers the first replayed runs' reads that way; the
+/// handover must find how those runs ended and finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_run_influxd_panics_reading_back_does_not_stop_the_handover() {
+    let src = Influxd::start_version(InfluxdVersion::V2_7, "panic-src").await;
+    let mut dst = Influxd::start_version(InfluxdVersion::V2_7, "panic-dst").await;
+    for b in ["raw", "down"] {
+        src.create_bucket(b).await;
+    }
+    let start = OffsetDateTime::now_utc().unix_timestamp() - 20;
+    src.write_ok("raw", "ns", raw_points(start, 200, 0x2545_f491_4f6c_dd1d)).await;
+    let flux = task_flux("downsample", &src.org, "m_1s");
+    ok(
+        &src,
+        Method::POST,
+        "/api/v2/tasks",
+        Some(json!({"orgID": src.org_id, "flux": flux, "status": "active"})),
+        201,
+    )
+    .await;
+    ran_after(&src, "downsample", 0).await;
+    let work = tempfile::tempdir().unwrap();
+    seed_full(work.path(), &src, &dst).await;
+    dst.token = src.token.clone();
+    dst.org_id = src.org_id.clone();
+    dst.org = src.org.clone();
+    // The source runs on after the snapshot: the destination has runs to replay.
+    let (_, _, dst_latest) = task(&dst, "downsample").await;
+    ran_after(&src, "downsample", seconds(&dst_latest) + 2 * EVERY_S).await;
+
+    let page = ok(&dst, Method::GET, "/api/v2/tasks?name=downsample", None, 200).await;
+    let task_id = page["tasks"][0]["id"].as_str().expect("the destination holds the task").to_string();
+    let proxy = FaultProxy::start(&dst.url).await;
+    proxy.panic_next_gets(&format!("/api/v2/tasks/{task_id}/runs/"), 3);
+    let args: Vec<String> =
+        ["handover", "--src-host", &src.url, "--dest-host", &proxy.url, "--to", "destination"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+    let moved = cli(work.path(), &src, &dst, &args).await;
+    moved.expect(0);
+    assert_eq!(proxy.stats().failed, 3, "the replayed runs' reads met the panics: {}", moved.all());
+    assert!(moved.all().contains("replayed, 0 failed"), "every replayed run succeeded: {}", moved.all());
+    let (status, held, _) = task(&dst, "downsample").await;
+    assert_eq!((status.as_str(), held), ("active", false), "the destination runs it: {}", moved.all());
+    assert_eq!(task(&src, "downsample").await.0, "inactive", "{}", moved.all());
+    // What the replays derived is what the source derived for the same times.
+    let (_, _, src_latest) = task(&src, "downsample").await;
+    let window = (rfc(start), rfc(seconds(&src_latest) + 1));
+    assert_eq!(
+        derived(&dst, "m_1s", &window.0, &window.1).await,
+        derived(&src, "m_1s", &window.0, &window.1).await,
+        "derived points over {window:?}; the handover said:\n{}",
+        moved.all()
+    );
 }
 
 /// Raw points written every 100 ms: to the source at once, to the destination `delay` later (a

@@ -492,7 +492,7 @@ pub async fn hand_over(
                 moved.not_computed = note;
                 for at in times {
                     let run = work::force_run(taker.api, &t.task_id, at).await?;
-                    let status = work::wait_run(taker.api, &t.task_id, &run, RUN_LIMIT).await?;
+                    let status = work::wait_run(taker.api, &t.task_id, &run, at, RUN_LIMIT).await?;
                     if status == "success" {
                         moved.replayed += 1;
                     } else {

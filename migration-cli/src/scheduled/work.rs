@@ -498,40 +498,66 @@ async fn run_failure(api: &InfluxApi, task_id: &str, run_id: &str) -> Option<Str
     events.iter().rev().map(|e| s(e, "message")).find(|m| !m.is_empty()).map(str::to_string)
 }
 
-/// Waits until a run has finished: `success`, or `failed`/`canceled` with the reason from its
-/// log; an error after `limit`.
+/// How a finished run ended: `success`, or `failed`/`canceled` with the reason from its log;
+/// `None` while it has not finished.
+async fn outcome(api: &InfluxApi, task_id: &str, run_id: &str, status: &str) -> Option<String> {
+    match status {
+        "success" => Some(status.to_string()),
+        "failed" | "canceled" => Some(match run_failure(api, task_id, run_id).await {
+            Some(why) => format!("{status} ({why})"),
+            None => status.to_string(),
+        }),
+        _ => None,
+    }
+}
+
+/// Waits until the run `run_id`, scheduled for `at` (Unix seconds), has finished: `success`, or
+/// `failed`/`canceled` with the reason from its log; an error after `limit`.
+///
+/// The run is read by ID. A finished run moves from the running set to the run log and in
+/// between can be briefly unknown (404). influxd 2.7 to 2.9 can also answer 500 there ("a panic
+/// has occurred ... nil pointer dereference"): the by-ID reader of the run log logs a field it
+/// cannot parse, as in a record not yet whole, through a logger it was never given
+/// (`task/backend/analytical_storage.go`). The task's run list reads the same log with a logger,
+/// so on a server error the run is looked up there; it is polled on either way until `limit`.
 pub async fn wait_run(
     api: &InfluxApi,
     task_id: &str,
     run_id: &str,
+    at: i64,
     limit: Duration,
 ) -> Result<String, WorkError> {
     let path = format!("/api/v2/tasks/{task_id}/runs/{run_id}");
     let started = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(50);
+    let mut last_error: Option<ApiError> = None;
     loop {
         match api.get_value(&path, &[]).await {
             Ok(v) => {
-                let status = s(&v, "status");
-                if status == "success" {
-                    return Ok(status.to_string());
-                }
-                if matches!(status, "failed" | "canceled") {
-                    return Ok(match run_failure(api, task_id, run_id).await {
-                        Some(why) => format!("{status} ({why})"),
-                        None => status.to_string(),
-                    });
+                if let Some(done) = outcome(api, task_id, run_id, s(&v, "status")).await {
+                    return Ok(done);
                 }
             }
-            // A finished run moves from the running set to the run log; in between it can be
-            // briefly unknown.
             Err(e) if e.is_not_found() => {}
+            Err(e) if e.status().is_some_and(|code| code >= 500) => {
+                let listed = runs(api, task_id, at - 1, at + 1).await?;
+                if let Some(run) = listed.iter().find(|r| r.id == run_id)
+                    && let Some(done) = outcome(api, task_id, run_id, &run.status).await
+                {
+                    return Ok(done);
+                }
+                last_error = Some(e);
+            }
             Err(e) => return Err(e.into()),
         }
         if started.elapsed() > limit {
+            let why = last_error.map(|e| format!("; the last answer: {e}")).unwrap_or_default();
             return Err(WorkError::Answer {
                 host: api.host().to_string(),
-                what: format!("run {run_id} of task {task_id} did not finish within {} s", limit.as_secs()),
+                what: format!(
+                    "run {run_id} of task {task_id} did not finish within {} s{why}",
+                    limit.as_secs()
+                ),
             });
         }
         tokio::time::sleep(pause).await;

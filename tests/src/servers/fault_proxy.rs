@@ -48,6 +48,7 @@ struct Faults {
     fail_until: Mutex<Option<Instant>>,
     answer_plain: Mutex<Option<(u16, String)>>,
     fail_path_until: Mutex<Option<(String, Instant)>>,
+    panic_gets: Mutex<Option<(String, u64)>>,
     max_body: AtomicU64,
     too_large: AtomicU64,
     seen: AtomicU64,
@@ -156,6 +157,15 @@ impl FaultProxy {
             Some((prefix.to_string(), Instant::now() + period));
     }
 
+    /// Answers the next `n` GETs whose path starts with `prefix` with 500 and the body influxd
+    /// sends when a handler panics and its middleware recovers (`a panic has occurred: <path>:
+    /// runtime error: ...`). influxd 2.7 to 2.9 do this when asked for a finished task run whose
+    /// record in `_tasks` is not yet whole: the by-ID reader logs a field it cannot parse through a
+    /// nil logger (`task/backend/analytical_storage.go`).
+    pub fn panic_next_gets(&self, prefix: &str, n: u64) {
+        *self.faults.panic_gets.lock().expect("fault lock") = Some((prefix.to_string(), n));
+    }
+
     /// Resets the next `n` connections before answering.
     pub fn reset_next(&self, n: u64) {
         self.faults.reset_next.store(n, Ordering::SeqCst);
@@ -204,6 +214,7 @@ impl FaultProxy {
         *self.faults.fail_until.lock().expect("fault lock") = None;
         *self.faults.answer_plain.lock().expect("fault lock") = None;
         *self.faults.fail_path_until.lock().expect("fault lock") = None;
+        *self.faults.panic_gets.lock().expect("fault lock") = None;
         self.faults.max_body.store(0, Ordering::SeqCst);
     }
 
@@ -280,6 +291,30 @@ async fn handle(
         faults.fail_path_until.lock().expect("fault lock").as_ref().is_some_and(|(prefix, until)| {
             req.uri().path().starts_with(prefix.as_str()) && Instant::now() < *until
         });
+    let panicking = req.method() == hyper::Method::GET && {
+        let mut armed = faults.panic_gets.lock().expect("fault lock");
+        match armed.as_mut() {
+            Some((prefix, n)) if *n > 0 && req.uri().path().starts_with(prefix.as_str()) => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    };
+    if panicking {
+        faults.failed.fetch_add(1, Ordering::SeqCst);
+        let message = format!(
+            "a panic has occurred: {}: runtime error: invalid memory address or nil pointer dereference",
+            req.uri().path()
+        );
+        let body = serde_json::json!({"code": "internal error", "message": message}).to_string();
+        return Ok(Response::builder()
+            .status(500)
+            .header("Content-Type", "application/json; charset=utf-8")
+            .header("X-Platform-Error-Code", "internal error")
+            .body(whole(body))
+            .unwrap_or_else(|_| bad_gateway("building the 500")));
+    }
     if path_failing {
         faults.failed.fetch_add(1, Ordering::SeqCst);
         let _ = req.into_body().collect().await;
