@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 use crate::aws::barrier::{self, Round};
 use crate::aws::deployment::{Aws, Deployment};
 use crate::aws::lag::{AnyLag, LagSource, rfc3339};
+use crate::aws::replay_bound::ReplayBound;
 use crate::aws::stalls;
 use crate::output::{Output, human_duration};
 
@@ -37,6 +38,14 @@ pub struct Proof {
 }
 
 impl Proof {
+    /// The replay bound it proves, to compare up to.
+    pub fn bound(&self) -> ReplayBound {
+        ReplayBound::proven(
+            self.until,
+            format!("barrier {} passed by both writers in every shard", self.first.id),
+        )
+    }
+
     /// For the operator: what was proven, and how.
     pub fn describe(&self) -> String {
         format!(

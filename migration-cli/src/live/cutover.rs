@@ -244,10 +244,7 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
         match barrier_wait::prove(&mut out, &aws, &dep, &lag_source, timeout).await {
             Ok(proof) => {
                 out.check("barrier", Verdict::Ok, proof.describe());
-                bound = Some(ReplayBound::proven(
-                    proof.until,
-                    format!("barrier {} passed by both writers in every shard", proof.first.id),
-                ));
+                bound = Some(proof.bound());
                 barrier_json = proof.to_json();
                 barrier_passed = true;
             }
@@ -279,7 +276,7 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<Exit> {
             };
             bound = ReplayBound::from_readings(&lag, source_lag.as_ref());
         }
-        let live_since = crate::live::verify::live_since(&aws, &dep).await;
+        let live_since = crate::live::verify::live_since(&aws, &dep, &mappings).await;
         let compared = compare_databases(
             &mut out,
             &args.influx,

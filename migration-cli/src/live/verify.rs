@@ -228,10 +228,7 @@ impl BarrierArgs {
         match barrier_wait::prove(out, &n.aws, &n.dep, &lag, timeout).await {
             Ok(proof) => {
                 out.check("barrier", Verdict::Ok, proof.describe());
-                Ok(Ok(Some(ReplayBound::proven(
-                    proof.until,
-                    format!("barrier {} passed by both writers in every shard", proof.first.id),
-                ))))
+                Ok(Ok(Some(proof.bound())))
             }
             Err(e) => {
                 out.check("barrier", Verdict::Differs, e.to_string());
@@ -247,10 +244,7 @@ pub struct Named {
     pub secret: CurrentSecret,
     pub bound: Option<ReplayBound>,
     pub aws: Aws,
-    pub dead_letter_bucket: Option<String>,
     pub dep: Deployment,
-    /// When the live path started feeding the destination writer, and how that is known.
-    pub live_since: Option<(OffsetDateTime, String)>,
 }
 
 /// The named deployment, if any. With both hosts given, a deployment that cannot be read (no
@@ -289,25 +283,20 @@ async fn deployment_if_named(common: &CommonArgs) -> anyhow::Result<Option<Named
         }
         None => None,
     };
-    let live_since = live_since(&aws, &dep).await;
-    Ok(Some(Named {
-        secret,
-        bound,
-        aws,
-        dead_letter_bucket: dep.dead_letter_bucket.clone(),
-        dep,
-        live_since,
-    }))
+    Ok(Some(Named { secret, bound, aws, dep }))
 }
 
 /// When the live path started feeding the destination writer, with where that came from: its
 /// mappings' `AT_TIMESTAMP` starting position, or for a mapping reading from `TRIM_HORIZON` the
 /// stream's creation (every record in it arrived after). Points that arrived since came through
 /// the stream; what a seeding copied arrived before.
-pub async fn live_since(aws: &Aws, dep: &Deployment) -> Option<(OffsetDateTime, String)> {
+pub async fn live_since(
+    aws: &Aws,
+    dep: &Deployment,
+    mappings: &[crate::aws::event_source::Mapping],
+) -> Option<(OffsetDateTime, String)> {
     let function = dep.destination_function.as_deref()?;
-    let mappings = crate::aws::event_source::of_function(&aws.lambda, function).await.ok()?;
-    if let Some(t) = crate::aws::event_source::live_since(&mappings) {
+    if let Some(t) = crate::aws::event_source::live_since(mappings) {
         return Some((
             t,
             format!("when the live path started: the starting position of {function}'s event source mapping"),
@@ -321,6 +310,13 @@ pub async fn live_since(aws: &Aws, dep: &Deployment) -> Option<(OffsetDateTime, 
             "when the live path started: the creation of stream {stream}, which {function} reads from its start"
         ),
     ))
+}
+
+/// [`live_since`] with the destination writer's mappings read here; `None` when they cannot be.
+async fn read_live_since(aws: &Aws, dep: &Deployment) -> Option<(OffsetDateTime, String)> {
+    let function = dep.destination_function.as_deref()?;
+    let mappings = crate::aws::event_source::of_function(&aws.lambda, function).await.ok()?;
+    live_since(aws, dep, &mappings).await
 }
 
 /// The comparison `verify` and `cutover` make: both databases (addresses and mappings from the
@@ -632,12 +628,16 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
         }
         out.note(format!("derived buckets (written by the source's tasks): {}", wanted.join(", ")));
     }
+    let live_since = match &named {
+        Some(n) => read_live_since(&n.aws, &n.dep).await,
+        None => None,
+    };
     let compared = compare_databases(
         &mut out,
         &args.influx,
         &args.window,
         &args.compare,
-        Known { secret, replayed: bound, live_since: named.as_ref().and_then(|n| n.live_since.as_ref()) },
+        Known { secret, replayed: bound, live_since: live_since.as_ref() },
         args.derived,
     )
     .await?;
@@ -655,7 +655,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     let Compared { report, skipped, .. } = compared;
     // Writes the mappings leave to the source are not differences, but the operator must know.
     let mut source_only = json!({});
-    if let Some(Named { aws, dead_letter_bucket: Some(bucket), .. }) = &named {
+    if let Some(Named { aws, dep: Deployment { dead_letter_bucket: Some(bucket), .. }, .. }) = &named {
         match stalls::source_only(&aws.s3, bucket).await {
             Ok(counts) if !counts.is_empty() => {
                 out.note(stalls::describe_source_only(&counts));
