@@ -520,3 +520,178 @@ async fn a_missing_destination_bucket_is_retried_never_dropped_until_it_exists()
     assert_eq!(w.destination.count(bucket).await, 10);
     assert!(w.dead_letter_keys().await.is_empty(), "a configuration error never dead-letters data");
 }
+
+/// The writes a stream writer made, from its "batch written" and "batch stopped" log lines.
+fn writes_logged(writer: &LambdaRuntime) -> u64 {
+    writer
+        .function_log()
+        .lines()
+        .filter(|l| l.contains("batch written"))
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .filter_map(|v| v["fields"]["writes"].as_u64().or_else(|| v["writes"].as_u64()))
+        .sum()
+}
+
+/// Issue 29: at bd35b53 the stream writer grouped only *consecutive* records with the same API,
+/// parameters and token, so the demo's traffic (v1 and v2 alternating, four precisions, several
+/// tokens) cost about one write per record. Now one write per target between points of order:
+/// two buckets, written interleaved with both APIs, four precisions and two tokens, reach each
+/// database in at most two writes, every point where influxd put it at the source, and the later
+/// of two writes to one series and time still wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interleaved_buckets_apis_precisions_and_tokens_reach_each_database_in_one_write_per_bucket() {
+    let w = WritePath::start().await;
+    let second = "second";
+    w.source.create_bucket(second).await;
+    w.destination.create_bucket(second).await;
+    // A second token at the source, allowed to write both buckets and to read them and its org,
+    // so the gateway can resolve where its writes land (a write-only token's writes stay
+    // unresolved and are written in order, as they came); the destination knows it by the token
+    // mapping (as after a seeding with `tokens --apply`).
+    let (status, made) = w
+        .source
+        .api(
+            reqwest::Method::POST,
+            "/api/v2/authorizations",
+            Some(json!({"orgID": w.source.org_id, "description": "second writer", "permissions": [
+                {"action": "write", "resource": {"type": "buckets", "orgID": w.source.org_id}},
+                {"action": "read", "resource": {"type": "buckets", "orgID": w.source.org_id}},
+                {"action": "read", "resource": {"type": "orgs", "id": w.source.org_id}}]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let other_token = made["token"].as_str().unwrap().to_string();
+    let secret = json!({
+        "source": {"url": w.source.url},
+        "destination": {"url": w.proxy.url},
+        "read": "source",
+        "mappings": {"tokens": {other_token.clone(): w.destination.token}}
+    });
+    aws_sdk_secretsmanager::Client::new(&w._moto.sdk_config().await)
+        .put_secret_value()
+        .secret_id(SECRET)
+        .secret_string(secret.to_string())
+        .send()
+        .await
+        .expect("update secret");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let buckets = [w.source.bucket.clone(), second.to_string()];
+    let base_s = 1_700_000_000i64;
+    let request = |i: usize, bucket: &str, v1: bool, precision: &str, token: &str, line: String| {
+        let req = if v1 {
+            HttpRequest::post("/write")
+                .query("db", bucket)
+                .query("rp", "autogen")
+                .query("precision", precision)
+        } else {
+            HttpRequest::post("/api/v2/write")
+                .query("org", &w.source.org)
+                .query("bucket", bucket)
+                .query("precision", precision)
+        };
+        let _ = i;
+        req.token(token).body(line.into_bytes())
+    };
+    let stamp = |s: i64, precision: &str| match precision {
+        "s" => s.to_string(),
+        "ms" => (s * 1_000).to_string(),
+        "us" => (s * 1_000_000).to_string(),
+        _ => (s * 1_000_000_000).to_string(),
+    };
+    let mut sent = 0;
+    for i in 0..24usize {
+        let bucket = &buckets[i % 2];
+        let precision = ["s", "ms", "us", "ns"][(i / 2) % 4];
+        let token = if (i / 4) % 2 == 0 { &w.source.token } else { &other_token };
+        let line = format!("mix,i={i} v={i} {}\n", stamp(base_s + i as i64, precision));
+        assert_204(&w.write(request(i, bucket, i % 3 == 0, precision, token, line)).await, &w.gateway);
+        sent += 1;
+    }
+    // One series and time written twice, the second time through the other API, in another
+    // precision, with the other token, another bucket's write between them: the second wins.
+    let (t0, b0) = (base_s + 100, &buckets[0]);
+    let first = format!("win v=1 {}\n", stamp(t0, "s"));
+    assert_204(&w.write(request(0, b0, false, "s", &w.source.token, first)).await, &w.gateway);
+    let between = format!("other v=1 {}\n", stamp(t0, "ns"));
+    assert_204(&w.write(request(0, &buckets[1], false, "ns", &w.source.token, between)).await, &w.gateway);
+    let later = format!("win v=2 {}\n", stamp(t0, "ms"));
+    assert_204(&w.write(request(0, b0, true, "ms", &other_token, later)).await, &w.gateway);
+    sent += 3;
+    assert_eq!(w.records_in_stream().await, sent);
+
+    let before = w.proxy.stats().forwarded;
+    w.replay(&w.destination_writer).await;
+    let to_destination = w.proxy.stats().forwarded - before;
+    w.replay(&w.source_writer).await;
+    let to_source = writes_logged(&w.source_writer);
+    assert!(
+        to_destination <= 2 && (1..=2).contains(&to_source),
+        "{sent} records in two buckets took {to_destination} write(s) at the destination and {to_source} at the source\n{}\n{}",
+        w.destination_writer.function_log(),
+        w.gateway.function_log()
+    );
+    for db in [&w.source, &w.destination] {
+        let mut all = Vec::new();
+        for b in &buckets {
+            all.extend(db.dump(b).await);
+        }
+        assert_eq!(all.len(), 24 + 2, "{}: {all:?}", db.url);
+        let win = all.iter().find(|r| r.get("_measurement") == Some("win")).expect("win");
+        assert_eq!(win.get("_value"), Some("2"), "the later write wins at {}", db.url);
+        assert_eq!(win.get("_time"), Some("2023-11-14T22:15:00Z"));
+        for i in 0..24usize {
+            let row = all
+                .iter()
+                .find(|r| r.get("_measurement") == Some("mix") && r.get("i") == Some(&i.to_string()))
+                .unwrap_or_else(|| panic!("mix i={i} at {}", db.url));
+            let secs = (base_s + i as i64) % 60;
+            assert_eq!(row.get("_time"), Some(format!("2023-11-14T22:13:{secs:02}Z").as_str()), "i={i}");
+            assert_eq!(row.get("_value"), Some(i.to_string().as_str()));
+        }
+    }
+    for b in &buckets {
+        assert_same_points("source", &w.source.dump(b).await, "destination", &w.destination.dump(b).await);
+    }
+}
+
+/// Issue 29: a write that fails for one target stops the batch at that target's first record,
+/// and what the other targets hold of the batch is written in the same invocation, not left
+/// behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_target_checkpoints_at_its_first_record_and_the_other_targets_are_written() {
+    let w = WritePath::start().await;
+    let missing = "not-yet-at-destination";
+    w.source.create_bucket(missing).await;
+    let write = |bucket: &str, i: i64| {
+        HttpRequest::post("/api/v2/write")
+            .query("org", &w.source.org)
+            .query("bucket", bucket)
+            .query("precision", "ns")
+            .token(&w.source.token)
+            .body(format!("ck v={i}i {}\n", 1_700_000_000_000_000_000i64 + i).into_bytes())
+    };
+    for (i, bucket) in
+        [&w.source.bucket, missing, &w.source.bucket, missing, &w.source.bucket].into_iter().enumerate()
+    {
+        assert_204(&w.write(write(bucket, i as i64)).await, &w.gateway);
+    }
+    let mut pollers = w.pollers().await;
+    let invoker = w.destination_writer.invoker();
+    let d = pollers[0].poll(&invoker).await.unwrap();
+    assert!(
+        matches!(d, Delivery::Partial { done: 1, .. }),
+        "checkpoint at the missing bucket's first record: {d:?}"
+    );
+    assert_eq!(
+        w.destination.count(&w.destination.bucket).await,
+        3,
+        "every record of the other bucket is written\n{}",
+        w.destination_writer.function_log()
+    );
+    w.destination.create_bucket(missing).await;
+    pollers[0].drain(&invoker, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(w.destination.count(missing).await, 2);
+    assert_eq!(w.destination.count(&w.destination.bucket).await, 3);
+    assert!(w.dead_letter_keys().await.is_empty(), "a configuration error never dead-letters data");
+}

@@ -31,6 +31,8 @@ pub struct Config {
     pub skip_verify: bool,
     pub retry_budget: Option<Duration>,
     pub stall_alert: Duration,
+    /// Targets (buckets) written at the same time within a batch (`WRITE_CONCURRENCY`, 4).
+    pub write_concurrency: usize,
 }
 
 impl Config {
@@ -70,6 +72,13 @@ impl Config {
             write_timeout: settings.seconds("WRITE_TIMEOUT_SECONDS", Duration::from_secs(30), false)?,
             skip_verify: settings.flag("SKIP_VERIFY")?,
             stall_alert: settings.seconds("STALL_ALERT_SECONDS", Duration::from_secs(300), true)?,
+            write_concurrency: settings.number(
+                "WRITE_CONCURRENCY",
+                4,
+                1,
+                64,
+                "a whole number from 1 to 64",
+            )? as usize,
             retry_budget: match settings.optional("RETRY_BUDGET_SECONDS") {
                 None => None,
                 Some(_) => Some(settings.seconds("RETRY_BUDGET_SECONDS", Duration::ZERO, true)?),

@@ -139,13 +139,18 @@ pub async fn handle(deps: &Deps, event: &KinesisEvent, deadline: Instant) -> Kin
     let steps = batch::plan(&items, deps.config.target, &secret.mappings, deps.config.max_write_bytes);
     let replayer = Replayer::new(http, endpoint, &deps.dead_letters, deadline, deps.config.write_timeout)
         .with_parking(Parking::new(&deps.stalls, first.shard_id))
-        .with_barriers(&deps.barriers);
+        .with_barriers(&deps.barriers)
+        .with_concurrency(deps.config.write_concurrency);
     let outcome = replayer.run(&items, &steps).await;
     let stats = replayer.stats();
     // Records left to the source alone, before any stop (those after it come back in the retry).
     let done_before = outcome.as_ref().err().map_or(items.len(), |s| s.at);
     let mut source_only: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
-    for step in &steps {
+    let parts = steps.iter().flat_map(|step| match step {
+        Step::Concurrent(parts) => parts.as_slice(),
+        other => std::slice::from_ref(other),
+    });
+    for step in parts {
         if let Step::Skip { index } = step
             && *index < done_before
         {

@@ -28,18 +28,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::StreamExt as _;
 use shared::envelope::{Api, FORMAT_VERSION, WriteParams, gzip};
 use shared::influx_client::{Backoff, RetryClass, WriteAction, send_write, write_request};
-use shared::line_protocol::split_lines;
+use shared::line_protocol::{rescale, split_lines};
 use shared::secret::Endpoint;
 use shared::sensitive::Sensitive;
 use shared::stall::{NEWER_FORMAT, ParkRule, StallClass};
 
 use crate::barrier::BarrierBook;
-use crate::batch::{Item, Step, WriteGroup};
+use crate::batch::{Form, Item, Step, WriteGroup};
 use crate::dead_letter::{DeadLetter, DeadLetters};
 use crate::stall::{StallBook, now_ms};
 use crate::stop::Stop;
+
+/// Targets written at the same time unless configured.
+pub const DEFAULT_CONCURRENCY: usize = 4;
 
 /// The least time left before the deadline for a write to start.
 pub const MIN_WRITE_TIME: Duration = Duration::from_millis(250);
@@ -90,6 +94,8 @@ pub struct Replayer<'a> {
     barriers_passed: AtomicUsize,
     parking: Option<Parking<'a>>,
     barriers: Option<&'a BarrierBook>,
+    /// Lanes written at the same time (`WRITE_CONCURRENCY`).
+    concurrency: usize,
 }
 
 /// Where a write goes and as whom.
@@ -122,7 +128,14 @@ impl<'a> Replayer<'a> {
             barriers_passed: AtomicUsize::new(0),
             parking: None,
             barriers: None,
+            concurrency: DEFAULT_CONCURRENCY,
         }
+    }
+
+    /// Writes up to `n` targets at the same time.
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
     }
 
     /// Honours the operator's park rule for the batch's shard.
@@ -151,14 +164,43 @@ impl<'a> Replayer<'a> {
     /// Runs the steps in order; stops at the first record that could not be written.
     pub async fn run(&self, items: &[Item<'_>], steps: &[Step]) -> Result<(), Stop> {
         for step in steps {
+            self.step(items, step).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs one step. The parts of a [`Step::Concurrent`] all run, `concurrency` at a time, even
+    /// when one stops: the batch then stops at the earliest record one of them could not write,
+    /// and every record before it is durable (each lane writes in order and stops at its first
+    /// failure; a record of another lane is either written or after its own lane's stop).
+    fn step<'f>(&'f self, items: &'f [Item<'f>], step: &'f Step) -> Boxed<'f, Result<(), Stop>> {
+        Box::pin(async move {
             match step {
+                Step::Concurrent(parts) => {
+                    let mut runs: Vec<Boxed<'f, Result<(), Stop>>> = Vec::with_capacity(parts.len());
+                    for part in parts {
+                        runs.push(self.step(items, part));
+                    }
+                    let done: Vec<Result<(), Stop>> =
+                        futures::stream::iter(runs).buffer_unordered(self.concurrency).collect().await;
+                    match done.into_iter().filter_map(Result::err).min_by_key(|s| s.at) {
+                        Some(stop) => Err(stop),
+                        None => Ok(()),
+                    }
+                }
+                Step::Lane(groups) => {
+                    for group in groups {
+                        self.write_group(items, group, 0, group.items.len()).await?;
+                    }
+                    Ok(())
+                }
                 Step::Skip { .. } => {
                     self.source_only.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
                 }
                 Step::Unreadable { index, error } => {
                     let item = &items[*index];
-                    self.dead_letter(item, None, format!("not a readable stream record: {error}"), None)
-                        .await?;
+                    self.dead_letter(item, None, format!("not a readable stream record: {error}"), None).await
                 }
                 Step::Barrier { index, barrier } => {
                     // Every step before this one is done (a failure would have returned).
@@ -184,6 +226,7 @@ impl<'a> Replayer<'a> {
                             ));
                         }
                     }
+                    Ok(())
                 }
                 Step::Newer { index, version } => {
                     let item = &items[*index];
@@ -197,7 +240,7 @@ impl<'a> Replayer<'a> {
                         sequence_number = item.sequence_number,
                         "{reason}"
                     );
-                    return Err(Stop { at: *index, reason, class: StallClass::Configuration, status: None });
+                    Err(Stop { at: *index, reason, class: StallClass::Configuration, status: None })
                 }
                 Step::Unmapped { index, bucket } => {
                     let item = &items[*index];
@@ -207,54 +250,96 @@ impl<'a> Replayer<'a> {
                          \"source-only\"), or park the shard; the record is retried, never dropped"
                     );
                     if let Some(parked) = self.parked_reason(None, &reason).await {
-                        self.dead_letter(item, None, parked, None).await?;
-                        continue;
+                        return self.dead_letter(item, None, parked, None).await;
                     }
                     tracing::error!(shard = item.shard_id, sequence_number = item.sequence_number, bucket = %bucket, "{reason}");
-                    return Err(Stop { at: *index, reason, class: StallClass::Configuration, status: None });
+                    Err(Stop { at: *index, reason, class: StallClass::Configuration, status: None })
                 }
-                Step::Write(group) => self.write_group(items, group, &group.items).await?,
+                Step::Write(group) => self.write_group(items, group, 0, group.items.len()).await,
             }
-        }
-        Ok(())
+        })
     }
 
+    /// Writes the members `from..to` (positions in `group.items`) of a group, in order.
     fn write_group<'f>(
         &'f self,
         items: &'f [Item<'f>],
         group: &'f WriteGroup,
-        members: &'f [usize],
+        from: usize,
+        to: usize,
     ) -> Boxed<'f, Result<(), Stop>> {
         Box::pin(async move {
+            // One record goes as it came: a write that fails for it alone is about it alone.
+            let form = if to - from == 1 { &group.own[from] } else { &group.form };
+            let merged = group.own[from..to].iter().any(|own| own != form);
+            let members = &group.items[from..to];
+            let Some(body) = self.body(items, group, form, from, to) else {
+                return self.write_as_sent(items, group, from, to).await;
+            };
             let target =
-                Target { api: group.api, params: &group.params, authorization: group.authorization.as_ref() };
-            let mut body = Vec::new();
-            for i in members {
-                if let Ok(r) = &items[*i].decoded {
-                    body.extend_from_slice(r.gzip_body);
-                }
-            }
-            match self.send(&target, Bytes::from(body), members[0]).await? {
+                Target { api: form.api, params: &form.params, authorization: form.authorization.as_ref() };
+            match self.send(&target, Bytes::from(body), members[0], merged).await? {
                 WriteAction::Done => Ok(()),
                 WriteAction::Split if members.len() > 1 => {
-                    let (left, right) = members.split_at(members.len() / 2);
-                    self.write_group(items, group, left).await?;
-                    self.write_group(items, group, right).await
+                    let half = from + members.len() / 2;
+                    self.write_group(items, group, from, half).await?;
+                    self.write_group(items, group, half, to).await
                 }
                 WriteAction::Split => self.split_record(items, &target, members[0]).await,
                 WriteAction::DeadLetter { .. } if members.len() > 1 => {
                     // Find the guilty record(s): each on its own, in order.
-                    for i in members {
-                        self.write_group(items, group, std::slice::from_ref(i)).await?;
+                    for at in from..to {
+                        self.write_group(items, group, at, at + 1).await?;
                     }
                     Ok(())
                 }
                 WriteAction::DeadLetter { status, reason } => {
                     self.dead_letter(&items[members[0]], Some(&target), reason, Some(status)).await
                 }
+                // Only a merged write comes back for its credential, org or bucket.
+                WriteAction::Retry { .. } if merged => self.write_as_sent(items, group, from, to).await,
                 WriteAction::Retry { .. } => unreachable_retry(members[0]),
             }
         })
+    }
+
+    /// The members `from..to` as they came: runs of one form, in order.
+    async fn write_as_sent(
+        &self,
+        items: &[Item<'_>],
+        group: &WriteGroup,
+        from: usize,
+        to: usize,
+    ) -> Result<(), Stop> {
+        for run in group.part(from, to).as_sent() {
+            self.write_group(items, &run, 0, run.items.len()).await?;
+        }
+        Ok(())
+    }
+
+    /// The gzip body of members `from..to` in `form`: each record's body as it is when its unit
+    /// is the form's, else rewritten to it. `None` when a record cannot be rewritten exactly
+    /// (`shared::line_protocol::rescale`).
+    fn body(
+        &self,
+        items: &[Item<'_>],
+        group: &WriteGroup,
+        form: &Form,
+        from: usize,
+        to: usize,
+    ) -> Option<Vec<u8>> {
+        let mut body = Vec::new();
+        for (index, own) in group.items[from..to].iter().zip(&group.own[from..to]) {
+            let Ok(record) = &items[*index].decoded else { continue };
+            if own.unit == form.unit {
+                body.extend_from_slice(record.gzip_body);
+                continue;
+            }
+            let raw = record.body().ok()?;
+            let rewritten = rescale(&raw, own.unit, form.unit).ok()?;
+            body.extend_from_slice(&gzip(&rewritten).ok()?);
+        }
+        Some(body)
     }
 
     /// A single record the database found too large: send it in pieces of whole lines.
@@ -270,7 +355,7 @@ impl<'a> Replayer<'a> {
         while let Some(piece) = pending.pop() {
             let starts: Vec<usize> = split_lines(&piece).map(|l| l.start).collect();
             let body = gzip(&piece).map_err(|e| Stop::other(index, e.to_string()))?;
-            match self.send(target, Bytes::from(body), index).await? {
+            match self.send(target, Bytes::from(body), index, false).await? {
                 WriteAction::Done => {}
                 WriteAction::Split if starts.len() > 1 => {
                     let cut = starts[starts.len() / 2];
@@ -299,7 +384,16 @@ impl<'a> Replayer<'a> {
 
     /// Sends one body, retrying configuration and transient failures until the deadline. Never
     /// returns `Retry`: when time runs out it stops the batch at `index`.
-    async fn send(&self, target: &Target<'_>, gzip_body: Bytes, index: usize) -> Result<WriteAction, Stop> {
+    ///
+    /// A `merged` write that fails for its credential, org or bucket is not retried: it comes
+    /// back as `Retry` at once, to be sent as its records came.
+    async fn send(
+        &self,
+        target: &Target<'_>,
+        gzip_body: Bytes,
+        index: usize,
+        merged: bool,
+    ) -> Result<WriteAction, Stop> {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         // The last failure, "<status> from <host>: <reason>", its class and status, for the stop.
         let mut last_failure: Option<(String, StallClass, Option<u16>)> = None;
@@ -329,6 +423,13 @@ impl<'a> Replayer<'a> {
             let action = send_write(req).await;
             self.writes.fetch_add(1, Ordering::Relaxed);
             let WriteAction::Retry { class, status, reason, retry_after } = action else { return Ok(action) };
+            if merged && class == RetryClass::Configuration {
+                tracing::info!(
+                    status, reason = %reason,
+                    "a merged write was refused for its credential, org or bucket: its records go again as they came"
+                );
+                return Ok(WriteAction::Retry { class, status, reason, retry_after });
+            }
             let wait = backoff.next_delay(retry_after);
             let host = self.endpoint.host();
             match class {

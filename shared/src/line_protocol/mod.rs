@@ -288,6 +288,56 @@ pub fn validate(body: &[u8], precision: Precision) -> Result<Vec<Line<'_>>, Body
     if errors.is_empty() { Ok(accepted) } else { Err(BodyError { errors }) }
 }
 
+/// Why a body's timestamps could not be expressed in another unit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RescaleError {
+    /// Line `number` is not one influxd's parser accepts, or has no timestamp: what influxd makes of
+    /// it depends on the request (its precision, its time), so it is sent as it came.
+    #[error("line {number} cannot be rewritten: influxd would refuse it or give it the server's time")]
+    Line { number: usize },
+    /// `to` is coarser than `from`: a timestamp would lose digits.
+    #[error("{from} timestamps cannot be written in {to} without losing digits")]
+    Coarser { from: Precision, to: Precision },
+}
+
+/// The body with every timestamp rewritten from `from` units to `to` units (`to` no coarser), so
+/// that a write with `precision=to` stores exactly the points a write of `body` with
+/// `precision=from` stores. Each line keeps its bytes but the timestamp digits and ends with
+/// `'\n'`; blank lines and comments are left out. Every line must carry a timestamp (a stream
+/// record's lines always do: the gateway stamps the others) and be one influxd accepts.
+pub fn rescale(body: &[u8], from: Precision, to: Precision) -> Result<Vec<u8>, RescaleError> {
+    if from.nanos_per_unit() % to.nanos_per_unit() != 0 {
+        return Err(RescaleError::Coarser { from, to });
+    }
+    let factor = from.nanos_per_unit() / to.nanos_per_unit();
+    let mut out = Vec::with_capacity(body.len() + body.len() / 4);
+    let mut scratch = point::Scratch::default();
+    for raw in SplitLines::new(body) {
+        let block = raw.bytes;
+        let start = point::skip_whitespace(block, 0);
+        if start >= block.len() || block[start] == b'#' {
+            continue;
+        }
+        let end = if block.ends_with(b"\n") { block.len() - 1 } else { block.len() };
+        let text = &block[start..end];
+        let refused = RescaleError::Line { number: raw.number };
+        // influxd's parser: it finds the timestamp and checks its range. What the storage
+        // refuses later does not depend on the timestamp's unit: the rewritten line is refused
+        // the same way.
+        let parsed = point::parse_point(text, from, &mut scratch).map_err(|_| refused.clone())?;
+        let Some((ts_start, ts_end)) = parsed.timestamp else { return Err(refused) };
+        let ts = go_text::parse_int(&text[ts_start..ts_end]).map_err(|_| refused.clone())?;
+        // In range: parse_point checked ts * from's nanoseconds, and to's unit divides them.
+        let scaled = ts * factor;
+        out.extend_from_slice(&text[..ts_start]);
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "{scaled}");
+        out.extend_from_slice(&text[ts_end..]);
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
 /// Cuts a body into lines exactly where influxd cuts it, without validating: blank lines and
 /// comments included, never inside a quoted string field. For splitting a body that is too
 /// large: a piece made of whole lines, each followed by the `'\n'` that ended it in the body,

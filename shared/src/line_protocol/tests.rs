@@ -658,3 +658,39 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn rescale_rewrites_only_the_timestamp_digits() {
+    let body = b"cpu,host=a v=1 1700000001\n# comment\n\n  mem s=\"a b\nc 5\",i=2i -3  \nw\\ x v=1 7\n";
+    let out = rescale(body, Precision::Seconds, Precision::Nanoseconds).unwrap();
+    assert_eq!(
+        String::from_utf8(out.clone()).unwrap(),
+        "cpu,host=a v=1 1700000001000000000\nmem s=\"a b\nc 5\",i=2i -3000000000  \nw\\ x v=1 7000000000\n"
+    );
+    // influxd reads the same points from both.
+    let before = validate(body, Precision::Seconds).unwrap().len();
+    assert_eq!(validate(&out, Precision::Nanoseconds).unwrap().len(), before);
+    let ms = rescale(b"m v=1 1700000001234\n", Precision::Milliseconds, Precision::Microseconds).unwrap();
+    assert_eq!(ms, b"m v=1 1700000001234000\n");
+    assert_eq!(rescale(b"m v=1 5\n", Precision::Nanoseconds, Precision::Nanoseconds).unwrap(), b"m v=1 5\n");
+}
+
+#[test]
+fn rescale_refuses_what_it_cannot_rewrite_exactly() {
+    assert_eq!(
+        rescale(b"m v=1 5\nm v=2\n", Precision::Seconds, Precision::Nanoseconds),
+        Err(RescaleError::Line { number: 2 }),
+        "a line without a timestamp takes the server's time"
+    );
+    assert_eq!(
+        rescale(b"m v=\n", Precision::Seconds, Precision::Nanoseconds),
+        Err(RescaleError::Line { number: 1 }),
+        "a line influxd refuses"
+    );
+    assert!(matches!(
+        rescale(b"m v=1 5\n", Precision::Nanoseconds, Precision::Seconds),
+        Err(RescaleError::Coarser { .. })
+    ));
+    // Out of range in seconds: influxd refuses it; rewritten it would be a different point.
+    assert!(rescale(b"m v=1 9300000000\n", Precision::Seconds, Precision::Nanoseconds).is_err());
+}
