@@ -23,7 +23,7 @@ Databases (required on the first deploy; fixed afterwards, see infra/README.md)
   --destination-url URL      Timestream for InfluxDB destination, e.g. https://<id>.<region>.timestream-influxdb.amazonaws.com:8086
 
 Stream and alarms
-  --shards N                 provisioned shards (default 2)
+  --shards N                 provisioned shards (default 2; docs/runbook.md "Sizing the stream")
   --retention-hours H        stream retention (default 168)
   --stream-key KEY           alias/aws/kinesis (default) or a customer managed key ARN
   --alarm-topic ARN          SNS topic the alarms notify (default: none)
@@ -46,7 +46,7 @@ Functions
 Wiring
   --dual-write-start UNIX    start of both event source mappings (default: the core stack's
                              creation time, which precedes every record in the stream)
-  --batch-size N             records per stream-writer invocation (default 100)
+  --batch-size N             most records per stream-writer invocation (default 500)
   --stage NAME               API stage (default live)
   --custom-domain NAME       optional API custom domain (no stage in request paths; needed by
                              clients that drop the path of their base URL, like the influx CLI)

@@ -6,7 +6,7 @@
 //! requests; every record admitted (its target resolved at the source), as the gateway queues
 //! them. Contenders, in the same run against the same influxd, each into fresh buckets:
 //! - stream-writer: the handler's in-process path, batches of 100 records (the deployed
-//!   `BatchSize`) deserialised from JSON as the Lambda runtime does, planned and replayed
+//!   `BatchSize`; `--batch`) deserialised from JSON as the Lambda runtime does, planned and replayed
 //!   (`batch::plan` + `replay::Replayer::run`), one batch after another as one shard's are;
 //! - direct client: the same points written as a batching client does (Telegraf's
 //!   `metric_batch_size` = 5,000): 5,000 lines per request, gzip (the records' compression),
@@ -18,7 +18,8 @@
 //! Goals: at least 80% of the direct client's points/s; with 2 ms added, at least 1,000
 //! records/s per shard.
 //!
-//! Run: `cargo bench --workspace --bench mixed_replay [-- --rounds N --latency-ms N]`.
+//! Run: `cargo bench --workspace --bench mixed_replay [-- --rounds N --latency-ms N --batch N]`
+//! (`--batch`: records per invocation, the mapping's `BatchSize`; 100 by default).
 
 use std::time::{Duration, Instant};
 
@@ -36,7 +37,6 @@ use testbed::Influxd;
 
 const RECORDS: usize = 2_000;
 const LINES: usize = 50;
-const BATCH: usize = 100;
 const CLIENT_BATCH: usize = 5_000;
 const PRECISIONS: [&str; 4] = ["s", "ms", "us", "ns"];
 
@@ -116,15 +116,15 @@ fn traffic(db: &Influxd, buckets: &[(String, String)], tokens: &[String], round:
     Traffic { records, lines_ns }
 }
 
-fn events(data: &[Vec<u8>]) -> Vec<String> {
-    data.chunks(BATCH)
+fn events(data: &[Vec<u8>], batch: usize) -> Vec<String> {
+    data.chunks(batch)
         .enumerate()
         .map(|(b, chunk)| {
             let recs: Vec<_> = chunk
                 .iter()
                 .enumerate()
                 .map(|(i, d)| {
-                    let seq = format!("{:056}", b * BATCH + i);
+                    let seq = format!("{:056}", b * batch + i);
                     json!({
                         "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": "k", "sequenceNumber": seq,
                             "data": base64::engine::general_purpose::STANDARD.encode(d), "approximateArrivalTimestamp": 1.7e9},
@@ -213,6 +213,7 @@ async fn main() {
     };
     let rounds = option("--rounds").unwrap_or(3) as usize;
     let latency_ms = option("--latency-ms").unwrap_or(0);
+    let batch = option("--batch").unwrap_or(100) as usize;
     let db = Influxd::start_named("mixed-replay-bench").await;
     let proxy = testbed::FaultProxy::start(&db.url).await;
     proxy.set_latency(Duration::from_millis(latency_ms));
@@ -262,7 +263,7 @@ async fn main() {
         }
         let t_ours = traffic(&db, &sets[0], &tokens, round);
         let t_direct = traffic(&db, &sets[1], &tokens, round);
-        let ev = events(&t_ours.records);
+        let ev = events(&t_ours.records, batch);
         let mut times = [Duration::ZERO; 2];
         for k in 0..2 {
             let which = (round + k) % 2;
@@ -297,7 +298,7 @@ async fn main() {
     let (o, d) = (median(ours), median(direct));
     let points = (RECORDS * LINES) as f64;
     println!(
-        "mixed replay of {RECORDS} records x {LINES} lines (batches of {BATCH}; 3 buckets, v1/v2, 4 precisions, 3 tokens), {latency_ms} ms added latency, median of {rounds} rounds:"
+        "mixed replay of {RECORDS} records x {LINES} lines (batches of {batch}; 3 buckets, v1/v2, 4 precisions, 3 tokens), {latency_ms} ms added latency, median of {rounds} rounds:"
     );
     println!(
         "  stream-writer (one shard): {:.3} s, {:.0} records/s, {:.0} points/s, {our_writes} writes",

@@ -11,6 +11,7 @@
 //! | `WRITE_TIMEOUT_SECONDS` | 30 | one write's timeout |
 //! | `SKIP_VERIFY` | false | accept any TLS certificate from this writer's database, as the endpoint secret's `skip_verify` for that endpoint does (the secret's setting applies either way) |
 //! | `STALL_ALERT_SECONDS` | 300 | how long a shard may stay stopped at one record before the writer logs it as stalled (the `StalledSeconds` metric is published at every stop; the alarm has its own threshold) |
+//! | `WRITE_CONCURRENCY` | 4 | targets (buckets) of one batch written at the same time, 1 to 64 |
 //! | `RETRY_BUDGET_SECONDS` | the invocation's time | how long one invocation retries a failing write before it reports the batch failure and lets Lambda retry |
 
 use std::time::Duration;
