@@ -574,7 +574,7 @@ async fn interleaved_buckets_apis_precisions_and_tokens_reach_each_database_in_o
         .send()
         .await
         .expect("update secret");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Neither the gateway nor the writers have read the secret yet: they read this one.
 
     let buckets = [w.source.bucket.clone(), second.to_string()];
     let base_s = 1_700_000_000i64;

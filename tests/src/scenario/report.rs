@@ -49,9 +49,13 @@ pub struct ScheduledReport {
     /// What each handover said, in order.
     pub handovers: Vec<String>,
     pub runs_replayed: u64,
-    /// Downsampled windows compared value by value between the databases, and those that differ.
+    /// Downsampled windows compared value by value with what the raw points give, and those the
+    /// destination holds otherwise (a loss).
     pub derived_compared: usize,
     pub derived_differing: Vec<String>,
+    /// Windows the source's own runs summed in part (read before the source writer delivered
+    /// their points); the destination holds them recomputed. Reported, not a loss.
+    pub source_read_early: Vec<String>,
     pub paging: crate::scenario::scheduled::Paging,
     /// Points the paused task wrote, anywhere.
     pub paused_task_points: usize,
@@ -139,12 +143,22 @@ impl Report {
                 let _ = writeln!(s, "  task runs replayed at the handovers: {}", w.runs_replayed);
                 let _ = writeln!(
                     s,
-                    "  downsampled windows compared value by value: {}, differing: {}",
+                    "  downsampled windows compared value by value with what the raw points give: {}, differing at the destination: {}",
                     w.derived_compared,
                     w.derived_differing.len()
                 );
                 for d in w.derived_differing.iter().take(5) {
                     let _ = writeln!(s, "    {d}");
+                }
+                if !w.source_read_early.is_empty() {
+                    let _ = writeln!(
+                        s,
+                        "  the source's own runs summed {} window(s) before their points reached it (the destination holds them recomputed):",
+                        w.source_read_early.len()
+                    );
+                    for d in w.source_read_early.iter().take(3) {
+                        let _ = writeln!(s, "    {d}");
+                    }
                 }
                 let _ = writeln!(
                     s,
@@ -345,6 +359,16 @@ mod tests {
         assert!(!with(&|w| w.derived_differing.push("x".into())).is_clean());
         assert!(!with(&|w| w.derived_compared = 0).is_clean(), "nothing compared proves nothing");
         assert!(!with(&|w| w.paused_task_points = 1).is_clean());
+        // A partial sum the source's own run made is reported, and it is no loss.
+        let early = with(&|w| {
+            w.source_read_early.push("2026-01-01T00:00:05Z: the raw points sum to 3, source 2".into())
+        });
+        assert!(early.is_clean());
+        assert!(
+            early
+                .render_text()
+                .contains("the source's own runs summed 1 window(s) before their points reached it")
+        );
         let text = with(&|w| w.paging.duplicates.push(5)).render_text();
         assert!(text.contains("duplicates: 1"), "{text}");
     }
