@@ -337,6 +337,7 @@ pub async fn run(
     report.reads_ok = stats.reads_ok;
     report.reads_failed = stats.reads_failed;
     report.lag = stack.destination_mapping.state().history;
+    report.source_lag_max_ms = stack.source_mapping.state().history.iter().map(|(_, ms)| *ms).max();
     report.dead_letters = dead_letters(stack).await?;
     let flux = format!(
         "from(bucket: \"{}\") |> range(start: 0, stop: 2262-01-01T00:00:00Z) \

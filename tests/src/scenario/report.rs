@@ -34,6 +34,8 @@ pub struct Report {
     pub bypass_detected: bool,
     /// (seconds since the destination mapping started, IteratorAge ms)
     pub lag: Vec<(f64, u64)>,
+    /// The source writer's IteratorAge over the run, ms: (largest, once the writers ran).
+    pub source_lag_max_ms: Option<u64>,
     /// Events on the same time axis as `lag` (e.g. "unthrottle", "cutover").
     pub marks: Vec<(f64, String)>,
     pub notes: Vec<String>,
@@ -192,6 +194,9 @@ impl Report {
         let max = self.lag.iter().map(|(_, v)| *v).max().unwrap_or(0);
         let _ = writeln!(s, "destination lag (IteratorAge), max {:.1} s:", max as f64 / 1000.0);
         let _ = writeln!(s, "  {}", sparkline(&self.lag, 72));
+        if let Some(ms) = self.source_lag_max_ms {
+            let _ = writeln!(s, "source lag (IteratorAge), max {:.1} s", ms as f64 / 1000.0);
+        }
         for n in &self.notes {
             let _ = writeln!(s, "note: {n}");
         }
