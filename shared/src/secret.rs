@@ -368,11 +368,9 @@ pub struct EndpointSecret {
 impl EndpointSecret {
     /// Parses the secret's JSON; the error says what is wrong without echoing values.
     pub fn parse(id: &str, json: &str) -> Result<EndpointSecret, SecretError> {
-        let secret: EndpointSecret = serde_json::from_str(json).map_err(|e| SecretError::Shape {
-            id: id.to_string(),
-            // serde_json's messages name fields and positions, never the values of strings.
-            reason: format!("{} at line {} column {}", classify_json_error(&e), e.line(), e.column()),
-        })?;
+        let mut reader = serde_json::Deserializer::from_str(json);
+        let secret: EndpointSecret = serde_path_to_error::deserialize(&mut reader)
+            .map_err(|e| SecretError::Shape { id: id.to_string(), reason: describe_json_error(&e) })?;
         if !secret.mappings.buckets.is_empty() && secret.mappings.unmapped.is_none() {
             return Err(SecretError::Shape {
                 id: id.to_string(),
@@ -406,16 +404,37 @@ impl EndpointSecret {
     }
 }
 
-fn classify_json_error(e: &serde_json::Error) -> String {
-    let msg = e.to_string();
-    // Keep serde's description (e.g. "missing field `read`", "unknown variant `x`") but cut the
-    // location it appends, which we add ourselves.
-    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-    if msg.contains("unknown variant") {
-        "\"read\" must be \"source\" or \"destination\"".to_string()
-    } else {
-        msg
+/// What is wrong with the secret's JSON, naming the field (`source.url`, `mappings.unmapped`)
+/// and never echoing a value: serde's "invalid type: string \"…\"" and "unknown variant `…`"
+/// quote what they found, and a URL may hold credentials.
+fn describe_json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let inner = e.inner();
+    let at = format!("at line {} column {}", inner.line(), inner.column());
+    let path = e.path().to_string();
+    let field = if path == "." || path.is_empty() { "the secret".to_string() } else { path };
+    let msg = inner.to_string();
+    let msg = msg.split(" at line ").next().unwrap_or(&msg);
+    let expected = |rest: &str| rest.split_once(", expected ").map(|(_, exp)| exp.to_string());
+    if let Some(rest) = msg.strip_prefix("invalid type: ") {
+        // "<kind> <value>, expected <what>": keep the kind only ("string", "integer", "map").
+        let kind = rest.split([' ', ',']).next().unwrap_or("value");
+        let want = expected(rest).unwrap_or_else(|| "another type".into());
+        return format!("{field} must be {want}, not a {kind} ({at})");
     }
+    if let Some(rest) = msg.strip_prefix("invalid value: ") {
+        let want = expected(rest).unwrap_or_else(|| "another value".into());
+        return format!("{field} has a value it cannot take: expected {want} ({at})");
+    }
+    if let Some(rest) = msg.strip_prefix("unknown variant ") {
+        let want = expected(rest).unwrap_or_else(|| "another value".into());
+        return format!("{field} must be {want} ({at})");
+    }
+    if matches!(inner.classify(), serde_json::error::Category::Data) && !msg.starts_with("missing field") {
+        // Any other data error: its wording may quote what it found.
+        return format!("{field} does not have the expected shape ({at})");
+    }
+    // Syntax errors, an early end, "missing field `read`": positions and field names only.
+    format!("{msg} ({at})")
 }
 
 /// Where secret values come from (Secrets Manager in production).
@@ -551,7 +570,7 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("\"read\" must be"), "{e}");
+        assert!(e.contains("read must be `source` or `destination`"), "{e}");
         assert!(!e.contains("sideways"), "{e}");
         let e = EndpointSecret::parse(
             "id",
@@ -561,6 +580,28 @@ mod tests {
         .to_string();
         assert!(e.contains("source.url must start with http"), "{e}");
         assert!(!e.contains("secret-host"), "{e}");
+    }
+
+    /// Issue 31: serde's "invalid type: string \"…\"" echoed the value (a URL with credentials
+    /// could reach stall records, metrics and logs), and every unknown variant was reported as
+    /// `read`'s error.
+    #[test]
+    fn a_wrong_type_or_value_names_the_field_and_never_echoes_the_value() {
+        let wrong_type = r#"{"source":{"url":"http://a","skip_verify":"https://user:hunter2@db"},"destination":{"url":"http://b"},"read":"source"}"#;
+        let e = EndpointSecret::parse("id", wrong_type).unwrap_err().to_string();
+        assert!(!e.contains("hunter2") && !e.contains("https://user"), "{e}");
+        assert!(e.contains("source.skip_verify"), "names the field: {e}");
+        assert!(e.contains("a boolean"), "says what is expected: {e}");
+        let wrong_url_type = r#"{"source":{"url":["http://user:hunter2@db"]},"destination":{"url":"http://b"},"read":"source"}"#;
+        let e = EndpointSecret::parse("id", wrong_url_type).unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("source.url"), "{e}");
+        let unmapped = r#"{"source":{"url":"http://a"},"destination":{"url":"http://b"},"read":"source",
+            "mappings":{"buckets":{"a":"b"},"unmapped":"drop-hunter2"}}"#;
+        let e = EndpointSecret::parse("id", unmapped).unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("mappings.unmapped"), "the unknown value is unmapped's, not read's: {e}");
+        assert!(!e.contains("read must be"), "{e}");
     }
 
     #[test]
