@@ -733,3 +733,30 @@ async fn park_refuses_a_stall_at_a_newer_record_format_and_says_what_releases_it
     let rules = s3.list_objects_v2().bucket(DEAD_LETTERS).prefix("parked/").send().await.unwrap();
     assert!(rules.contents().is_empty(), "no rule was written: {:?}", rules.contents());
 }
+
+/// Issue 31: an edit of the endpoint secret that the functions reject (a wrong type, here a URL
+/// with credentials where a boolean goes) left them serving the last good version with no sign
+/// of it, and status printed serde's error with the value in it. Now status names the field,
+/// says what the functions do with such a version, and never shows the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_names_a_secret_edit_the_functions_reject_without_echoing_it() {
+    let live = Live::deploy().await;
+    let bad = json!({
+        "source": {"url": live.src.url, "skip_verify": "https://admin:hunter2@db.example"},
+        "destination": {"url": live.dst.url},
+        "read": "source"
+    });
+    live.secrets
+        .put_secret_value()
+        .secret_id(&live.secret_id)
+        .secret_string(bad.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = live.cli(&["status"]);
+    let all = format!("{}\n{}", status.stdout, status.stderr);
+    assert!(!all.contains("hunter2") && !all.contains("admin:"), "{all}");
+    assert!(all.contains("endpoint secret"), "{all}");
+    assert!(all.contains("source.skip_verify must be a boolean"), "{all}");
+    assert!(all.contains("keep serving the last one they read"), "{all}");
+}

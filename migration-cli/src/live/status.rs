@@ -22,11 +22,12 @@ use std::time::Duration;
 
 use clap::Args;
 use serde_json::{Value, json};
+use shared::secret::SecretError;
 use time::OffsetDateTime;
 
 use crate::aws::concurrency::{self, Throttle};
 use crate::aws::deployment::{Aws, Deployment};
-use crate::aws::endpoint;
+use crate::aws::endpoint::{self, EndpointError};
 use crate::aws::event_source::{self, Mapping};
 use crate::aws::lag::{AnyLag, LagReading, LagSource, rfc3339};
 use crate::aws::replay_bound::ReplayBound;
@@ -227,6 +228,16 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<Exit> {
                 });
                 secret = Some(c.secret);
             }
+            // An edit the functions reject: they go on serving the last version they read
+            // (shared::secret::SecretCache) and log each refused refresh, so nothing else shows it.
+            Err(EndpointError::Shape(e @ SecretError::Shape { .. })) => out.check(
+                "endpoint secret",
+                Verdict::Warn,
+                format!(
+                    "{e}. The functions reject this version and keep serving the last one they read \
+                     (a cold start has none and fails); put a corrected version"
+                ),
+            ),
             Err(e) => errors.push(e.to_string()),
         },
         None => {
