@@ -9,7 +9,8 @@
 //!
 //! - org: `orgID`; else `org`, as an ID when it reads as one, else as a name;
 //! - v2 bucket: as an ID when it reads as one and the org has it, else as a name;
-//! - v1: the org the credential belongs to (the only org the credential can read), then the DBRP
+//! - v1: the org the credential belongs to (the only org the credential can read; for one that
+//!   reads several, as an operator token does, the org of its own authorization), then the DBRP
 //!   mapping of `db` and `rp` (or the default for `db`), then its bucket.
 //!
 //! A credential that may write but not read (a write-only token) cannot ask these questions: the
@@ -122,12 +123,17 @@ pub async fn resolve(
             let orgs: Orgs = fetch(get("/api/v2/orgs", vec![])).await?;
             let org = match <[Org; 1]>::try_from(orgs.orgs) {
                 Ok([org]) => org,
-                Err(all) => {
-                    return Err(ResolveError::NotFound(format!(
-                        "the credential reads {} orgs; a v1 write's org is the credential's, which cannot be told",
-                        all.len()
-                    )));
-                }
+                Err(all) => match own_org(&get, authorization, &all).await? {
+                    Some(org) => org,
+                    None => {
+                        return Err(ResolveError::NotFound(format!(
+                            "the credential reads {} orgs and its own authorization is not among those it can \
+                             read (or the source hashes its tokens); a v1 write's org is the credential's, \
+                             which cannot be told",
+                            all.len()
+                        )));
+                    }
+                },
             };
             let db = params.db.clone().unwrap_or_default();
             let mut query = vec![("orgID", org.id.clone()), ("db", db.clone())];
@@ -151,6 +157,46 @@ pub async fn resolve(
             })
         }
     }
+}
+
+#[derive(Deserialize)]
+struct Authorization {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(rename = "orgID")]
+    org_id: String,
+}
+#[derive(Deserialize)]
+struct Authorizations {
+    #[serde(default)]
+    authorizations: Vec<Authorization>,
+}
+
+/// The org of the credential itself, for a credential that reads several (an operator token):
+/// its own authorization, found among those it can read by its token. influxd 2.9 with hashed
+/// tokens lists no token values: `None` then, as for a credential that cannot read
+/// authorizations. The list holds other credentials; they are compared here and dropped, never
+/// kept or logged.
+async fn own_org(
+    get: &impl Fn(&str, Vec<(&str, String)>) -> reqwest::RequestBuilder,
+    authorization: Option<&Sensitive>,
+    orgs: &[Org],
+) -> Result<Option<Org>, ResolveError> {
+    let Some(token) = authorization
+        .map(Sensitive::expose)
+        .and_then(|v| v.strip_prefix("Token ").or_else(|| v.strip_prefix("Bearer ")).map(str::trim))
+    else {
+        return Ok(None);
+    };
+    let listed = match fetch::<Authorizations>(get("/api/v2/authorizations", vec![])).await {
+        Ok(listed) => listed,
+        Err(ResolveError::Status { status: 401 | 403 | 404, .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some(own) = listed.authorizations.into_iter().find(|a| a.token.as_deref() == Some(token)) else {
+        return Ok(None);
+    };
+    Ok(orgs.iter().find(|o| o.id == own.org_id).map(|o| Org { id: o.id.clone(), name: o.name.clone() }))
 }
 
 fn one_org(orgs: Orgs) -> Result<Org, ResolveError> {
