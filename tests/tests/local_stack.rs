@@ -5,7 +5,9 @@
 //!   watch --timeout` answered its `/next` poll empty and `lambda_runtime` panicked; then every
 //!   invocation failed, and the local event source mapping called the shard idle, lag 0;
 //! - an instance killed mid-batch was never replaced (the scenario started a new one by hand);
-//! - a destination writer that keeps crashing showed lag 0, and `cutover` passed.
+//! - a destination writer that keeps crashing showed lag 0, and `cutover` passed;
+//! - moto gave two concurrent puts into one shard the same sequence number and kept only the
+//!   later record, though it acknowledged both.
 //!
 //! Short function timeouts (3 s) keep these tests to seconds; what they show does not depend on
 //! the length. The destination is onboarded with the source's token, as a full seeding leaves it,
@@ -271,4 +273,120 @@ async fn a_destination_proxy_answering_400_in_plain_text_stalls_and_dead_letters
     let tasks = get("/api/v2/tasks").await.expect("GET /api/v2/tasks");
     assert_eq!(tasks.status().as_u16(), 403);
     assert_eq!(tasks.text().await.unwrap_or_default(), r#"{"message":"Missing Authentication Token"}"#);
+}
+
+/// moto's Kinesis shard gives a put the highest sequence number plus one, unlocked, on a threaded
+/// server: two puts into one shard at once took the same number and the later overwrote the
+/// earlier, though both were answered 200. A `--faults` demo lost a cutover barrier round this
+/// way (and any client write could have gone the same way). Many connections put into one shard
+/// at once; every acknowledged record must be read back, under the sequence number it was given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_puts_into_one_shard_keep_every_record() {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
+
+    let moto = testbed::Moto::start().await;
+    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
+    let stream = "concurrent-puts";
+    kinesis.create_stream().stream_name(stream).shard_count(1).send().await.expect("create the stream");
+
+    const CONNECTIONS: usize = 24;
+    const ROUNDS: usize = 8;
+    const PER_REQUEST: usize = 25;
+    let mut tasks = Vec::new();
+    for connection in 0..CONNECTIONS {
+        let kinesis = kinesis.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for round in 0..ROUNDS {
+                // One PutRecord and one PutRecords per round: both paths store through the shard.
+                let data = format!("c{connection}-r{round}-single");
+                let out = kinesis
+                    .put_record()
+                    .stream_name(stream)
+                    .partition_key(format!("k{connection}"))
+                    .data(Blob::new(data.clone()))
+                    .send()
+                    .await
+                    .expect("PutRecord");
+                acked.push((out.sequence_number().to_string(), data));
+                let entries: Vec<(String, PutRecordsRequestEntry)> = (0..PER_REQUEST)
+                    .map(|i| {
+                        let data = format!("c{connection}-r{round}-{i}");
+                        let entry = PutRecordsRequestEntry::builder()
+                            .partition_key(format!("k{connection}-{i}"))
+                            .data(Blob::new(data.clone()))
+                            .build()
+                            .expect("entry");
+                        (data, entry)
+                    })
+                    .collect();
+                let out = kinesis
+                    .put_records()
+                    .stream_name(stream)
+                    .set_records(Some(entries.iter().map(|(_, e)| e.clone()).collect()))
+                    .send()
+                    .await
+                    .expect("PutRecords");
+                assert_eq!(out.failed_record_count(), Some(0), "no record of a PutRecords failed");
+                for ((data, _), result) in entries.into_iter().zip(out.records()) {
+                    acked.push((result.sequence_number().expect("a sequence number").to_string(), data));
+                }
+            }
+            acked
+        }));
+    }
+    let mut acked: BTreeMap<String, String> = BTreeMap::new();
+    let mut given_twice = Vec::new();
+    for task in tasks {
+        for (sequence, data) in task.await.expect("a putting task") {
+            if let Some(earlier) = acked.insert(sequence.clone(), data.clone()) {
+                given_twice.push(format!("{sequence}: {earlier} and {data}"));
+            }
+        }
+    }
+
+    let shard = "shardId-000000000000";
+    let mut iterator = kinesis
+        .get_shard_iterator()
+        .stream_name(stream)
+        .shard_id(shard)
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .expect("GetShardIterator")
+        .shard_iterator
+        .expect("an iterator");
+    let mut stored: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        let out =
+            kinesis.get_records().shard_iterator(&iterator).limit(1000).send().await.expect("GetRecords");
+        let records = out.records();
+        for r in records {
+            stored.insert(
+                r.sequence_number().to_string(),
+                String::from_utf8_lossy(r.data().as_ref()).into_owned(),
+            );
+        }
+        match out.next_shard_iterator() {
+            Some(next) if !records.is_empty() => iterator = next.to_string(),
+            _ => break,
+        }
+    }
+
+    let total = CONNECTIONS * ROUNDS * (PER_REQUEST + 1);
+    let lost: Vec<String> = acked
+        .iter()
+        .filter(|(seq, data)| stored.get(*seq) != Some(*data))
+        .map(|(seq, data)| format!("{data} (acknowledged as {seq}, stored there: {:?})", stored.get(seq)))
+        .collect();
+    assert!(
+        given_twice.is_empty() && lost.is_empty() && stored.len() == total,
+        "{total} records acknowledged, {} stored; sequence numbers given twice: {}; lost: {}\n{}\n{}",
+        stored.len(),
+        given_twice.len(),
+        lost.len(),
+        given_twice.iter().take(5).cloned().collect::<Vec<_>>().join("\n"),
+        lost.iter().take(5).cloned().collect::<Vec<_>>().join("\n"),
+    );
 }

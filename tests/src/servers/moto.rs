@@ -41,8 +41,15 @@ impl Moto {
     async fn try_start(bed: &TestBed) -> Result<Moto, String> {
         let dir = tempfile::Builder::new().prefix("moto-").tempdir().map_err(|e| e.to_string())?;
         let port = free_port();
-        let mut cmd = Command::new(&bed.moto_server);
-        cmd.current_dir(dir.path()).args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        // moto_server through tests/testbed/moto_server.py: the same server, with Kinesis shards
+        // that keep every acknowledged record under concurrent puts (see that file for why).
+        let mut cmd = Command::new(bed.venv_bin.join("python"));
+        cmd.current_dir(dir.path()).arg(TestBed::repo_root().join("tests/testbed/moto_server.py")).args([
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ]);
         let mut process =
             ChildGuard::spawn("moto", cmd, &dir.path().join("moto.log")).map_err(|e| e.to_string())?;
         let url = format!("http://127.0.0.1:{port}");
