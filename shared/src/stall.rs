@@ -95,6 +95,11 @@ pub struct Stall {
 /// or a data record of a later release): the text every release of the stream writer uses.
 pub const NEWER_FORMAT: &str = "is newer than this stream writer reads";
 
+/// The words of a destination writer's stop at a bucket outside `mappings.buckets` (with
+/// `"unmapped": "fail"`); a record parked there keeps this in its reason, which is how `redrive`
+/// knows the letter's parameters are the client's.
+pub const UNMAPPED_REASON: &str = "is not in the endpoint secret's mappings.buckets";
+
 impl Stall {
     /// Whether the writer stopped at a record of a newer format than it reads: no park rule
     /// releases it (the record is never sent anywhere); deploying the matching writer does.

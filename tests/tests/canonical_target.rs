@@ -149,3 +149,83 @@ fn print_rows(rows: &[(String, usize, usize, usize)]) {
         .collect();
     probe::print_matrix(&rows);
 }
+
+/// A write to a bucket outside the mappings (`"unmapped": "fail"`) stops the destination writer;
+/// the operator parks it, then adds the mapping and redrives. On main the dead letter kept the
+/// client's bucket name and redrive wrote there, ignoring the mapping added since: the records
+/// were refused (the destination has no such bucket), or would have landed in the wrong one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_write_to_an_unmapped_bucket_is_redriven_where_the_mapping_added_since_says() {
+    let stack = LocalStack::start(
+        StackOptions {
+            prefix: "redrive-map".into(),
+            stream_writer_timeout: Duration::from_secs(5),
+            destination_shares_source_token: true,
+            ..StackOptions::default()
+        },
+        |m| eprintln!("stack: {m}"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
+    let bucket = stack.source.bucket.clone();
+    stack.bucket_with_dbrp(&stack.source, "sensors-old").await;
+    stack.bucket_with_dbrp(&stack.destination, "sensors-new").await;
+    stack.set_mappings(json!({"buckets": {bucket.clone(): bucket.clone()}, "unmapped": "fail"})).await;
+    let (code, out, err) = stack.live(&["unthrottle"]).await;
+    assert_eq!(code, 0, "unthrottle: {out}{err}");
+
+    let org = stack.source.org.clone();
+    let acked =
+        probe::write(&stack, "/api/v2/write", &[("org", &org), ("bucket", "sensors-old")], "parked", 20, 1)
+            .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, out, _) = stack.live(&["status", "--json"]).await;
+        let doc: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+        if doc["stalls"]["shards"].as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no stall shown within 60 s: {out}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // One request, one record, one stalled shard: park it (every shard stalled now).
+    let (code, out, err) = stack.live(&["park", "--note", "sensors rename, INC-9"]).await;
+    assert_eq!(code, 0, "park: {out}{err}");
+    stack.drain_destination().await;
+    let parked: Vec<String> = stack
+        .dead_letter_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.starts_with("dead-letters/destination/"))
+        .collect();
+    assert!(!parked.is_empty(), "the records of the unmapped bucket are parked");
+
+    // The operator decides where the bucket goes, releases the rule and redrives.
+    stack
+        .set_mappings(
+            json!({"buckets": {bucket.clone(): bucket.clone(), "sensors-old": "sensors-new"}, "unmapped": "fail"}),
+        )
+        .await;
+    let (code, out, err) = stack.live(&["park", "--release"]).await;
+    assert_eq!(code, 0, "release: {out}{err}");
+    let (code, dry, err) = stack.live(&["redrive", "--dry-run"]).await;
+    assert_eq!(code, 0, "{dry}{err}");
+    assert!(
+        dry.contains("to sensors-new") && !dry.contains("to sensors-old"),
+        "the dry run names the mapped bucket:\n{dry}"
+    );
+    let (code, out, err) = stack.live(&["redrive", "--reason", "parked"]).await;
+    assert_eq!(code, 0, "redrive: {out}{err}");
+
+    let at_destination =
+        probe::present(&acked, &probe::read(&stack, &stack.destination, "sensors-new", "parked").await);
+    let at_source =
+        probe::present(&acked, &probe::read(&stack, &stack.source, "sensors-old", "parked").await);
+    print_rows(&[("unmapped, parked, mapped, redriven".to_string(), acked.len(), at_source, at_destination)]);
+    assert_eq!(
+        (at_source, at_destination),
+        (acked.len(), acked.len()),
+        "every acknowledged point at the source and, redriven, in the mapped bucket at the destination"
+    );
+}

@@ -14,7 +14,7 @@
 
 use base64::Engine;
 use serde::Serialize;
-use shared::envelope::{Api, Frame, WriteParams};
+use shared::envelope::{Api, Frame, Target, WriteParams};
 use shared::secret::{Endpoint, Role};
 
 use crate::batch::Item;
@@ -41,12 +41,25 @@ pub struct DeadLetter {
     pub reason: String,
     pub api: Option<Api>,
     pub params: Option<WriteParams>,
+    /// `params` are the client's, not what was sent to this database: the record stopped before
+    /// the mappings (a write to a bucket outside them, parked). A redrive applies the mappings
+    /// in force then, so a mapping added since takes effect.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub params_as_sent_by_client: bool,
+    /// The target at the source the gateway resolved the write to (when it could): what the
+    /// mappings match on, whatever the client called the bucket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<Target>,
     pub request_id: Option<String>,
     pub received_at_ns: Option<i64>,
     pub chunk: Option<u32>,
     pub chunks: Option<u32>,
-    /// The record's line protocol (when the record and its body could be read).
+    /// The record's line protocol (when the record and its body could be read, and it is
+    /// UTF-8: what an operator reads).
     pub line_protocol: Option<String>,
+    /// The record's line protocol, base64, when it is not UTF-8: the gateway passes such bytes
+    /// (influxd judges them), and a redrive must write exactly them, not replacement characters.
+    pub line_protocol_base64: Option<String>,
     /// The record's compressed body as it was, base64, when it could not be read as line
     /// protocol (not valid gzip, or the header around it unreadable).
     pub body_gzip_base64: Option<String>,
@@ -77,11 +90,14 @@ impl DeadLetter {
             reason: reason.to_string(),
             api: target.map(|t| t.0),
             params: target.map(|t| t.1.clone()),
+            params_as_sent_by_client: false,
+            resolved: None,
             request_id: None,
             received_at_ns: None,
             chunk: None,
             chunks: None,
             line_protocol: None,
+            line_protocol_base64: None,
             body_gzip_base64: None,
             header_without_credential: None,
             unreadable_record_base64: None,
@@ -94,13 +110,18 @@ impl DeadLetter {
                 letter.chunk = Some(r.header.chunk);
                 letter.chunks = Some(r.header.chunks);
                 match r.body() {
-                    Ok(b) => letter.line_protocol = Some(String::from_utf8_lossy(&b).into_owned()),
+                    Ok(b) => match String::from_utf8(b) {
+                        Ok(text) => letter.line_protocol = Some(text),
+                        Err(e) => letter.line_protocol_base64 = Some(b64(e.as_bytes())),
+                    },
                     Err(_) => letter.body_gzip_base64 = Some(b64(r.gzip_body)),
                 }
                 if letter.api.is_none() {
                     letter.api = Some(r.header.api);
                     letter.params = Some(r.header.params.clone());
+                    letter.params_as_sent_by_client = true;
                 }
+                letter.resolved = r.header.target.clone();
             }
             Err(_) => match Frame::split(item.data) {
                 Ok(frame) => {
@@ -209,6 +230,52 @@ mod tests {
         let out = String::from_utf8(blank_credentials(raw)).unwrap();
         assert!(!out.contains("s3cr3t") && !out.contains("abc.def") && !out.contains("dXNlcjpw"), "{out}");
         assert!(out.contains("\"Token ***") && out.contains("Bearer ***") && out.ends_with(" more"), "{out}");
+    }
+
+    /// A dead letter turned a body that is not UTF-8 into replacement characters
+    /// (`from_utf8_lossy`), so a redrive wrote U+FFFD where the client's bytes were.
+    #[test]
+    fn a_body_that_is_not_utf8_is_kept_byte_for_byte() {
+        use shared::envelope::{Header, Record, encode, gzip};
+        let body: &[u8] = b"m,host=caf\xe9 v=1 1\nm,host=ok v=2 2\n";
+        let header = Header {
+            api: Api::V2,
+            params: WriteParams { org: Some("o".into()), bucket: Some("b".into()), ..Default::default() },
+            target: None,
+            authorization: Some(shared::sensitive::Sensitive::new("Token secret-token")),
+            received_at_ns: 1,
+            content_type: None,
+            request_id: "r".into(),
+            chunk: 0,
+            chunks: 1,
+            lines: 2,
+            raw_bytes: body.len() as u64,
+        };
+        let data = encode(&header, &gzip(body).unwrap()).unwrap();
+        let arrival = serde_json::from_value(serde_json::json!(1_700_000_000.5)).unwrap();
+        let item = Item {
+            index: 0,
+            sequence_number: "1",
+            shard_id: "shardId-000000000000",
+            partition_key: "k",
+            approximate_arrival: &arrival,
+            data: &data,
+            decoded: Record::decode(&data),
+        };
+        let endpoint = Endpoint { url: "http://db:8086".into(), skip_verify: false };
+        let letter = DeadLetter::new(Role::Destination, &item, &endpoint, None, Some(400), "bad");
+        let stored = letter.line_protocol_base64.as_deref().expect("the bytes, base64");
+        assert_eq!(base64::engine::general_purpose::STANDARD.decode(stored).unwrap(), body);
+        assert_eq!(letter.line_protocol, None, "no lossy copy beside the exact one");
+        let json = serde_json::to_string(&letter).unwrap();
+        assert!(!json.contains("secret-token"), "{json}");
+
+        // UTF-8 stays readable as it was.
+        let data = encode(&header, &gzip(b"m v=1 1\n").unwrap()).unwrap();
+        let item = Item { data: &data, decoded: Record::decode(&data), ..item };
+        let letter = DeadLetter::new(Role::Destination, &item, &endpoint, None, Some(400), "bad");
+        assert_eq!(letter.line_protocol.as_deref(), Some("m v=1 1\n"));
+        assert_eq!(letter.line_protocol_base64, None);
     }
 
     #[test]

@@ -34,7 +34,7 @@ use shared::influx_client::{Backoff, RetryClass, WriteAction, send_write, write_
 use shared::line_protocol::{rescale, split_lines};
 use shared::secret::Endpoint;
 use shared::sensitive::Sensitive;
-use shared::stall::{NEWER_FORMAT, ParkRule, StallClass};
+use shared::stall::{NEWER_FORMAT, ParkRule, StallClass, UNMAPPED_REASON};
 
 use crate::barrier::BarrierBook;
 use crate::batch::{Form, Item, Step, WriteGroup};
@@ -245,7 +245,7 @@ impl<'a> Replayer<'a> {
                 Step::Unmapped { index, bucket } => {
                     let item = &items[*index];
                     let reason = format!(
-                        "bucket {bucket:?} is not in the endpoint secret's mappings.buckets and \
+                        "bucket {bucket:?} {UNMAPPED_REASON} and \
                          \"unmapped\" is \"fail\": add a mapping for it (or set \"unmapped\": \
                          \"source-only\"), or park the shard; the record is retried, never dropped"
                     );

@@ -18,13 +18,14 @@ use bytes::Bytes;
 use clap::Args;
 use serde::Deserialize;
 use serde_json::json;
+use shared::envelope::Target;
 use shared::envelope::{Api, WriteParams, gzip};
 use shared::influx_client::{
     Backoff, ClientOptions, RetryClass, WriteAction, http_client, send_write, write_request,
 };
-use shared::secret::Role;
+use shared::secret::{Mapped, Mappings, Role};
 use shared::sensitive::Sensitive;
-use shared::stall::REDRIVEN_PREFIX;
+use shared::stall::{REDRIVEN_PREFIX, UNMAPPED_REASON};
 
 use crate::aws::deployment::{Aws, Deployment};
 use crate::aws::endpoint;
@@ -74,8 +75,17 @@ struct Letter {
     reason: String,
     api: Option<Api>,
     params: Option<WriteParams>,
+    /// `params` are the client's: the record stopped before the mappings (see
+    /// [`Letter::params_to_write`]).
+    #[serde(default)]
+    params_as_sent_by_client: bool,
+    /// Where the gateway resolved the write to at the source, when it could.
+    #[serde(default)]
+    resolved: Option<Target>,
     received_at_ns: Option<i64>,
     line_protocol: Option<String>,
+    /// The line protocol, base64, of a record that is not UTF-8 (written exactly as it came).
+    line_protocol_base64: Option<String>,
     body_gzip_base64: Option<String>,
 }
 
@@ -96,8 +106,43 @@ impl Letter {
             && args.until.is_none_or(|t| self.received_at_ns.is_some_and(|r| r < t))
     }
 
+    /// The parameters to write with: as the letter holds them, unless they are the client's and
+    /// the letter belongs to the destination; then the mappings in force now decide, as the
+    /// destination writer would decide for the record today (a bucket mapped since the record
+    /// was parked goes where the mapping says). Letters of writers older than the flag are
+    /// known by the reason they give for an unmapped bucket.
+    fn params_to_write(
+        &self,
+        role: Role,
+        api: Api,
+        params: &WriteParams,
+        mappings: &Mappings,
+    ) -> Result<WriteParams, String> {
+        let client_names = self.params_as_sent_by_client || self.reason.contains(UNMAPPED_REASON);
+        if role == Role::Source || !client_names {
+            return Ok(params.clone());
+        }
+        match mappings.apply_to(api, params, None, self.resolved.as_ref()) {
+            Mapped::Write { params, .. } => Ok(params),
+            Mapped::NotMigrated => {
+                Err("its bucket is not part of this migration now (\"unmapped\": \"source-only\" \
+                 in the endpoint secret): the source alone holds it"
+                    .into())
+            }
+            Mapped::Unmapped { bucket } => Err(format!(
+                "bucket {bucket:?} is still not in the endpoint secret's mappings.buckets: add a mapping for \
+                 it, then redrive"
+            )),
+        }
+    }
+
     /// The gzip body to send, and its number of lines when known.
     fn body(&self) -> Result<(Bytes, Option<usize>), String> {
+        if let Some(b64) = &self.line_protocol_base64 {
+            let raw = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| e.to_string())?;
+            let lines = raw.split(|b| *b == b'\n').filter(|l| !l.trim_ascii().is_empty()).count();
+            return gzip(&raw).map(|b| (Bytes::from(b), Some(lines))).map_err(|e| e.to_string());
+        }
         if let Some(lp) = &self.line_protocol {
             let lines = lp.lines().filter(|l| !l.trim().is_empty()).count();
             return gzip(lp.as_bytes()).map(|b| (Bytes::from(b), Some(lines))).map_err(|e| e.to_string());
@@ -158,6 +203,14 @@ pub async fn run(args: RedriveArgs) -> anyhow::Result<Exit> {
             failed.push(json!({"key": key, "why": "no API or parameters"}));
             continue;
         };
+        let params = match letter.params_to_write(target, api, params, &secret.mappings) {
+            Ok(p) => p,
+            Err(why) => {
+                out.check(key, Verdict::Refused, format!("{why}; left as it is"));
+                failed.push(json!({"key": key, "why": why}));
+                continue;
+            }
+        };
         let (body, lines) = match letter.body() {
             Ok(b) => b,
             Err(why) => {
@@ -169,14 +222,14 @@ pub async fn run(args: RedriveArgs) -> anyhow::Result<Exit> {
         let what = format!(
             "{key}: {} line(s) to {} {}",
             lines.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
-            letter.bucket().unwrap_or_default(),
+            params.bucket_name().unwrap_or_default(),
             ep.host()
         );
         if args.dry_run {
             out.check("would write", Verdict::Info, what);
             continue;
         }
-        match write(&http, ep.base(), api, params, &token, body).await {
+        match write(&http, ep.base(), api, &params, &token, body).await {
             Ok(()) => {
                 let moved = format!("{REDRIVEN_PREFIX}{key}");
                 match move_object(&aws.s3, &bucket, key, &moved).await {
@@ -309,5 +362,17 @@ mod tests {
         let (body, lines) = l.body().unwrap();
         assert_eq!(lines, Some(2));
         assert_eq!(shared::envelope::gunzip(&body, 0).unwrap(), b"a v=1 1\nb v=2 2\n");
+    }
+
+    /// Redrive wrote the U+FFFD a lossy dead letter held; a letter of bytes that are not UTF-8
+    /// now holds them exactly, and redrive writes exactly them.
+    #[test]
+    fn a_letter_of_bytes_that_are_not_utf8_is_written_byte_for_byte() {
+        let raw: &[u8] = b"m,host=caf\xe9 v=1 1\nm v=2 2\n";
+        let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+        let l = letter(json!({"shard_id": "s", "reason": "r", "line_protocol_base64": b64}));
+        let (body, lines) = l.body().unwrap();
+        assert_eq!(lines, Some(2));
+        assert_eq!(shared::envelope::gunzip(&body, 0).unwrap(), raw);
     }
 }
