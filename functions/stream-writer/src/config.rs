@@ -11,6 +11,7 @@
 //! | `WRITE_TIMEOUT_SECONDS` | 30 | one write's timeout |
 //! | `SKIP_VERIFY` | false | accept any TLS certificate from this writer's database, as the endpoint secret's `skip_verify` for that endpoint does (the secret's setting applies either way) |
 //! | `STALL_ALERT_SECONDS` | 300 | how long a shard may stay stopped at one record before the writer logs it as stalled (the `StalledSeconds` metric is published at every stop; the alarm has its own threshold) |
+//! | `STALL_HEARTBEAT_SECONDS` | 30 | while one invocation retries a failing write, how often the writer records the stall and publishes `StalledSeconds` again (at most half the stall alarm's 60 s period, so a lasting stall keeps its alarm) |
 //! | `WRITE_CONCURRENCY` | 4 | targets (buckets) of one batch written at the same time, 1 to 64 |
 //! | `RETRY_BUDGET_SECONDS` | the invocation's time | how long one invocation retries a failing write before it reports the batch failure and lets Lambda retry |
 
@@ -19,6 +20,9 @@ use std::time::Duration;
 use shared::secret::Role;
 pub use shared::settings::SettingError as ConfigError;
 use shared::settings::Settings;
+
+/// `STALL_HEARTBEAT_SECONDS` unless set: half the stall alarms' one-minute period.
+pub const DEFAULT_STALL_HEARTBEAT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -32,6 +36,8 @@ pub struct Config {
     pub skip_verify: bool,
     pub retry_budget: Option<Duration>,
     pub stall_alert: Duration,
+    /// How often a stall still being retried is recorded and published (`STALL_HEARTBEAT_SECONDS`).
+    pub stall_heartbeat: Duration,
     /// Targets (buckets) written at the same time within a batch (`WRITE_CONCURRENCY`, 4).
     pub write_concurrency: usize,
 }
@@ -73,6 +79,7 @@ impl Config {
             write_timeout: settings.seconds("WRITE_TIMEOUT_SECONDS", Duration::from_secs(30), false)?,
             skip_verify: settings.flag("SKIP_VERIFY")?,
             stall_alert: settings.seconds("STALL_ALERT_SECONDS", Duration::from_secs(300), true)?,
+            stall_heartbeat: settings.seconds("STALL_HEARTBEAT_SECONDS", DEFAULT_STALL_HEARTBEAT, false)?,
             write_concurrency: settings.number(
                 "WRITE_CONCURRENCY",
                 4,
@@ -105,6 +112,40 @@ mod tests {
         assert_eq!(e, "environment variable SECRET_ID must be set");
         let e = config(&[("TARGET", "source"), ("SECRET_ID", "s")]).unwrap_err().to_string();
         assert_eq!(e, "environment variable DEAD_LETTER_BUCKET must be set");
+    }
+
+    /// The stall alarms of `infra/core.yaml` look at one-minute periods with missing data not
+    /// breaching: a lasting stall holds its alarm only if every period gets a datapoint, so the
+    /// heartbeat must come at least twice a period (an invocation's start and end add a gap).
+    #[test]
+    fn the_stall_heartbeat_fills_every_period_of_the_stall_alarms() {
+        let template = include_str!("../../../infra/core.yaml");
+        for alarm in ["DestinationStallAlarm:", "SourceStallAlarm:"] {
+            let start = template.find(alarm).unwrap_or_else(|| panic!("{alarm} in core.yaml"));
+            let block = &template[start..];
+            let block = &block[..block.find("\n\n").unwrap_or(block.len())];
+            let period: u64 = block
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("Period: "))
+                .and_then(|p| p.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{alarm} has a Period"));
+            assert!(
+                DEFAULT_STALL_HEARTBEAT.as_secs() * 2 <= period,
+                "{alarm} period {period} s, heartbeat {DEFAULT_STALL_HEARTBEAT:?}"
+            );
+            assert!(block.contains("MetricName: StalledSeconds"), "{block}");
+        }
+        let c = config(&[("TARGET", "source"), ("SECRET_ID", "s"), ("DEAD_LETTER_BUCKET", "b")]).unwrap();
+        assert_eq!(c.stall_heartbeat, DEFAULT_STALL_HEARTBEAT);
+        let e = config(&[
+            ("TARGET", "source"),
+            ("SECRET_ID", "s"),
+            ("DEAD_LETTER_BUCKET", "b"),
+            ("STALL_HEARTBEAT_SECONDS", "0"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("STALL_HEARTBEAT_SECONDS"), "{e}");
     }
 
     #[test]

@@ -141,7 +141,7 @@ pub async fn handle(deps: &Deps, event: &KinesisEvent, deadline: Instant) -> Kin
         .with_parking(Parking::new(&deps.stalls, first.shard_id))
         .with_barriers(&deps.barriers)
         .with_concurrency(deps.config.write_concurrency);
-    let outcome = replayer.run(&items, &steps).await;
+    let outcome = run_with_heartbeat(deps, &replayer, &items, &steps).await;
     let stats = replayer.stats();
     // Records left to the source alone, before any stop (those after it come back in the retry).
     let done_before = outcome.as_ref().err().map_or(items.len(), |s| s.at);
@@ -191,6 +191,35 @@ pub async fn handle(deps: &Deps, event: &KinesisEvent, deadline: Instant) -> Kin
         }
     }
     response
+}
+
+/// Runs the batch; every `STALL_HEARTBEAT_SECONDS` meanwhile, when a write is being retried,
+/// records the stall and publishes `StalledSeconds` (an invocation retries for up to its whole
+/// timeout, and a metric published only when it ends leaves the alarm's one-minute periods
+/// empty: it would go back to OK while the shard is still stuck).
+async fn run_with_heartbeat(
+    deps: &Deps,
+    replayer: &Replayer<'_>,
+    items: &[Item<'_>],
+    steps: &[Step],
+) -> Result<(), Stop> {
+    let run = replayer.run(items, steps);
+    tokio::pin!(run);
+    let mut beat = tokio::time::interval(deps.config.stall_heartbeat);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    beat.tick().await; // the first tick is immediate; nothing has failed yet
+    loop {
+        tokio::select! {
+            outcome = &mut run => return outcome,
+            _ = beat.tick() => {
+                if let Some((stop, first_failure_ms)) = replayer.failing_now()
+                    && let Some(item) = items.get(stop.at)
+                {
+                    deps.stalls.still_stopped(item, &stop, bucket_of(item), first_failure_ms).await;
+                }
+            }
+        }
+    }
 }
 
 /// The bucket (v2) or `db[/rp]` (v1) a record writes to, as the client named it.

@@ -96,6 +96,9 @@ pub struct Replayer<'a> {
     barriers: Option<&'a BarrierBook>,
     /// Lanes written at the same time (`WRITE_CONCURRENCY`).
     concurrency: usize,
+    /// Records whose write is failing and being retried now: the last failure, and when the
+    /// first one came (ms since the epoch). Read by the stall heartbeat ([`Self::failing_now`]).
+    failing: std::sync::Mutex<std::collections::BTreeMap<usize, (Stop, i64)>>,
 }
 
 /// Where a write goes and as whom.
@@ -129,6 +132,26 @@ impl<'a> Replayer<'a> {
             parking: None,
             barriers: None,
             concurrency: DEFAULT_CONCURRENCY,
+            failing: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+        }
+    }
+
+    /// The earliest record of the batch whose write is being retried now, with its last failure
+    /// and when its first failure came: a shard stopped there until it goes through.
+    pub fn failing_now(&self) -> Option<(Stop, i64)> {
+        self.failing.lock().unwrap_or_else(|p| p.into_inner()).first_key_value().map(|(_, v)| v.clone())
+    }
+
+    fn set_failing(&self, index: usize, failure: Option<Stop>) {
+        let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        match failure {
+            Some(stop) => {
+                let first = failing.get(&index).map_or_else(now_ms, |(_, first)| *first);
+                failing.insert(index, (stop, first));
+            }
+            None => {
+                failing.remove(&index);
+            }
         }
     }
 
@@ -394,6 +417,18 @@ impl<'a> Replayer<'a> {
         index: usize,
         merged: bool,
     ) -> Result<WriteAction, Stop> {
+        let result = self.send_retrying(target, gzip_body, index, merged).await;
+        self.set_failing(index, None);
+        result
+    }
+
+    async fn send_retrying(
+        &self,
+        target: &Target<'_>,
+        gzip_body: Bytes,
+        index: usize,
+        merged: bool,
+    ) -> Result<WriteAction, Stop> {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         // The last failure, "<status> from <host>: <reason>", its class and status, for the stop.
         let mut last_failure: Option<(String, StallClass, Option<u16>)> = None;
@@ -455,6 +490,7 @@ impl<'a> Replayer<'a> {
             if Instant::now() + wait >= self.deadline {
                 return Err(Stop { at: index, reason: failure, class, status });
             }
+            self.set_failing(index, Some(Stop { at: index, reason: failure.clone(), class, status }));
             last_failure = Some((failure, class, status));
             tokio::time::sleep(wait).await;
         }

@@ -6,7 +6,10 @@
 //! publishes `StalledSeconds` (CloudWatch embedded metric format, one JSON line on stdout,
 //! namespace [`METRIC_NAMESPACE`]), which the stall alarms of `infra/core.yaml` watch, and once a
 //! shard has been stopped longer than `STALL_ALERT_SECONDS` an error line names the shard, the
-//! bucket, the status and the reason.
+//! bucket, the status and the reason. While one invocation retries a failing write (for up to
+//! its whole timeout), the heartbeat ([`StallBook::still_stopped`], every
+//! `STALL_HEARTBEAT_SECONDS`) records and publishes the same, so the metric never goes quiet for
+//! a stall that lasts.
 //!
 //! A batch that goes through deletes its shard's stall object (at most once a minute per shard
 //! and instance: the delete is idempotent and a clear shard needs nothing more).
@@ -67,6 +70,31 @@ impl StallBook {
 
     /// Records that the batch of `item`'s shard stopped at `item`; returns the stall as recorded.
     pub async fn stopped(&self, item: &Item<'_>, stop: &Stop, bucket: Option<String>) -> Stall {
+        self.record(item, stop, bucket, None, true).await
+    }
+
+    /// The stall heartbeat: the batch is still retrying `item`, failing since `first_failure_ms`
+    /// in this invocation. Recorded and published as a stop is (without counting a failed
+    /// batch), so that `status` shows it and `StalledSeconds` keeps coming while one invocation
+    /// retries for minutes: the stall alarm (one-minute periods) holds until the shard moves.
+    pub async fn still_stopped(
+        &self,
+        item: &Item<'_>,
+        stop: &Stop,
+        bucket: Option<String>,
+        first_failure_ms: i64,
+    ) -> Stall {
+        self.record(item, stop, bucket, Some(first_failure_ms), false).await
+    }
+
+    async fn record(
+        &self,
+        item: &Item<'_>,
+        stop: &Stop,
+        bucket: Option<String>,
+        first_failure_ms: Option<i64>,
+        batch_failed: bool,
+    ) -> Stall {
         let now = now_ms();
         let key = stall_key(self.target, item.shard_id);
         self.cleared.lock().unwrap_or_else(|p| p.into_inner()).remove(item.shard_id);
@@ -74,9 +102,10 @@ impl StallBook {
             Some(bytes) => serde_json::from_slice::<Stall>(&bytes).ok(),
             None => None,
         };
+        let counted = u64::from(batch_failed);
         let (since_ms, failures) = match previous {
-            Some(p) if p.sequence_number == item.sequence_number => (p.since_ms, p.failures + 1),
-            _ => (now, 1),
+            Some(p) if p.sequence_number == item.sequence_number => (p.since_ms, p.failures + counted),
+            _ => (first_failure_ms.unwrap_or(now).min(now), counted),
         };
         let stall = Stall {
             target: self.target,

@@ -37,6 +37,11 @@ impl Bed {
 
     /// With the secret's `mappings`.
     async fn start_with(mappings: Value) -> Bed {
+        Bed::start_configured(mappings, &[]).await
+    }
+
+    /// With the secret's `mappings` and more of the writer's settings.
+    async fn start_configured(mappings: Value, settings: &[(&str, &str)]) -> Bed {
         let (db, moto) = tokio::join!(Influxd::start(), Moto::start());
         let aws = moto.sdk_config().await;
         let s3 = moto.s3().await;
@@ -55,13 +60,14 @@ impl Bed {
             .send()
             .await
             .expect("create the endpoint secret");
-        let config = Config::from_settings(&Settings::from_pairs(&[
+        let mut pairs = vec![
             ("TARGET", "destination"),
             ("SECRET_ID", "endpoints"),
             ("DEAD_LETTER_BUCKET", BUCKET),
             ("STALL_ALERT_SECONDS", "0"),
-        ]))
-        .expect("config");
+        ];
+        pairs.extend_from_slice(settings);
+        let config = Config::from_settings(&Settings::from_pairs(&pairs)).expect("config");
         let deps = Deps {
             secret: SecretCache::new(
                 SecretsManagerSource::new(secrets, "endpoints"),
@@ -197,6 +203,44 @@ async fn a_shard_stopped_by_a_revoked_token_is_recorded_since_its_first_failure_
     assert_eq!(bed.replay(1, &[bed.good(2), bed.good(3)], Duration::from_secs(10)).await, None);
     assert!(bed.stall().await.is_none(), "a shard that moved on is not stalled");
     assert_eq!(bed.values().await, vec!["1", "2", "3"]);
+}
+
+/// An invocation retries a failing write for up to its whole timeout (300 s by default), and the
+/// stall was recorded and `StalledSeconds` published only when it ended: against the alarm's
+/// one-minute periods (missing data not breaching) a lasting stall went ALARM, OK, ALARM, and
+/// `status` showed nothing for minutes. The heartbeat records it while the retries go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_is_recorded_again_and_again_while_one_invocation_retries_it() {
+    let bed = Bed::start_configured(serde_json::json!({}), &[("STALL_HEARTBEAT_SECONDS", "0.5")]).await;
+    let blocked = vec![bed.good(1), bed.revoked(2)];
+    let budget = Duration::from_secs(6);
+    let started = Instant::now();
+    let watch = async {
+        // (milliseconds into the invocation, the stall's last failure) for every change seen.
+        let mut seen: Vec<(u128, i64)> = Vec::new();
+        while started.elapsed() < budget - Duration::from_millis(800) {
+            if let Some(stall) = bed.stall().await
+                && seen.last().is_none_or(|(_, last)| *last != stall.last_failure_ms)
+            {
+                seen.push((started.elapsed().as_millis(), stall.last_failure_ms));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        seen
+    };
+    let (stop, seen) = tokio::join!(bed.replay(0, &blocked, budget), watch);
+    assert_eq!(stop.as_deref(), Some(support::sequence_number(1).as_str()), "it stops at the revoked record");
+    assert!(
+        seen.len() >= 4,
+        "the stall was recorded {} time(s) during a {budget:?} invocation with a 0.5 s heartbeat, \
+         at (ms into it, last failure) {seen:?}: a lasting stall must keep its metric coming",
+        seen.len()
+    );
+    let first_seen = seen.first().map(|(at, _)| *at).unwrap_or(u128::MAX);
+    assert!(first_seen < 2_000, "recorded {first_seen} ms into the invocation, not at its end");
+    let stall = bed.stall().await.expect("recorded");
+    assert_eq!((stall.class, stall.status, stall.failures), (StallClass::Configuration, Some(401), 1));
+    assert!(stall.since_ms <= seen[0].1, "since its first failure");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
