@@ -149,3 +149,69 @@ async fn a_delete_of_one_series_that_also_takes_another_writes_that_one_back() {
     assert_eq!(code, 0, "{text}");
     assert_same(&src, &dst, "the neighbour the delete took is back").await;
 }
+
+/// Runs `influx-migration <args>` against the two servers over an explicit window.
+fn cli_over(src: &Influxd, dst: &Influxd, args: &[&str], start: u64, stop: u64) -> (i32, String) {
+    let out = Command::new(workspace_binary("influx-migration"))
+        .args(args)
+        .args(["--src-host", &src.url, "--dest-host", &dst.url])
+        .args(["--start", &rfc3339(start), "--stop", &rfc3339(stop)])
+        .env_remove("LIVE_STACK")
+        .env("INFLUX_SRC_TOKEN", &src.token)
+        .env("INFLUX_DEST_TOKEN", &dst.token)
+        .output()
+        .expect("run influx-migration");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// A field of another type makes `repair --delete-extra` delete the measurement over its whole
+/// shard (InfluxDB keeps a field's type per shard, a point delete cannot change it) and copy it
+/// again from the reference. On main the copy covered the whole shard (up to 7 days) too, past
+/// the compared window: what only the repaired side held outside it — points replayed to it and
+/// not yet to the reference, past the replay bound — was deleted for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_rewritten_for_a_type_conflict_keeps_what_the_target_holds_outside_the_window() {
+    let (src, dst) = tokio::join!(Influxd::start_named("source"), Influxd::start_named("destination"));
+    let all = points(300);
+    src.write_ok(&src.bucket, "s", all.join("\n")).await;
+    dst.write_ok(&dst.bucket, "s", all.join("\n")).await;
+    src.write_ok(&src.bucket, "s", format!("m,host=typed w=3i {}", T0 + 100)).await;
+    dst.write_ok(&dst.bucket, "s", format!("m,host=typed w=3 {}", T0 + 100)).await;
+    // Outside the compared window [T0+60, T0+1000), in the same shard, only at the destination:
+    // one before the window, three after it (the destination's writer is ahead of the source's).
+    let outside = [format!("m,host=early v=0.25 {}", T0 + 30)]
+        .into_iter()
+        .chain((0..3).map(|i| format!("m,host=late v={i}.75,n={i}i {}", T0 + 2000 + i)));
+    let outside: Vec<String> = outside.collect();
+    dst.write_ok(&dst.bucket, "s", outside.join("\n")).await;
+    let only_outside = |rows: &[testbed::flux::FluxRecord]| -> Vec<String> {
+        rows.iter()
+            .filter(|r| matches!(r.get("host"), Some("early") | Some("late")))
+            .map(|r| format!("{:?}", r.point()))
+            .collect()
+    };
+    let before = only_outside(&dst.dump(&dst.bucket).await);
+    assert_eq!(before.len(), 1 + 3 * 2, "the destination's own values outside the window");
+
+    let (code, text) = cli_over(&src, &dst, &["repair", "--delete-extra"], T0 + 60, T0 + 1000);
+    assert_eq!(code, 0, "repaired:\n{text}");
+    assert!(text.contains("another type"), "the shard rewrite is named:\n{text}");
+    let after = only_outside(&dst.dump(&dst.bucket).await);
+    assert_eq!(
+        after, before,
+        "what the destination held outside the compared window is still there:\n{text}"
+    );
+    let (code, text) = cli_over(&src, &dst, &["verify", "--content"], T0 + 60, T0 + 1000);
+    assert_eq!(code, 0, "the window matches:\n{text}");
+    let typed = dst
+        .query(&format!(
+            "from(bucket: \"{}\") |> range(start: {}, stop: {}) |> filter(fn: (r) => r.host == \"typed\")",
+            dst.bucket,
+            rfc3339(T0 + 100),
+            rfc3339(T0 + 101)
+        ))
+        .await;
+    assert_eq!(typed.len(), 1);
+    assert_eq!(typed[0].get("_value"), Some("3"), "the source's integer: {typed:?}");
+}

@@ -245,27 +245,90 @@ pub fn shard_range(bucket: &Bucket, ns: i64) -> (i64, i64) {
     (clamp(start), clamp(start + d))
 }
 
-/// Deletes `measurement` at the target over `[start_ns, stop_ns)` and copies it again from the
-/// reference over that range, streamed (a megabyte at a time); returns the values copied.
+/// What a shard rewrite did: values copied from the reference within the compared window, and
+/// values the target held in the shard outside it, put back.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Rewritten {
+    pub copied: usize,
+    pub restored: usize,
+}
+
+/// Rewrites `measurement` at the target over the shard `[shard.0, shard.1)`: InfluxDB keeps a
+/// field's type per shard, so a value of another type goes only with every point of the
+/// measurement there. Only the part of the shard inside the compared `window` is made the
+/// reference's: what the target holds in the shard outside it (points replayed to the target
+/// and not yet to the reference, past the replay bound) is spooled to a file first and put back
+/// after the delete, so the rewrite changes nothing outside what was compared. If putting it
+/// back fails, the spool is kept and its path named: nothing is lost.
 pub async fn rewrite_range(
     reference: (&InfluxApi, &Bucket),
     target: (&InfluxApi, &Bucket),
     measurement: &str,
-    start_ns: i64,
-    stop_ns: i64,
-) -> Result<usize, RepairError> {
+    shard: (i64, i64),
+    window: (i64, i64),
+) -> Result<Rewritten, RepairError> {
     let (t_api, t_bucket) = target;
+    let (a, b) = shard;
+    let inside = (a.max(window.0), b.min(window.1).max(a.max(window.0)));
+    let spool_err = |e: std::io::Error| RepairError::Spool(e.to_string());
+    let mut spool = tempfile::Builder::new()
+        .prefix("influx-migration-repair-")
+        .suffix(".lp")
+        .tempfile()
+        .map_err(spool_err)?;
+    let mut restored = 0;
+    for (from, to) in [(a, inside.0), (inside.1, b)] {
+        if from < to {
+            restored +=
+                stream_range(target, measurement, from, to, &mut Sink::Spool(spool.as_file_mut())).await?;
+        }
+    }
     let predicate = format!("_measurement={}", quote(measurement));
     t_api
         .delete(
             OrgRef::Id(&t_bucket.org_id),
             &t_bucket.id,
-            &crate::compare::digest::rfc3339_ns(start_ns),
-            &crate::compare::digest::rfc3339_ns(stop_ns.saturating_sub(1)),
+            &crate::compare::digest::rfc3339_ns(a),
+            &crate::compare::digest::rfc3339_ns(b.saturating_sub(1)),
             &predicate,
         )
         .await?;
-    copy_range(reference, target, measurement, start_ns, stop_ns).await
+    let copied = copy_range(reference, target, measurement, inside.0, inside.1).await?;
+    if let Err(e) = put_back(t_api, t_bucket, spool.as_file_mut()).await {
+        let kept = spool.keep().map(|(_, path)| path.display().to_string());
+        return Err(RepairError::PutBack {
+            values: restored,
+            saved: kept.unwrap_or_else(|e| format!("(could not be kept: {e})")),
+            reason: e.to_string(),
+        });
+    }
+    Ok(Rewritten { copied, restored })
+}
+
+/// Writes the spooled line protocol back, a batch at a time.
+async fn put_back(api: &InfluxApi, bucket: &Bucket, spool: &mut std::fs::File) -> Result<(), RepairError> {
+    use std::io::{Read, Seek};
+    let spool_err = |e: std::io::Error| RepairError::Spool(e.to_string());
+    spool.seek(std::io::SeekFrom::Start(0)).map_err(spool_err)?;
+    let mut pending: Vec<u8> = Vec::with_capacity(BATCH_BYTES + 4096);
+    let mut chunk = vec![0u8; 256 * 1024];
+    loop {
+        let n = spool.read(&mut chunk).map_err(spool_err)?;
+        pending.extend_from_slice(&chunk[..n]);
+        if n == 0 || pending.len() >= BATCH_BYTES {
+            // Whole lines only; the rest waits for the next chunk.
+            let cut = if n == 0 {
+                pending.len()
+            } else {
+                pending.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)
+            };
+            write_lines(api, bucket, &pending[..cut]).await?;
+            pending.drain(..cut);
+        }
+        if n == 0 {
+            return Ok(());
+        }
+    }
 }
 
 /// Why a repair stopped.
@@ -275,6 +338,33 @@ pub enum RepairError {
     Read(#[from] CompareError),
     #[error(transparent)]
     Write(#[from] ApiError),
+    #[error("spooling the points to put back: {0} (nothing was deleted if this came before the rewrite)")]
+    Spool(String),
+    #[error(
+        "the {values} value(s) the target held in the shard outside the compared window could not all be \
+         written back ({reason}); they are kept in {saved} (line protocol, nanoseconds): write them to the \
+         bucket once the cause is fixed"
+    )]
+    PutBack { values: usize, saved: String, reason: String },
+}
+
+/// Where streamed line protocol goes.
+pub enum Sink<'a> {
+    /// Written to a bucket, a batch at a time.
+    Bucket(&'a InfluxApi, &'a Bucket),
+    /// Appended to a spool file.
+    Spool(&'a mut std::fs::File),
+}
+
+impl Sink<'_> {
+    async fn put(&mut self, lines: &[u8]) -> Result<(), RepairError> {
+        match self {
+            Sink::Bucket(api, bucket) => Ok(write_lines(api, bucket, lines).await?),
+            Sink::Spool(file) => {
+                std::io::Write::write_all(file, lines).map_err(|e| RepairError::Spool(e.to_string()))
+            }
+        }
+    }
 }
 
 /// Copies `measurement` from the reference to the target over `[start_ns, stop_ns)`, streamed;
@@ -286,8 +376,19 @@ pub async fn copy_range(
     start_ns: i64,
     stop_ns: i64,
 ) -> Result<usize, RepairError> {
-    let (r_api, r_bucket) = reference;
-    let (t_api, t_bucket) = target;
+    stream_range(reference, measurement, start_ns, stop_ns, &mut Sink::Bucket(target.0, target.1)).await
+}
+
+/// Streams `measurement` of `from` over `[start_ns, stop_ns)` into `sink` as line protocol
+/// (nanoseconds); returns the values streamed.
+async fn stream_range(
+    from: (&InfluxApi, &Bucket),
+    measurement: &str,
+    start_ns: i64,
+    stop_ns: i64,
+    sink: &mut Sink<'_>,
+) -> Result<usize, RepairError> {
+    let (r_api, r_bucket) = from;
     let flux = crate::compare::digest::raw_rows(r_bucket, measurement, start_ns, stop_ns);
     let csv_err =
         |source| CompareError::Csv { host: r_api.host().to_string(), bucket: r_bucket.name.clone(), source };
@@ -311,12 +412,12 @@ pub async fn copy_range(
         let chunk = chunk.map_err(CompareError::from)?;
         feed(&mut csv, &chunk, &mut batch)?;
         if batch.len() >= BATCH_BYTES {
-            write_lines(t_api, t_bucket, &batch).await?;
+            sink.put(&batch).await?;
             batch.clear();
         }
     }
     feed(&mut csv, b"", &mut batch)?;
-    write_lines(t_api, t_bucket, &batch).await?;
+    sink.put(&batch).await?;
     Ok(copied)
 }
 
@@ -404,7 +505,10 @@ pub struct Repaired {
     pub points_deleted: usize,
     /// Shards whose measurement was deleted and copied again (a field of another type).
     pub shards_rewritten: Vec<String>,
+    /// Values copied from the reference into those shards, within the compared window.
     pub values_copied: usize,
+    /// Values the target held in those shards outside the compared window, put back.
+    pub values_restored: usize,
     pub deleted: Vec<String>,
     pub left: Vec<String>,
     /// Windows that still differ afterwards (0 on a dry run means "not checked").
@@ -483,6 +587,10 @@ pub async fn repair_measurement(
     // windows are found and planned afresh (the rewritten ones now match).
     let shards: BTreeSet<(i64, i64)> =
         plans.iter().flat_map(|p| p.conflicts.iter().map(|&ns| shard_range(t_bucket, ns))).collect();
+    let ns = |t: Option<time::OffsetDateTime>, default: i64| {
+        t.map_or(default, |t| t.unix_timestamp_nanos().clamp(i64::MIN.into(), i64::MAX.into()) as i64)
+    };
+    let compared = (ns(window.start, i64::MIN), ns(window.stop, i64::MAX));
     if !shards.is_empty() {
         done.windows = found.windows.clone();
         for &(a, b) in &shards {
@@ -491,9 +599,11 @@ pub async fn repair_measurement(
                 done.shards_rewritten.push(range);
                 continue;
             }
-            done.values_copied += rewrite_range((r_api, r_bucket), (t_api, t_bucket), measurement, a, b)
+            let r = rewrite_range((r_api, r_bucket), (t_api, t_bucket), measurement, (a, b), compared)
                 .await
                 .with_context(|| format!("rewriting {measurement} over the shard {range}"))?;
+            done.values_copied += r.copied;
+            done.values_restored += r.restored;
             done.shards_rewritten.push(range);
         }
         if !args.dry_run {

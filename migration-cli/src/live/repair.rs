@@ -151,9 +151,11 @@ async fn repair_pair(
                 let verb =
                     if args.dry_run { "would delete and copy again" } else { "deleted and copied again" };
                 detail.push_str(&format!(
-                    "; a field has another type there, which InfluxDB keeps per shard: {verb} the measurement over {} ({} value(s))",
+                    "; a field has another type there, which InfluxDB keeps per shard: {verb} the measurement over {} \
+                     ({} value(s) copied within the compared window; {} value(s) the {target} held in the shard outside it put back as they were)",
                     r.shards_rewritten.join(", "),
-                    r.values_copied
+                    r.values_copied,
+                    r.values_restored
                 ));
             }
             if r.points_deleted > 0 {
