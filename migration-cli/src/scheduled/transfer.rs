@@ -1,8 +1,11 @@
 //! Handing scheduled work (tasks, checks, notification rules) from the database that owns it to
 //! the other one: at `cutover` from the source to the destination, at `rollback` back.
 //!
-//! The taker's copies are held ([`crate::scheduled::work::HELD_LABEL`]); each is paired with its
-//! namesake at the giver (org, kind, name). For each pair, in this order:
+//! The taker's copies are held ([`crate::scheduled::work::HELD_LABEL`]); each is paired with the
+//! giver's item it is: the same ID (a full restore keeps IDs), or the origin a rebuild recorded
+//! when it made the copy under a new ID, or, only when the name is one item on each side, by
+//! (org, kind, name); otherwise it is left held and said, never guessed. For each pair, in this
+//! order:
 //!
 //! 1. **hold at the giver**: labelled, then inactive. From here on no database runs it.
 //! 2. wait for the giver's runs still in flight, so the giver's last run is known.
@@ -40,7 +43,7 @@ use serde_json::{Value, json};
 use crate::compare::window::{Measurements, TimeWindow};
 use crate::influx::api::InfluxApi;
 use crate::output::{Output, Verdict, human_duration};
-use crate::scheduled::work::{self as work, Item, Kind, Schedule, WorkError};
+use crate::scheduled::work::{self as work, Item, Kind, Links, Schedule, WorkError};
 
 /// One database in a handover.
 #[derive(Clone, Copy)]
@@ -164,43 +167,74 @@ fn now_seconds() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// Pairs each item the taker holds with its namesake at the giver; `org_map` renames the
-/// giver's orgs to the taker's.
+/// Pairs each item the taker holds with the giver's item it is: the same ID or a recorded origin
+/// link ([`Links`]) first; by (org, kind, name) only when that name is one item on each side
+/// (`org_map` renames the giver's orgs to the taker's). A held item that none of these settles
+/// is left held and said, rather than paired with a guess; every active giver item left
+/// unpaired is said by name and ID (it keeps running at the giver).
 fn pair(
     giver: &[Item],
     taker: &[Item],
     org_map: &BTreeMap<String, String>,
     names: (&str, &str),
+    links: &Links,
 ) -> (Vec<(Item, Item)>, Vec<String>) {
     let (g_name, t_name) = names;
     let key = |i: &Item| {
         let org = org_map.get(&i.org).cloned().unwrap_or_else(|| i.org.clone());
         (org, i.kind, i.name.clone())
     };
-    let by_key: BTreeMap<_, &Item> = giver.iter().map(|i| (key(i), i)).collect();
     let mut pairs = Vec::new();
     let mut left = Vec::new();
-    let mut paired = BTreeSet::new();
-    for t in taker.iter().filter(|t| t.held) {
-        match by_key.get(&t.key()) {
-            Some(g) => {
-                paired.insert(key(g));
-                pairs.push(((*g).clone(), t.clone()));
+    let mut paired: BTreeSet<String> = BTreeSet::new();
+    let held: Vec<&Item> = taker.iter().filter(|t| t.held).collect();
+    for t in &held {
+        let same: Vec<&Item> =
+            giver.iter().filter(|g| g.kind == t.kind && links.same(&g.id, &t.id)).collect();
+        let chosen = match same.as_slice() {
+            [g] => Some(*g),
+            _ => {
+                let named: Vec<&Item> = giver.iter().filter(|g| key(g) == t.key()).collect();
+                let held_named = held.iter().filter(|o| o.key() == t.key()).count();
+                match named.as_slice() {
+                    [] => {
+                        left.push(format!(
+                            "{} (ID {}) is held at the {t_name} but the {g_name} has none of that name: left held (inactive)",
+                            t.describe(),
+                            t.id
+                        ));
+                        None
+                    }
+                    [g] if held_named == 1 => Some(*g),
+                    _ => {
+                        left.push(format!(
+                            "{} (ID {}) is held at the {t_name}, but {} of that name at the {g_name} and {held_named} held \
+                             at the {t_name} share it, and neither its ID nor a recorded origin says which one it is: \
+                             left held (inactive), nothing guessed; give them distinct names, then run the handover again",
+                            t.describe(),
+                            t.id,
+                            named.len()
+                        ));
+                        None
+                    }
+                }
             }
-            None => left.push(format!(
-                "{} is held at the {t_name} but the {g_name} has none of that name: left held (inactive)",
-                t.describe()
-            )),
+        };
+        if let Some(g) = chosen
+            && paired.insert(g.id.clone())
+        {
+            pairs.push((g.clone(), (*t).clone()));
         }
     }
-    for g in giver.iter().filter(|g| g.active && !g.held && !paired.contains(&key(g))) {
+    for g in giver.iter().filter(|g| g.active && !g.held && !paired.contains(&g.id)) {
         left.push(format!(
-            "{} is active at the {g_name} and has no held copy at the {t_name}: it keeps running at the {g_name}; \
+            "{} (ID {}) is active at the {g_name} and has no held copy at the {t_name}: it keeps running at the {g_name}; \
              make it at the {t_name} to move it",
-            g.describe()
+            g.describe(),
+            g.id
         ));
     }
-    pairs.sort_by_key(|(_, t)| (t.kind, t.org.clone(), t.name.clone()));
+    pairs.sort_by_key(|(_, t)| (t.kind, t.org.clone(), t.name.clone(), t.id.clone()));
     (pairs, left)
 }
 
@@ -318,7 +352,8 @@ pub async fn hand_over(
 ) -> Result<Report, WorkError> {
     let g_items = work::inventory(giver.api).await?;
     let t_items = work::inventory(taker.api).await?;
-    let (pairs, left) = pair(&g_items, &t_items, org_map, (giver.name, taker.name));
+    let links = Links::read(giver.api, &g_items).await?.and(Links::read(taker.api, &t_items).await?);
+    let (pairs, left) = pair(&g_items, &t_items, org_map, (giver.name, taker.name), &links);
     let mut report = Report { left: left.clone(), dry_run, ..Report::default() };
     for l in &left {
         out.note(l);
@@ -641,7 +676,8 @@ pub async fn status_section(
     } else {
         (&s_items, &d_items, src, dst)
     };
-    let (pairs, _) = pair(giver_items, taker_items, &BTreeMap::new(), ("giver", "taker"));
+    let links = Links::read(giver, giver_items).await?.and(Links::read(taker, taker_items).await?);
+    let (pairs, _) = pair(giver_items, taker_items, &BTreeMap::new(), ("giver", "taker"), &links);
     let mut rows = Vec::new();
     for (g, t) in &pairs {
         let g_last = work::latest_completed(giver, &g.task_id).await?;
@@ -736,12 +772,61 @@ mod tests {
             item(Kind::Check, "cpu", false, true),
             item(Kind::Rule, "gone-at-source", false, true),
         ];
-        let (pairs, left) = pair(&giver, &taker, &BTreeMap::new(), ("source", "destination"));
+        let (pairs, left) =
+            pair(&giver, &taker, &BTreeMap::new(), ("source", "destination"), &Links::default());
         let names: Vec<_> = pairs.iter().map(|(_, t)| (t.kind, t.name.as_str())).collect();
         assert_eq!(names, vec![(Kind::Task, "down"), (Kind::Check, "cpu")]);
         assert_eq!(left.len(), 2, "{left:?}");
         assert!(left[0].contains("gone-at-source") && left[0].contains("left held"));
         assert!(left[1].contains("new-at-source") && left[1].contains("keeps running at the source"));
+    }
+
+    /// InfluxDB lets two checks (tasks, rules) share a name. Paired by (org, kind, name), the
+    /// held copy paired with whichever came last, and the other was taken as paired: it was
+    /// never held, kept running at the source after cutover (a check pages twice) and the
+    /// "left" report did not name it.
+    #[test]
+    fn two_items_of_one_name_pair_by_identity_and_the_other_is_named() {
+        let with_id = |mut i: Item, id: &str| {
+            i.id = id.into();
+            i.task_id = format!("{id}-task");
+            i
+        };
+        let a = with_id(item(Kind::Check, "cpu", true, false), "0a");
+        let b = with_id(item(Kind::Check, "cpu", true, false), "0b");
+        // After a full restore the destination's copies carry the source's IDs; one is held.
+        let held_a = with_id(item(Kind::Check, "cpu", false, true), "0a");
+        let none = Links::default();
+        let (pairs, left) =
+            pair(&[a.clone(), b.clone()], &[held_a], &BTreeMap::new(), ("source", "destination"), &none);
+        let ids: Vec<_> = pairs.iter().map(|(g, t)| (g.id.as_str(), t.id.as_str())).collect();
+        assert_eq!(ids, vec![("0a", "0a")]);
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(left[0].contains("0b") && left[0].contains("keeps running at the source"), "{left:?}");
+
+        // A rebuilt destination made its copies under new IDs: the origin recorded then pairs.
+        let rebuilt_b = with_id(item(Kind::Check, "cpu", false, true), "1b");
+        let links = Links::from([("1b", "0b")]);
+        let (pairs, left) =
+            pair(&[a.clone(), b.clone()], &[rebuilt_b], &BTreeMap::new(), ("source", "destination"), &links);
+        let ids: Vec<_> = pairs.iter().map(|(g, t)| (g.id.as_str(), t.id.as_str())).collect();
+        assert_eq!(ids, vec![("0b", "1b")]);
+        assert!(left.len() == 1 && left[0].contains("0a"), "{left:?}");
+
+        // Neither ID nor link, and the name is two items: nothing is guessed, everything said.
+        let unknown = with_id(item(Kind::Check, "cpu", false, true), "2x");
+        let (pairs, left) =
+            pair(&[a.clone(), b.clone()], &[unknown], &BTreeMap::new(), ("source", "destination"), &none);
+        assert!(pairs.is_empty(), "{pairs:?}");
+        assert_eq!(left.len(), 3, "{left:?}");
+        assert!(left[0].contains("2x") && left[0].contains("nothing guessed"), "{left:?}");
+        assert!(left[1].contains("0a") && left[2].contains("0b"), "{left:?}");
+
+        // One item of that name on each side still pairs by name (a copy made by hand).
+        let by_hand = with_id(item(Kind::Check, "cpu", false, true), "3h");
+        let (pairs, left) = pair(&[a], &[by_hand], &BTreeMap::new(), ("source", "destination"), &none);
+        assert_eq!(pairs.len(), 1);
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]
@@ -750,7 +835,7 @@ mod tests {
         g.org = "old".into();
         let t = item(Kind::Task, "down", false, true);
         let map = BTreeMap::from([("old".to_string(), "acme".to_string())]);
-        let (pairs, left) = pair(&[g], &[t], &map, ("source", "destination"));
+        let (pairs, left) = pair(&[g], &[t], &map, ("source", "destination"), &Links::default());
         assert_eq!(pairs.len(), 1);
         assert!(left.is_empty());
     }

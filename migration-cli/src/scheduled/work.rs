@@ -294,6 +294,72 @@ pub async fn held_label(
     Ok(Some((id, props)))
 }
 
+/// The held label's property that links an item made by the seeding under a new ID to the item
+/// it was made from: `origin-<new id>` = `<original id>`.
+pub const ORIGIN_PREFIX: &str = "origin-";
+
+/// Records, in the held label of `org_id`, that item `id` was made from `origin_id` in the
+/// other database (a rebuild gives every object a new ID; a full restore keeps them): what
+/// pairs them at a handover, whatever their names.
+pub async fn record_origin(
+    api: &InfluxApi,
+    org_id: &str,
+    id: &str,
+    origin_id: &str,
+) -> Result<(), WorkError> {
+    let (label_id, props) = held_label(api, org_id, true).await?.ok_or_else(|| WorkError::Answer {
+        host: api.host().to_string(),
+        what: "the held label could not be made".into(),
+    })?;
+    let key = format!("{ORIGIN_PREFIX}{id}");
+    if props.get(&key).map(String::as_str) != Some(origin_id) {
+        set_label_property(api, &label_id, &key, Some(origin_id)).await?;
+    }
+    Ok(())
+}
+
+/// Which items of the two databases are one item: the same ID (a full restore keeps IDs), or
+/// an origin link recorded when the seeding made one from the other.
+#[derive(Debug, Default, Clone)]
+pub struct Links(BTreeSet<(String, String)>);
+
+impl Links {
+    /// The links recorded in the held labels of the orgs of `items`, in `api`.
+    pub async fn read(api: &InfluxApi, items: &[Item]) -> Result<Links, WorkError> {
+        let orgs: BTreeSet<&str> = items.iter().map(|i| i.org_id.as_str()).collect();
+        let mut links = BTreeSet::new();
+        for org in orgs {
+            if let Some((_, props)) = held_label(api, org, false).await? {
+                for (k, v) in props {
+                    if let Some(id) = k.strip_prefix(ORIGIN_PREFIX)
+                        && !v.is_empty()
+                    {
+                        links.insert((id.to_string(), v));
+                    }
+                }
+            }
+        }
+        Ok(Links(links))
+    }
+
+    /// Both sides' links together.
+    pub fn and(mut self, other: Links) -> Links {
+        self.0.extend(other.0);
+        self
+    }
+
+    /// Whether `a` and `b` are one item.
+    pub fn same(&self, a: &str, b: &str) -> bool {
+        a == b || self.0.iter().any(|(x, y)| (x == a && y == b) || (x == b && y == a))
+    }
+}
+
+impl<const N: usize> From<[(&str, &str); N]> for Links {
+    fn from(pairs: [(&str, &str); N]) -> Links {
+        Links(pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect())
+    }
+}
+
 /// Sets (or with `None` removes) one property of a label.
 pub async fn set_label_property(
     api: &InfluxApi,

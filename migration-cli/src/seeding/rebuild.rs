@@ -457,6 +457,9 @@ impl Rebuild<'_> {
             {
                 work::mark_held(self.dst, k, dst_org, &id).await?;
             }
+            if scheduled(kind).is_some() {
+                work::record_origin(self.dst, dst_org, &id, s(o, "id")).await?;
+            }
             self.record(kind, s(o, "id"), &id).await?;
             taken.insert(id);
         }
@@ -633,6 +636,7 @@ impl Rebuild<'_> {
             if s(t, "status") == "active" {
                 work::mark_held(self.dst, Kind::Task, dst_org, &id).await?;
             }
+            work::record_origin(self.dst, dst_org, &id, s(t, "id")).await?;
             self.record(TASKS, s(t, "id"), &id).await?;
             taken.insert(id);
         }
