@@ -177,3 +177,42 @@ async fn a_lambda_binary_answers_an_invoke_through_cargo_lambda_watch() {
     // unknown and fall back to their own budget; this pins the emulator's behaviour they rely on.
     assert!(out.payload["deadline_ms"].as_u64().unwrap_or(0) > 0, "a deadline is sent: {}", out.payload);
 }
+
+/// Lambda gives each concurrent invocation its own execution environment. The local stack ran
+/// one instance per function, so the API gateway's functions served one client request at a
+/// time: in a `--faults` demo the router answered reads one after another (each 20 to 40 s on a
+/// loaded 2-core machine) and reads waiting behind another failed at their client's timeout.
+/// Invocations that find every instance busy now bring up another, up to the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_invocations_each_get_their_own_instance_up_to_the_limit() {
+    let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_echo-lambda"));
+    let runtime = LambdaRuntime::start_binary("echo-lambda", binary, &[]).await;
+    runtime.scale_up_to(3);
+    let invoker = runtime.invoker();
+    let held = serde_json::json!({"hold_ms": 1500});
+    let answers = futures::future::join_all((0..3).map(|_| {
+        let invoker = invoker.clone();
+        let held = held.clone();
+        async move { invoker.invoke(&held).await }
+    }))
+    .await;
+    let pids: std::collections::BTreeSet<u64> = answers
+        .iter()
+        .map(|a| {
+            let a = a.as_ref().unwrap_or_else(|e| panic!("invoke: {e}; logs:\n{}", runtime.logs()));
+            assert_eq!(a.status, 200, "{}", runtime.logs());
+            a.payload["pid"].as_u64().expect("a pid")
+        })
+        .collect();
+    assert_eq!(pids.len(), 3, "three invocations held at once, answered by {pids:?}: one instance each");
+    assert_eq!(runtime.instance_count(), 3);
+    // The limit holds: a fourth at once waits for a free instance instead.
+    let answers = futures::future::join_all((0..4).map(|_| {
+        let invoker = invoker.clone();
+        let held = held.clone();
+        async move { invoker.invoke(&held).await }
+    }))
+    .await;
+    assert!(answers.iter().all(|a| a.as_ref().is_ok_and(|a| a.status == 200)), "{}", runtime.logs());
+    assert_eq!(runtime.instance_count(), 3, "never more than the limit");
+}

@@ -17,10 +17,16 @@
 //! - **A crashed or exited instance is replaced**, as Lambda replaces an execution environment:
 //!   a supervisor restarts it (its log continues in the same file, after a line saying why), and
 //!   the invocation that was in flight fails at the timeout, so an event source mapping retries it.
+//! - **Concurrent invocations get their own instance** (up to [`LambdaRuntime::scale_up_to`]), as
+//!   Lambda gives each concurrent invocation its own execution environment: an invocation through
+//!   an [`Invoker`] that finds every instance busy starts another. With one instance the API
+//!   gateway's functions served one client request at a time, and in a `--faults` demo a read
+//!   waited behind another until its client gave up.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -53,6 +59,19 @@ struct Instances {
     launch: Launch,
     /// One line per replaced instance: which, and how the one before it ended.
     replaced: Mutex<Vec<String>>,
+    /// Invocations through an [`Invoker`] waiting for their answer now.
+    in_flight: AtomicUsize,
+    /// The most instances invocations may bring up (1 unless [`LambdaRuntime::scale_up_to`]).
+    max_instances: AtomicUsize,
+}
+
+/// One invocation in flight; counted down when dropped.
+struct Busy<'a>(&'a Instances);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// One execution environment: a process of the function binary.
@@ -104,6 +123,33 @@ impl Instances {
         self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Starts one more instance; `false` when it could not be spawned.
+    fn add(&self) -> bool {
+        let mut slots = self.lock();
+        let index = slots.len();
+        match self.launch.start(index) {
+            Ok(instance) => {
+                slots.push(instance);
+                true
+            }
+            Err(e) => {
+                eprintln!("local stack: could not start instance {index} of {}: {e}", self.launch.name);
+                false
+            }
+        }
+    }
+
+    /// Counts an invocation in; when more are in flight than instances run (and the limit
+    /// allows), starts another instance for it, as Lambda starts an execution environment.
+    fn begin(&self) -> Busy<'_> {
+        let in_flight = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        let running = self.lock().len();
+        if in_flight > running && running < self.max_instances.load(Ordering::SeqCst) {
+            self.add();
+        }
+        Busy(self)
+    }
+
     /// Replaces every instance that has exited (at most once per [`REPLACE_AT_MOST_EVERY`]).
     fn replace_exited(&self) {
         let mut slots = self.lock();
@@ -139,6 +185,7 @@ impl Instances {
 pub struct Invoker {
     url: String,
     http: reqwest::Client,
+    instances: Arc<Instances>,
 }
 
 impl Invoker {
@@ -152,7 +199,10 @@ impl Invoker {
     /// function that streams its response (Lambda response streaming) is answered by `cargo
     /// lambda watch` with the status and headers of its prelude, marked
     /// `lambda-runtime-function-response-mode: streaming`, and its body as it comes.
+    /// Counted as in flight until the answer's status and headers are in (a streamed body then
+    /// goes on without holding the count; the router streams only once the database answers).
     pub async fn invoke_open(&self, event: &Value) -> Result<reqwest::Response, String> {
+        let _busy = self.instances.begin();
         self.http.post(&self.url).json(event).send().await.map_err(|e| e.to_string())
     }
 }
@@ -304,6 +354,8 @@ impl LambdaRuntime {
                 log_dir: dir.path().to_path_buf(),
             },
             replaced: Mutex::new(Vec::new()),
+            in_flight: AtomicUsize::new(0),
+            max_instances: AtomicUsize::new(1),
         });
         let supervisor = {
             let instances = Arc::downgrade(&instances);
@@ -333,10 +385,18 @@ impl LambdaRuntime {
 
     /// Starts one more instance of the function on the same runtime API.
     pub fn add_instance(&self) {
-        let mut slots = self.lock();
-        let index = slots.len();
-        let instance = self.instances.launch.start(index).expect("spawn function binary");
-        slots.push(instance);
+        assert!(self.instances.add(), "spawn function binary {}", self.name);
+    }
+
+    /// Lets invocations through [`Self::invoker`] bring up to `n` instances, one per concurrent
+    /// invocation (Lambda's scaling; a function's reserved concurrency is its limit there).
+    pub fn scale_up_to(&self, n: usize) {
+        self.instances.max_instances.store(n.max(1), Ordering::SeqCst);
+    }
+
+    /// How many instances run now.
+    pub fn instance_count(&self) -> usize {
+        self.lock().len()
     }
 
     /// Kills instance `index` (SIGKILL), as a crash would; the supervisor replaces it, as Lambda
@@ -413,6 +473,7 @@ impl LambdaRuntime {
         Invoker {
             url: format!("http://127.0.0.1:{}/2015-03-31/functions/{}/invocations", self.port, self.route),
             http: self.http.clone(),
+            instances: self.instances.clone(),
         }
     }
 

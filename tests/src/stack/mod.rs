@@ -38,6 +38,10 @@ use crate::stack::gateway::{ApiRoutes, LocalGateway};
 use crate::stack::lambda::{LambdaRuntime, stage_bootstraps, workspace_binary};
 use crate::{FaultProxy, Influxd, InfluxdVersion, Moto};
 
+/// How many instances of the kinesis-writer and of the query router concurrent requests may
+/// bring up (Lambda's scaling; the account's concurrency is the limit on AWS).
+pub const GATEWAY_FUNCTION_CONCURRENCY: usize = 8;
+
 /// How the stack is set up.
 #[derive(Debug, Clone)]
 pub struct StackOptions {
@@ -281,6 +285,13 @@ impl LocalStack {
             router_timeout,
         )
         .await;
+        // API Gateway invokes a function once per request, and Lambda runs concurrent
+        // invocations in their own execution environments: the gateway's two functions scale
+        // with the clients (one instance served one request at a time, and reads waiting behind
+        // a slow one failed at their client's timeout). The stream writers stay at one instance
+        // (one batch per shard at a time; a test kills "the" instance mid-batch).
+        writer.scale_up_to(GATEWAY_FUNCTION_CONCURRENCY);
+        router.scale_up_to(GATEWAY_FUNCTION_CONCURRENCY);
         let sw_timeout = options.stream_writer_timeout;
         // On AWS the runtime hands the function its deadline (start + timeout) and the writer
         // stops retrying 3 s before it; cargo lambda watch sends no usable deadline, so the
