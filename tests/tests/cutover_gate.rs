@@ -266,6 +266,16 @@ async fn cutover_refuses_while_a_destination_shard_is_stalled_or_parked_and_name
     assert!(line.contains(&format!("dead-letters/destination/{shard}/")), "the dead letter is named:\n{out}");
     assert!(line.contains("parked by the operator (gate test)"), "with its reason:\n{out}");
     stack.bucket_with_dbrp(&stack.destination, "other").await;
+    // The bucket is still outside the mappings ("unmapped": "fail"): redrive does what the
+    // destination writer would do with the record now, and refuses, in words.
+    let (code, out, err) = stack.live(&["redrive", "--target", "destination"]).await;
+    assert_eq!(code, 1, "redrive of a still unmapped bucket: {out}{err}");
+    assert!(out.contains("\"other\" is still not in the endpoint secret's mappings.buckets"), "{out}");
+    stack
+        .set_mappings(
+            json!({"buckets": {bucket.clone(): bucket.clone(), "other": "other"}, "unmapped": "fail"}),
+        )
+        .await;
     let (code, out, err) = stack.live(&["redrive", "--target", "destination"]).await;
     assert_eq!(code, 0, "redrive: {out}{err}");
     let (code, out, err) = stack.live(&["cutover", "--dry-run"]).await;
