@@ -15,11 +15,12 @@ use serde_json::{Value, json};
 use testbed::scenario::probe;
 use testbed::stack::{LocalStack, StackOptions};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_by_bucket_id_org_id_and_v1_without_rp_reach_the_destination_under_mappings() {
-    let stack = LocalStack::start(
+/// The local stack, the destination onboarded with the source's token (as a full seeding
+/// leaves it), with short writer timeouts.
+async fn stack(prefix: &str) -> LocalStack {
+    LocalStack::start(
         StackOptions {
-            prefix: "target-live".into(),
+            prefix: prefix.into(),
             stream_writer_timeout: Duration::from_secs(5),
             destination_shares_source_token: true,
             ..StackOptions::default()
@@ -27,7 +28,12 @@ async fn writes_by_bucket_id_org_id_and_v1_without_rp_reach_the_destination_unde
         |m| eprintln!("stack: {m}"),
     )
     .await
-    .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
+    .unwrap_or_else(|e| panic!("the local stack did not start: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_by_bucket_id_org_id_and_v1_without_rp_reach_the_destination_under_mappings() {
+    let stack = stack("target-live").await;
     let bucket = stack.source.bucket.clone();
     stack.bucket_with_dbrp(&stack.source, "app").await;
     stack.bucket_with_dbrp(&stack.destination, "app").await;
@@ -156,17 +162,7 @@ fn print_rows(rows: &[(String, usize, usize, usize)]) {
 /// were refused (the destination has no such bucket), or would have landed in the wrong one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parked_write_to_an_unmapped_bucket_is_redriven_where_the_mapping_added_since_says() {
-    let stack = LocalStack::start(
-        StackOptions {
-            prefix: "redrive-map".into(),
-            stream_writer_timeout: Duration::from_secs(5),
-            destination_shares_source_token: true,
-            ..StackOptions::default()
-        },
-        |m| eprintln!("stack: {m}"),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
+    let stack = stack("redrive-map").await;
     let bucket = stack.source.bucket.clone();
     stack.bucket_with_dbrp(&stack.source, "sensors-old").await;
     stack.bucket_with_dbrp(&stack.destination, "sensors-new").await;

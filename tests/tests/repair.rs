@@ -19,11 +19,18 @@ fn points(n: u64) -> Vec<String> {
     (0..n).map(|i| format!("m,host=h{} v={}.5,n={i}i {}", i % 3, i * 7, T0 + i)).collect()
 }
 
-/// Runs `influx-migration <args>` against the two servers: (exit code, stdout and stderr).
+/// Runs `influx-migration <args>` against the two servers, up to 2030: (exit code, stdout and
+/// stderr).
 fn cli(src: &Influxd, dst: &Influxd, args: &[&str]) -> (i32, String) {
+    run(src, dst, args, &["--stop", "2030-01-01T00:00:00Z"])
+}
+
+/// Runs `influx-migration <args> <window>` against the two servers.
+fn run(src: &Influxd, dst: &Influxd, args: &[&str], window: &[&str]) -> (i32, String) {
     let out = Command::new(workspace_binary("influx-migration"))
         .args(args)
-        .args(["--src-host", &src.url, "--dest-host", &dst.url, "--stop", "2030-01-01T00:00:00Z"])
+        .args(["--src-host", &src.url, "--dest-host", &dst.url])
+        .args(window)
         .env_remove("LIVE_STACK")
         .env("INFLUX_SRC_TOKEN", &src.token)
         .env("INFLUX_DEST_TOKEN", &dst.token)
@@ -150,19 +157,9 @@ async fn a_delete_of_one_series_that_also_takes_another_writes_that_one_back() {
     assert_same(&src, &dst, "the neighbour the delete took is back").await;
 }
 
-/// Runs `influx-migration <args>` against the two servers over an explicit window.
+/// Runs `influx-migration <args>` against the two servers over `[start, stop)`.
 fn cli_over(src: &Influxd, dst: &Influxd, args: &[&str], start: u64, stop: u64) -> (i32, String) {
-    let out = Command::new(workspace_binary("influx-migration"))
-        .args(args)
-        .args(["--src-host", &src.url, "--dest-host", &dst.url])
-        .args(["--start", &rfc3339(start), "--stop", &rfc3339(stop)])
-        .env_remove("LIVE_STACK")
-        .env("INFLUX_SRC_TOKEN", &src.token)
-        .env("INFLUX_DEST_TOKEN", &dst.token)
-        .output()
-        .expect("run influx-migration");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), text)
+    run(src, dst, args, &["--start", &rfc3339(start), "--stop", &rfc3339(stop)])
 }
 
 /// A field of another type makes `repair --delete-extra` delete the measurement over its whole
