@@ -50,6 +50,9 @@ use crate::scenario::traffic::{ForgottenWriter, Traffic, TrafficConfig, missing_
 use crate::servers::receiver::Receiver;
 use crate::stack::LocalStack;
 
+/// How long the final check may take to read back everything the clients wrote.
+const READ_BACK_TIMEOUT: Duration = Duration::from_secs(1800);
+
 /// How big and how hostile the run is.
 #[derive(Debug, Clone)]
 pub struct ScenarioOptions {
@@ -322,8 +325,9 @@ pub async fn run(
         "from(bucket: \"{}\") |> range(start: 0, stop: 2262-01-01T00:00:00Z) |> filter(fn: (r) => r._measurement == \"traffic\" and r._field == \"seq\")",
         stack.source.bucket
     );
-    let dest_rows = stack.destination.query_as(&flux, &stack.source.token).await;
-    let src_rows = stack.source.query(&flux).await;
+    // Every acknowledged point, read back whole: minutes on a slow machine after a long run.
+    let dest_rows = stack.destination.query_as_within(&flux, &stack.source.token, READ_BACK_TIMEOUT).await;
+    let src_rows = stack.source.query_as_within(&flux, &stack.source.token, READ_BACK_TIMEOUT).await;
     let (missing_dst, wrong_dst) = missing_points(&acked, &dest_rows);
     let (missing_src, wrong_src) = missing_points(&acked, &src_rows);
     report.acknowledged_points = acked.len() as u64;
@@ -347,7 +351,7 @@ pub async fn run(
     );
     let at_destination: std::collections::BTreeMap<String, String> = stack
         .destination
-        .query_as(&flux, &stack.source.token)
+        .query_as_within(&flux, &stack.source.token, READ_BACK_TIMEOUT)
         .await
         .iter()
         .map(|r| (r.get("seq").unwrap_or("").to_string(), r.get("v").unwrap_or("").to_string()))

@@ -12,6 +12,9 @@ use crate::flux::{self, FluxRecord};
 use crate::servers::ports::free_port;
 use crate::servers::process::ChildGuard;
 
+/// How long a request to influxd may take unless a call says otherwise.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// User, password and names every test instance is onboarded with.
 pub const USER: &str = "operator";
 pub const PASSWORD: &str = "operator-password";
@@ -177,7 +180,7 @@ impl Influxd {
             ChildGuard::spawn(name, command, &log).map_err(|e| format!("spawn influxd: {e}"))?;
         let url = format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" });
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
+            .timeout(QUERY_TIMEOUT)
             .danger_accept_invalid_certs(tls)
             .build()
             .map_err(|e| format!("http client: {e}"))?;
@@ -305,9 +308,22 @@ impl Influxd {
     /// Runs a Flux query in `org` (a name) with `token` and returns the raw annotated CSV;
     /// panics unless it answers 200.
     pub async fn query_csv_in(&self, org: &str, query: &str, token: &str) -> String {
+        self.query_csv_within(org, query, token, QUERY_TIMEOUT).await
+    }
+
+    /// [`Self::query_as`] given up to `timeout` instead of two minutes: for the reads that
+    /// fetch everything a long run wrote (a `--faults` demo's 2.3 million acknowledged points
+    /// took longer than two minutes to read back on 2 cores, and the check panicked before it
+    /// compared anything).
+    pub async fn query_as_within(&self, query: &str, token: &str, timeout: Duration) -> Vec<FluxRecord> {
+        flux::parse_annotated_csv(&self.query_csv_within(&self.org, query, token, timeout).await)
+    }
+
+    async fn query_csv_within(&self, org: &str, query: &str, token: &str, timeout: Duration) -> String {
         let resp = self
             .http
             .post(format!("{}/api/v2/query", self.url))
+            .timeout(timeout)
             .query(&[("org", org)])
             .header("Authorization", format!("Token {token}"))
             .json(&json!({
